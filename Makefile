@@ -1,0 +1,45 @@
+# mllm-for3d — every target uses the virtual environment in .venv (made by `make setup`).
+PYTHON_BOOT ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+MLLM3D := $(VENV)/bin/mllm3d
+STAMP := $(VENV)/.installed
+CACHE ?= cache
+STORE ?= $(CACHE)/store.zarr
+SOURCE ?= synthetic:6:0
+CONFIG ?= configs/train/default.yaml
+RUN_DIR ?= $(CACHE)/runs/default
+
+.PHONY: setup test demo pseudolabels train eval bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+demo: setup
+	$(PY) -m shared.demo --out $(CACHE)/demo
+
+pseudolabels: setup
+	$(MLLM3D) pseudolabel --source $(SOURCE) --store $(STORE) --backend synthetic
+
+train: setup
+	$(MLLM3D) train --store $(STORE) --config $(CONFIG) --out $(RUN_DIR)
+
+eval: setup
+	$(MLLM3D) benchmark --out $(CACHE)/benchmark --results RESULTS.md
+
+bench: setup
+	$(PY) bench/run_all.py --out BENCHMARKS.md
+
+clean:
+	rm -rf $(CACHE)/*.zarr $(CACHE)/runs $(CACHE)/demo $(CACHE)/benchmark

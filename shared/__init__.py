@@ -1,0 +1,1 @@
+"""Code shared by both stages: geometry, scene readers, the pseudo-label store schema, metrics."""

@@ -1,0 +1,44 @@
+"""The ``mllm3d`` command: a click group whose subcommands live in the module that does the work.
+
+Subcommands are imported lazily, so ``mllm3d --help`` is fast and a stage's heavy imports
+(torch, transformers, spconv) load only when that stage runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# command name -> "module:attribute" of a click.Command
+COMMANDS: dict[str, str] = {
+    "synth": "shared.synthetic_cli:synth",
+    "pseudolabel": "stage1_pseudolabel.cli:pseudolabel",
+    "train": "stage2_train3d.cli:train",
+    "eval": "stage2_train3d.evaluate_cli:eval_cmd",
+    "predict": "stage2_train3d.predict:predict_cmd",
+    "inspect": "stage2_train3d.inspect_cli:inspect_cmd",
+    "benchmark": "stage2_train3d.benchmark:benchmark_cmd",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="mllm-for3d")
+def main() -> None:
+    """Label-free 3D reasoning segmentation (MLLM-For3D): Stage 1 pseudo-labels, Stage 2 3D training."""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""Pinhole geometry: point->pixel correspondences with an occlusion test, and depth back-projection.
+
+All functions are vectorised over points (the only Python loop is over views).
+Pixel convention: pixel (row, col) has its centre at (u, v) = (col, row), so a point projects to
+``col = round(fx * x / z + cx)``, ``row = round(fy * y / z + cy)`` and back-projecting pixel
+(row, col) with depth d gives ``x = (col - cx) * d / fx``: a back-projected depth map projects
+onto exactly the pixels it came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class DepthTest:
+    """Visibility test: a point at camera depth z is visible at a pixel of depth D if
+    ``z > min_z``, ``D > 0`` and ``|D - z| <= abs_tol + rel_tol * D``.
+
+    MLLM-For3D uses abs_tol=0.05 m; OpenScene uses rel_tol=0.25 (with abs_tol=0) and border=10.
+    """
+
+    abs_tol: float = 0.05
+    rel_tol: float = 0.0
+    border: int = 0  # pixels cut at each image border
+    min_z: float = 1e-6
+
+
+@dataclass
+class Correspondences:
+    """Point->pixel correspondences of one scene in V views, in CSR layout.
+
+    View ``v`` owns entries ``offsets[v]:offsets[v+1]`` of ``point_idx``, ``rows`` and ``cols``.
+    """
+
+    point_idx: np.ndarray  # (M,) int32
+    rows: np.ndarray  # (M,) int32
+    cols: np.ndarray  # (M,) int32
+    offsets: np.ndarray  # (V+1,) int64
+
+    @property
+    def num_views(self) -> int:
+        return int(self.offsets.shape[0] - 1)
+
+    def view(self, v: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(point_idx, rows, cols) of view ``v``."""
+        s, e = int(self.offsets[v]), int(self.offsets[v + 1])
+        return self.point_idx[s:e], self.rows[s:e], self.cols[s:e]
+
+    def subset(self, view_indices: Sequence[int]) -> Correspondences:
+        """Correspondences of the given views only (in that order)."""
+        parts = [self.view(int(v)) for v in view_indices]
+        counts = [len(p[0]) for p in parts]
+        offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum(counts)
+        if not parts:
+            empty = np.zeros(0, dtype=np.int32)
+            return Correspondences(empty, empty.copy(), empty.copy(), offsets)
+        return Correspondences(
+            np.concatenate([p[0] for p in parts]).astype(np.int32, copy=False),
+            np.concatenate([p[1] for p in parts]).astype(np.int32, copy=False),
+            np.concatenate([p[2] for p in parts]).astype(np.int32, copy=False),
+            offsets,
+        )
+
+
+def check_intrinsic(intrinsic: np.ndarray, what: str = "intrinsic") -> np.ndarray:
+    """Return ``intrinsic`` as a float64 3x3 matrix (accepts 3x3 or ScanNet's 4x4); raise if invalid."""
+    k = np.asarray(intrinsic, dtype=np.float64)
+    if k.shape == (4, 4):
+        k = k[:3, :3]
+    if k.shape != (3, 3):
+        raise BadInputError(f"{what}: expected a 3x3 or 4x4 matrix, got shape {k.shape}")
+    if not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
+        raise BadInputError(f"{what}: focal lengths must be finite and positive, got\n{k}")
+    return k
+
+
+def pose_problem(pose: np.ndarray, tol: float = 1e-3) -> str | None:
+    """Why ``pose`` is not a valid 4x4 rigid camera-to-world matrix, or None if it is."""
+    p = np.asarray(pose, dtype=np.float64)
+    if p.shape != (4, 4):
+        return f"expected a 4x4 matrix, got shape {p.shape}"
+    if not np.all(np.isfinite(p)):
+        return "contains inf/NaN"
+    if not np.allclose(p[3], [0, 0, 0, 1], atol=tol):
+        return f"last row is {p[3].tolist()}, expected [0, 0, 0, 1]"
+    r = p[:3, :3]
+    if not np.allclose(r.T @ r, np.eye(3), atol=tol) or abs(np.linalg.det(r) - 1.0) > tol:
+        return "rotation part is not orthonormal with determinant 1 (non-rigid pose)"
+    return None
+
+
+def scale_intrinsic(intrinsic: np.ndarray, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> np.ndarray:
+    """Rescale a 3x3 intrinsic matrix from an image of size ``from_hw`` to one of size ``to_hw``."""
+    k = np.array(intrinsic, dtype=np.float64)
+    sy = to_hw[0] / from_hw[0]
+    sx = to_hw[1] / from_hw[1]
+    k[0, 0] *= sx
+    k[0, 2] = (k[0, 2] + 0.5) * sx - 0.5
+    k[1, 1] *= sy
+    k[1, 2] = (k[1, 2] + 0.5) * sy - 0.5
+    return k
+
+
+def world_to_camera(points: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """Points (N,3) in world coordinates -> camera coordinates, given a camera-to-world pose."""
+    pose = np.asarray(pose, dtype=np.float64)
+    r = pose[:3, :3]
+    t = pose[:3, 3]
+    return (np.asarray(points, dtype=np.float64) - t) @ r
+
+
+def project_view(
+    points: np.ndarray,
+    intrinsic: np.ndarray,
+    pose: np.ndarray,
+    depth: np.ndarray,
+    test: DepthTest = DepthTest(),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Visible points of one view: (point_idx, rows, cols), all int32.
+
+    A point is visible if it lies in front of the camera, projects inside the image (minus the
+    border), the depth there is valid and agrees with the point's depth within the tolerance.
+    """
+    h, w = depth.shape
+    k = check_intrinsic(intrinsic)
+    cam = world_to_camera(points, pose)
+    z = cam[:, 2]
+    front = z > test.min_z
+    idx = np.flatnonzero(front)
+    zf = z[idx]
+    cols = np.rint(cam[idx, 0] * k[0, 0] / zf + k[0, 2])
+    rows = np.rint(cam[idx, 1] * k[1, 1] / zf + k[1, 2])
+    b = test.border
+    inside = (cols >= b) & (cols < w - b) & (rows >= b) & (rows < h - b)
+    idx, zf = idx[inside], zf[inside]
+    rows = rows[inside].astype(np.int32)
+    cols = cols[inside].astype(np.int32)
+    d = depth[rows, cols].astype(np.float64)
+    ok = (d > 0) & np.isfinite(d) & (np.abs(d - zf) <= test.abs_tol + test.rel_tol * d)
+    return idx[ok].astype(np.int32), rows[ok], cols[ok]
+
+
+def compute_correspondences(
+    points: np.ndarray,
+    intrinsics: Sequence[np.ndarray],
+    poses: Sequence[np.ndarray],
+    depths: Sequence[np.ndarray],
+    test: DepthTest = DepthTest(),
+) -> Correspondences:
+    """Correspondences of N points in V views (one vectorised projection per view)."""
+    if not (len(intrinsics) == len(poses) == len(depths)):
+        raise BadInputError(
+            f"got {len(intrinsics)} intrinsics, {len(poses)} poses and {len(depths)} depth maps; they must match"
+        )
+    pts = np.asarray(points, dtype=np.float64)
+    parts = [project_view(pts, k, p, d, test) for k, p, d in zip(intrinsics, poses, depths, strict=True)]
+    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(p[0]) for p in parts])
+    if not parts:
+        empty = np.zeros(0, dtype=np.int32)
+        return Correspondences(empty, empty.copy(), empty.copy(), offsets)
+    return Correspondences(
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]),
+        offsets,
+    )
+
+
+def backproject_depth(
+    depth: np.ndarray,
+    intrinsic: np.ndarray,
+    pose: np.ndarray,
+    stride: int = 1,
+    max_depth: float = np.inf,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World points of every valid depth pixel (every ``stride``-th row/col).
+
+    Returns (points (M,3) float64, rows (M,) int32, cols (M,) int32).
+    """
+    k = check_intrinsic(intrinsic)
+    pose = np.asarray(pose, dtype=np.float64)
+    rr, cc = np.mgrid[0 : depth.shape[0] : stride, 0 : depth.shape[1] : stride]
+    d = depth[rr, cc].astype(np.float64)
+    ok = (d > 0) & np.isfinite(d) & (d <= max_depth)
+    rr, cc, d = rr[ok], cc[ok], d[ok]
+    x = (cc - k[0, 2]) * d / k[0, 0]
+    y = (rr - k[1, 2]) * d / k[1, 1]
+    cam = np.stack([x, y, d], axis=1)
+    world = cam @ pose[:3, :3].T + pose[:3, 3]
+    return world, rr.astype(np.int32), cc.astype(np.int32)
+
+
+def voxel_downsample(points: np.ndarray, voxel: float) -> np.ndarray:
+    """Indices of one point per occupied voxel (the first one met), sorted."""
+    keys = np.floor(np.asarray(points) / voxel).astype(np.int64)
+    _, first = np.unique(keys, axis=0, return_index=True)
+    return np.sort(first)

@@ -1,0 +1,574 @@
+"""The pseudo-label store: the one contract between Stage 1 and Stage 2 (schema in docs/store.md).
+
+A Zarr v3 directory store::
+
+    <store>/zarr.json                         root attrs: format, schema_version, creator, segmenter
+    <store>/scenes/<scene_key>/               one scene: geometry + correspondences (query independent)
+    <store>/scenes/<scene_key>/queries/<query_key>/   one query: per-view masks, [SEG] embeddings, scores
+
+Crash safety: every scene group and query group is written into a hidden temporary directory
+(``.tmp-…``) beside its final place, its ``complete`` attribute is written last, and the directory
+is then renamed into place (atomic on a local POSIX filesystem). A group is therefore either
+absent or complete under its final name; readers never see a half-written group, and nothing
+already complete is ever modified except by an explicit ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from shared.errors import StoreError, UnknownSceneError
+from shared.geometry import Correspondences, DepthTest
+from shared.scene import Query
+
+SCHEMA_VERSION = 1
+STORE_FORMAT = "mllm3d-pseudolabel-store"
+TMP_PREFIX = ".tmp-"
+TRASH_PREFIX = ".trash-"
+
+
+def compressor() -> BloscCodec:
+    """blosc-zstd with bit shuffling: ~370x on smooth SAM-like masks (stack.md)."""
+    return BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """Stable short hash of a JSON-able config dict."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.\-]")
+
+
+def safe_key(name: str) -> str:
+    """A filesystem- and zarr-safe key for a scene or query id (reversible via the group's attrs)."""
+    key = _SAFE.sub("_", str(name))
+    if key != str(name) or key.startswith("."):
+        key = f"{key.lstrip('.')}~{hashlib.sha1(str(name).encode()).hexdigest()[:8]}"
+    return key
+
+
+@dataclass
+class StoredScene:
+    """Query-independent data of one scene, as read back from the store."""
+
+    scene_id: str
+    points: np.ndarray  # (N,3) float32
+    colors: np.ndarray  # (N,3) uint8
+    frame_ids: np.ndarray  # (V,) int32
+    intrinsics: np.ndarray  # (V,3,3) float32, for the mask/depth resolution
+    poses: np.ndarray  # (V,4,4) float64 camera-to-world
+    image_size: tuple[int, int]  # (H, W) of masks and correspondences
+    correspondences: Correspondences
+    instance_ids: np.ndarray | None = None  # (N,) int32
+    instance_labels: dict[int, str] = field(default_factory=dict)
+    source: str = ""
+    depth_test: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def num_points(self) -> int:
+        return int(self.points.shape[0])
+
+    @property
+    def num_views(self) -> int:
+        return int(self.frame_ids.shape[0])
+
+
+@dataclass
+class QueryRecord:
+    """Stage 1's output for one query on one scene (k views), as written to / read from the store."""
+
+    query: Query
+    view_index: np.ndarray  # (k,) int32: indices into the scene's frames
+    masks: np.ndarray  # (k,H,W) bool at the scene's image_size
+    seg_embeddings: np.ndarray  # (k,D) float (stored float16)
+    confidence: np.ndarray  # (k,) float32, SAM predicted IoU
+    attention: np.ndarray  # (k,) float32, view attention score
+    has_seg: np.ndarray  # (k,) bool: False = the MLLM produced no [SEG] (mask meaningless)
+    view_seed: int = 0
+    segmenter: str = ""
+    generated_text: list[str] = field(default_factory=list)
+    attention_maps: np.ndarray | None = None  # (k,h,w) float16, optional
+    image_features: np.ndarray | None = None  # (k,C,h,w) float16, optional (for L_spatial)
+
+    @property
+    def num_views(self) -> int:
+        return int(self.view_index.shape[0])
+
+    def validate(self, image_size: tuple[int, int] | None = None) -> None:
+        """Raise StoreError if shapes, dtypes or values are inconsistent."""
+        k = self.num_views
+        where = f"query {self.query.scene_id}/{self.query.query_id}"
+        if self.masks.ndim != 3 or self.masks.shape[0] != k:
+            raise StoreError(f"{where}: masks must be (k,H,W) with k={k}, got {self.masks.shape}")
+        if image_size is not None and tuple(self.masks.shape[1:]) != tuple(image_size):
+            raise StoreError(f"{where}: masks are {self.masks.shape[1:]}, the scene's image size is {image_size}")
+        for name in ("confidence", "attention", "has_seg"):
+            arr = getattr(self, name)
+            if arr.shape != (k,):
+                raise StoreError(f"{where}: {name} must have shape ({k},), got {arr.shape}")
+        if self.seg_embeddings.ndim != 2 or self.seg_embeddings.shape[0] != k:
+            raise StoreError(f"{where}: seg_embeddings must be (k,D), got {self.seg_embeddings.shape}")
+        for name in ("seg_embeddings", "confidence", "attention"):
+            if not np.all(np.isfinite(getattr(self, name))):
+                raise StoreError(f"{where}: {name} has non-finite values")
+
+
+def _write_array(group: zarr.Group, name: str, data: np.ndarray, chunks: tuple[int, ...] | None = None) -> None:
+    data = np.ascontiguousarray(data)
+    arr = group.create_array(
+        name,
+        shape=data.shape,
+        dtype=data.dtype,
+        chunks=chunks if chunks is not None else tuple(max(1, s) for s in data.shape),
+        compressors=[compressor()],
+    )
+    if data.size:
+        arr[...] = data
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _fsync_tree(path: Path) -> None:
+    """Flush every file under ``path`` to disk so a rename never publishes unwritten data."""
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+class PseudoLabelStore:
+    """Read/write access to a pseudo-label store on local disk. Use :func:`open_store`."""
+
+    def __init__(self, path: Path, root_attrs: dict[str, Any], writable: bool) -> None:
+        self.path = path
+        self.attrs = root_attrs
+        self.writable = writable
+
+    # ------------------------------------------------------------------ layout helpers
+    @property
+    def scenes_dir(self) -> Path:
+        return self.path / "scenes"
+
+    def scene_dir(self, scene_id: str) -> Path:
+        return self.scenes_dir / safe_key(scene_id)
+
+    def query_dir(self, scene_id: str, query_id: str) -> Path:
+        return self.scene_dir(scene_id) / "queries" / safe_key(query_id)
+
+    def _tmp_dir(self, final: Path) -> Path:
+        tag = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        return final.parent / f"{TMP_PREFIX}{final.name}.{tag}"
+
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise StoreError(f"{self.path}: store opened read-only")
+
+    def _publish(self, tmp: Path, final: Path, overwrite: bool) -> bool:
+        """Rename a finished temporary group into place. Returns False if another writer won."""
+        _fsync_tree(tmp)
+        if final.exists():
+            if not overwrite:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return False
+            trash = final.parent / f"{TRASH_PREFIX}{final.name}.{uuid.uuid4().hex[:8]}"
+            os.rename(final, trash)
+            os.rename(tmp, final)
+            shutil.rmtree(trash, ignore_errors=True)
+            return True
+        try:
+            os.rename(tmp, final)
+        except OSError:  # a concurrent writer published first (ENOTEMPTY/EEXIST)
+            shutil.rmtree(tmp, ignore_errors=True)
+            return False
+        return True
+
+    # ------------------------------------------------------------------ scenes
+    def has_scene(self, scene_id: str) -> bool:
+        return (self.scene_dir(scene_id) / "zarr.json").is_file()
+
+    def scene_ids(self) -> list[str]:
+        """Ids of all complete scenes, sorted."""
+        out = []
+        for key, attrs in self._complete_children(self.scenes_dir):
+            out.append(str(attrs.get("scene_id", key)))
+        return sorted(out)
+
+    def write_scene(
+        self,
+        scene_id: str,
+        points: np.ndarray,
+        colors: np.ndarray,
+        frame_ids: np.ndarray,
+        intrinsics: np.ndarray,
+        poses: np.ndarray,
+        image_size: tuple[int, int],
+        correspondences: Correspondences,
+        instance_ids: np.ndarray | None = None,
+        instance_labels: dict[int, str] | None = None,
+        thumbnails: np.ndarray | None = None,
+        source: str = "",
+        depth_test: DepthTest | None = None,
+        overwrite: bool = False,
+    ) -> bool:
+        """Write a scene group atomically. Returns False if it already existed (and overwrite is False)."""
+        self._require_writable()
+        final = self.scene_dir(scene_id)
+        if final.exists() and not overwrite:
+            return False
+        v = int(len(frame_ids))
+        n = int(points.shape[0])
+        if points.shape != (n, 3) or colors.shape != (n, 3):
+            raise StoreError(f"scene {scene_id}: points {points.shape} and colors {colors.shape} must both be (N,3)")
+        if intrinsics.shape != (v, 3, 3) or poses.shape != (v, 4, 4):
+            raise StoreError(
+                f"scene {scene_id}: {v} frames but intrinsics {intrinsics.shape} and poses {poses.shape}"
+            )
+        if correspondences.num_views != v:
+            raise StoreError(f"scene {scene_id}: correspondences cover {correspondences.num_views} views, not {v}")
+        self.scenes_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._tmp_dir(final)
+        try:
+            g = zarr.open_group(str(tmp), mode="w")
+            _write_array(g, "points", points.astype(np.float32), chunks=(min(max(n, 1), 262144), 3))
+            _write_array(g, "colors", colors.astype(np.uint8), chunks=(min(max(n, 1), 262144), 3))
+            if instance_ids is not None:
+                _write_array(g, "instance_ids", instance_ids.astype(np.int32), chunks=(min(max(n, 1), 262144),))
+            _write_array(g, "frame_ids", np.asarray(frame_ids, dtype=np.int32))
+            _write_array(g, "intrinsics", intrinsics.astype(np.float32))
+            _write_array(g, "poses", poses.astype(np.float64))
+            corr = g.create_group("correspondences")
+            m = max(1, int(correspondences.point_idx.shape[0]))
+            chunk = (min(m, 1 << 20),)
+            _write_array(corr, "point_idx", correspondences.point_idx.astype(np.int32), chunks=chunk)
+            _write_array(corr, "rows", correspondences.rows.astype(np.int16), chunks=chunk)
+            _write_array(corr, "cols", correspondences.cols.astype(np.int16), chunks=chunk)
+            _write_array(corr, "offsets", correspondences.offsets.astype(np.int64))
+            if thumbnails is not None:
+                _write_array(g, "thumbnails", thumbnails.astype(np.uint8), chunks=(1, *thumbnails.shape[1:]))
+            g.create_group("queries")
+            dt = depth_test or DepthTest()
+            g.attrs.update(
+                {
+                    "scene_id": str(scene_id),
+                    "source": source,
+                    "num_points": n,
+                    "num_views": v,
+                    "image_size": [int(image_size[0]), int(image_size[1])],
+                    "instance_labels": {str(k): str(val) for k, val in (instance_labels or {}).items()},
+                    "depth_test": {"abs_tol": dt.abs_tol, "rel_tol": dt.rel_tol, "border": dt.border},
+                    "written_at": time.time(),
+                }
+            )
+            g.attrs["complete"] = True  # last: marks the group finished
+            return self._publish(tmp, final, overwrite)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _open_scene_group(self, scene_id: str) -> zarr.Group:
+        d = self.scene_dir(scene_id)
+        if not (d / "zarr.json").is_file():
+            known = self.scene_ids()
+            hint = f" (store has {len(known)} scenes, e.g. {known[:5]})" if known else " (store has no scenes)"
+            raise UnknownSceneError(f"{self.path}: unknown scene {scene_id!r}{hint}")
+        return zarr.open_group(str(d), mode="r")
+
+    def read_scene(self, scene_id: str) -> StoredScene:
+        g = self._open_scene_group(scene_id)
+        a = dict(g.attrs)
+        corr = g["correspondences"]
+        try:
+            stored = StoredScene(
+                scene_id=str(a.get("scene_id", scene_id)),
+                points=np.asarray(g["points"][...]),
+                colors=np.asarray(g["colors"][...]),
+                frame_ids=np.asarray(g["frame_ids"][...]),
+                intrinsics=np.asarray(g["intrinsics"][...]),
+                poses=np.asarray(g["poses"][...]),
+                image_size=(int(a["image_size"][0]), int(a["image_size"][1])),
+                correspondences=Correspondences(
+                    np.asarray(corr["point_idx"][...]),
+                    np.asarray(corr["rows"][...]).astype(np.int32),
+                    np.asarray(corr["cols"][...]).astype(np.int32),
+                    np.asarray(corr["offsets"][...]),
+                ),
+                instance_ids=np.asarray(g["instance_ids"][...]) if "instance_ids" in g else None,
+                instance_labels={int(k): v for k, v in a.get("instance_labels", {}).items()},
+                source=str(a.get("source", "")),
+                depth_test=dict(a.get("depth_test", {})),
+            )
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise StoreError(f"{self.scene_dir(scene_id)}: scene group is corrupt: {exc}") from exc
+        return stored
+
+    def read_thumbnails(self, scene_id: str, view_index: np.ndarray | None = None) -> np.ndarray | None:
+        """RGB thumbnails (k,h,w,3) of the scene's frames, or None if Stage 1 stored none."""
+        g = self._open_scene_group(scene_id)
+        if "thumbnails" not in g:
+            return None
+        arr = g["thumbnails"]
+        if view_index is None:
+            return np.asarray(arr[...])
+        return np.stack([np.asarray(arr[int(i)]) for i in view_index]) if len(view_index) else None
+
+    # ------------------------------------------------------------------ queries
+    def has_query(self, scene_id: str, query_id: str) -> bool:
+        return (self.query_dir(scene_id, query_id) / "zarr.json").is_file()
+
+    def write_query(self, record: QueryRecord, overwrite: bool = False) -> bool:
+        """Write one query group atomically. Returns False if it already existed (and overwrite is False)."""
+        self._require_writable()
+        q = record.query
+        scene_dir = self.scene_dir(q.scene_id)
+        if not (scene_dir / "zarr.json").is_file():
+            raise UnknownSceneError(f"{self.path}: write the scene group {q.scene_id!r} before its queries")
+        scene_attrs = _read_json(scene_dir / "zarr.json")["attributes"]
+        image_size = tuple(scene_attrs["image_size"])
+        record.validate(image_size)
+        num_views = int(scene_attrs["num_views"])
+        if record.num_views and (record.view_index.min() < 0 or record.view_index.max() >= num_views):
+            raise StoreError(f"query {q.scene_id}/{q.query_id}: view_index out of range 0..{num_views - 1}")
+        final = self.query_dir(q.scene_id, q.query_id)
+        if final.exists() and not overwrite:
+            return False
+        tmp = self._tmp_dir(final)
+        try:
+            g = zarr.open_group(str(tmp), mode="w")
+            k = record.num_views
+            h, w = image_size
+            _write_array(g, "view_index", record.view_index.astype(np.int32), chunks=(max(k, 1),))
+            _write_array(g, "masks", record.masks.astype(bool), chunks=(1, h, w))
+            _write_array(g, "seg_embeddings", record.seg_embeddings.astype(np.float16))
+            _write_array(g, "confidence", record.confidence.astype(np.float32), chunks=(max(k, 1),))
+            _write_array(g, "attention", record.attention.astype(np.float32), chunks=(max(k, 1),))
+            _write_array(g, "has_seg", record.has_seg.astype(bool), chunks=(max(k, 1),))
+            if record.attention_maps is not None:
+                am = record.attention_maps.astype(np.float16)
+                _write_array(g, "attention_maps", am, chunks=(1, *am.shape[1:]))
+            if record.image_features is not None:
+                f = record.image_features.astype(np.float16)
+                _write_array(g, "image_features", f, chunks=(1, *f.shape[1:]))
+            g.attrs.update(
+                {
+                    "scene_id": q.scene_id,
+                    "query_id": q.query_id,
+                    "text": q.text,
+                    "target_ids": None if q.target_ids is None else [int(t) for t in q.target_ids],
+                    "source": q.source,
+                    "kind": q.kind,
+                    "extra": q.extra,
+                    "view_seed": int(record.view_seed),
+                    "segmenter": record.segmenter,
+                    "generated_text": list(record.generated_text),
+                    "written_at": time.time(),
+                }
+            )
+            g.attrs["complete"] = True  # last
+            return self._publish(tmp, final, overwrite)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def read_query(self, scene_id: str, query_id: str, with_features: bool = True) -> QueryRecord:
+        d = self.query_dir(scene_id, query_id)
+        if not (d / "zarr.json").is_file():
+            raise StoreError(f"{self.path}: no complete query {query_id!r} in scene {scene_id!r}")
+        g = zarr.open_group(str(d), mode="r")
+        a = dict(g.attrs)
+        try:
+            rec = QueryRecord(
+                query=Query(
+                    scene_id=str(a["scene_id"]),
+                    query_id=str(a["query_id"]),
+                    text=str(a["text"]),
+                    target_ids=a.get("target_ids"),
+                    source=str(a.get("source", "")),
+                    kind=a.get("kind"),
+                    extra=dict(a.get("extra") or {}),
+                ),
+                view_index=np.asarray(g["view_index"][...]),
+                masks=np.asarray(g["masks"][...]),
+                seg_embeddings=np.asarray(g["seg_embeddings"][...]).astype(np.float32),
+                confidence=np.asarray(g["confidence"][...]),
+                attention=np.asarray(g["attention"][...]),
+                has_seg=np.asarray(g["has_seg"][...]),
+                view_seed=int(a.get("view_seed", 0)),
+                segmenter=str(a.get("segmenter", "")),
+                generated_text=list(a.get("generated_text", [])),
+                attention_maps=np.asarray(g["attention_maps"][...]) if "attention_maps" in g else None,
+                image_features=(
+                    np.asarray(g["image_features"][...]) if with_features and "image_features" in g else None
+                ),
+            )
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise StoreError(f"{d}: query group is corrupt: {exc}") from exc
+        return rec
+
+    def query_ids(self, scene_id: str) -> list[str]:
+        """Ids of the complete queries of one scene, sorted."""
+        return sorted(str(a.get("query_id", k)) for k, a in self._complete_children(self.scene_dir(scene_id) / "queries"))
+
+    def complete_pairs(self) -> list[tuple[str, str]]:
+        """All complete (scene_id, query_id) pairs, read from the groups' small zarr.json files only."""
+        pairs = []
+        for skey, sattrs in self._complete_children(self.scenes_dir):
+            sid = str(sattrs.get("scene_id", skey))
+            for qkey, qattrs in self._complete_children(self.scenes_dir / skey / "queries"):
+                pairs.append((sid, str(qattrs.get("query_id", qkey))))
+        return sorted(pairs)
+
+    def query_attrs(self, scene_id: str, query_id: str) -> dict[str, Any]:
+        return _read_json(self.query_dir(scene_id, query_id) / "zarr.json")["attributes"]
+
+    def _complete_children(self, parent: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+        if not parent.is_dir():
+            return
+        for entry in sorted(os.scandir(parent), key=lambda e: e.name):
+            if entry.name.startswith(".") or not entry.is_dir():
+                continue
+            meta = Path(entry.path) / "zarr.json"
+            try:
+                attrs = _read_json(meta).get("attributes", {})
+            except (OSError, ValueError):
+                continue
+            if attrs.get("complete") is True:
+                yield entry.name, attrs
+
+    # ------------------------------------------------------------------ maintenance
+    def temporary_groups(self) -> list[Path]:
+        """Leftover temporary groups of interrupted writes (never visible as complete)."""
+        found: list[Path] = []
+        if not self.scenes_dir.is_dir():
+            return found
+        for entry in os.scandir(self.scenes_dir):
+            if entry.name.startswith((TMP_PREFIX, TRASH_PREFIX)):
+                found.append(Path(entry.path))
+            elif entry.is_dir():
+                qdir = Path(entry.path) / "queries"
+                if qdir.is_dir():
+                    found.extend(
+                        Path(e.path) for e in os.scandir(qdir) if e.name.startswith((TMP_PREFIX, TRASH_PREFIX))
+                    )
+        return sorted(found)
+
+    def remove_temporary_groups(self, older_than_s: float = 0.0) -> list[Path]:
+        """Delete leftover temporary groups older than ``older_than_s`` seconds; returns what was removed."""
+        self._require_writable()
+        now = time.time()
+        removed = []
+        for p in self.temporary_groups():
+            try:
+                if now - p.stat().st_mtime >= older_than_s:
+                    shutil.rmtree(p, ignore_errors=True)
+                    removed.append(p)
+            except FileNotFoundError:
+                continue
+        return removed
+
+
+def _check_root(path: Path, attrs: dict[str, Any]) -> None:
+    if attrs.get("format") != STORE_FORMAT:
+        raise StoreError(
+            f"{path}: not an mllm3d pseudo-label store (root zarr.json has no format={STORE_FORMAT!r}); "
+            "refusing to read or write a foreign Zarr store"
+        )
+    version = attrs.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION or version < 1:
+        raise StoreError(
+            f"{path}: store schema_version {version!r} is not supported by this version of mllm3d "
+            f"(it reads schema_version 1..{SCHEMA_VERSION}); upgrade mllm3d or use a matching store"
+        )
+
+
+def open_store(
+    path: str | os.PathLike[str],
+    mode: str = "r",
+    segmenter: dict[str, Any] | None = None,
+    allow_mixed_segmenters: bool = False,
+) -> PseudoLabelStore:
+    """Open (mode 'r') or open-or-create (mode 'a') a store.
+
+    ``segmenter`` = {"name": ..., "config": {...}} is recorded at creation; opening an existing
+    store for writing with a different segmenter config raises unless ``allow_mixed_segmenters``.
+    """
+    p = Path(path)
+    if mode not in ("r", "a"):
+        raise ValueError(f"mode must be 'r' or 'a', got {mode!r}")
+    if p.exists() and not p.is_dir():
+        raise StoreError(f"{p}: store path exists and is a file, not a store directory")
+    meta = p / "zarr.json"
+    if not meta.is_file():
+        if mode == "r" or (p.exists() and any(p.iterdir())):
+            what = "does not exist" if not p.exists() else "is a non-empty directory without a zarr.json"
+            raise StoreError(f"{p}: not a pseudo-label store ({what})")
+        _create_root(p, segmenter)
+    try:
+        attrs = _read_json(meta).get("attributes", {})
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{meta}: unreadable store metadata: {exc}") from exc
+    _check_root(p, attrs)
+    if mode == "a" and segmenter is not None:
+        stored = attrs.get("segmenter") or {}
+        want = config_hash(segmenter.get("config", {}))
+        if stored and (stored.get("name"), stored.get("config_hash")) != (segmenter.get("name"), want):
+            if not allow_mixed_segmenters:
+                raise StoreError(
+                    f"{p}: store was written by segmenter {stored.get('name')!r} (config hash "
+                    f"{stored.get('config_hash')}), this run uses {segmenter.get('name')!r} (config hash {want}); "
+                    "use another store, or pass --allow-mixed-segmenters"
+                )
+    return PseudoLabelStore(p, attrs, writable=(mode == "a"))
+
+
+def _create_root(path: Path, segmenter: dict[str, Any] | None) -> None:
+    """Create an empty store atomically (temp dir + rename) so concurrent creators cannot collide."""
+    from shared.version import creator
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f"{TMP_PREFIX}{path.name}.{uuid.uuid4().hex[:8]}"
+    g = zarr.open_group(str(tmp), mode="w")
+    g.create_group("scenes")
+    attrs: dict[str, Any] = {
+        "format": STORE_FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "creator": creator(),
+        "created_at": time.time(),
+    }
+    if segmenter is not None:
+        attrs["segmenter"] = {
+            "name": segmenter.get("name"),
+            "config_hash": config_hash(segmenter.get("config", {})),
+            "config": segmenter.get("config", {}),
+        }
+    g.attrs.update(attrs)
+    try:
+        if path.exists():  # an empty directory made by the user
+            path.rmdir()
+        os.rename(tmp, path)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (path / "zarr.json").is_file():
+            raise
