@@ -27,7 +27,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 demo: setup
-	$(PY) -m shared.demo --out $(CACHE)/demo
+	$(MLLM3D) demo --out $(CACHE)/demo
 
 pseudolabels: setup
 	$(MLLM3D) pseudolabel --source $(SOURCE) --store $(STORE) --backend synthetic

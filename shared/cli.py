@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "predict": "stage2_train3d.predict:predict_cmd",
     "inspect": "stage2_train3d.inspect_cli:inspect_cmd",
     "benchmark": "stage2_train3d.benchmark:benchmark_cmd",
+    "demo": "stage2_train3d.demo:demo_cmd",
 }
 
 
