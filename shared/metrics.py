@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -37,3 +38,108 @@ def summarize(ious: Sequence[float], thresholds: Sequence[float] = (0.25, 0.5)) 
     for k in thresholds:
         out[f"acc{int(round(k * 100))}"] = float(np.mean(arr > k))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-query scores and the summaries the evaluation tables print (extensions; the functions above
+# keep their signatures).
+
+GROUNDED_THRESHOLD = 0.25  # "after successful grounding" = IoU > 0.25 (method.md: report both)
+
+
+@dataclass
+class QueryScore:
+    """The evaluation result of one query: its IoU and what it was computed from."""
+
+    scene_id: str
+    query_id: str
+    iou: float
+    pred_points: int
+    gt_points: int
+    zero_target: bool  # the annotation has no target (empty GT by definition)
+    kind: str | None = None
+    missing_targets: bool = False  # targets annotated but none of their points is in the scene
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def score_query(
+    pred: np.ndarray,
+    instance_ids: np.ndarray,
+    target_ids: Sequence[int] | None,
+    scene_id: str = "",
+    query_id: str = "",
+    kind: str | None = None,
+) -> QueryScore:
+    """Score one binarised point-mask prediction against the union of the target instances.
+
+    ``target_ids`` must be known (a list, possibly empty); ``None`` (unknown) is an error because the
+    query cannot be scored.
+    """
+    if target_ids is None:
+        raise ValueError(f"query {scene_id}/{query_id}: target ids unknown, cannot score it")
+    pred = np.asarray(pred, dtype=bool)
+    if pred.shape != instance_ids.shape:
+        raise ValueError(
+            f"query {scene_id}/{query_id}: prediction has shape {pred.shape}, the scene has "
+            f"{instance_ids.shape[0]} points"
+        )
+    gt = gt_mask(instance_ids, target_ids)
+    zero = len(target_ids) == 0
+    return QueryScore(
+        scene_id=scene_id,
+        query_id=query_id,
+        iou=point_iou(pred, gt),
+        pred_points=int(np.count_nonzero(pred)),
+        gt_points=int(np.count_nonzero(gt)),
+        zero_target=zero,
+        kind=kind,
+        missing_targets=(not zero) and not gt.any(),
+    )
+
+
+def grounded_miou(ious: Sequence[float], threshold: float = GROUNDED_THRESHOLD) -> float:
+    """Mean IoU over the queries grounded successfully (IoU strictly greater than ``threshold``)."""
+    arr = np.asarray(list(ious), dtype=np.float64)
+    ok = arr[arr > threshold]
+    return float(ok.mean()) if ok.size else float("nan")
+
+
+def summarize_scores(scores: Sequence[QueryScore], thresholds: Sequence[float] = (0.25, 0.5)) -> dict[str, float]:
+    """Every number of one evaluation row.
+
+    - ``miou`` / ``acc25`` / ``acc50`` / ``n``: over *all* scored queries (zero-target queries count
+      with IoU 1 if nothing was predicted, else 0 — data.md);
+    - ``miou_grounded`` / ``n_grounded``: mean IoU over queries with IoU > 0.25 only;
+    - ``n_targeted`` / ``miou_targeted``: the queries that have at least one target;
+    - ``n_zero_target`` / ``zero_target_acc``: zero-target queries and the share predicted empty;
+    - ``n_missing_targets``: targeted queries whose target instances have no points in the scene.
+    """
+    out = summarize([s.iou for s in scores], thresholds)
+    grounded = [s.iou for s in scores if s.iou > GROUNDED_THRESHOLD]
+    out["miou_grounded"] = grounded_miou([s.iou for s in scores])
+    out["n_grounded"] = float(len(grounded))
+    targeted = [s.iou for s in scores if not s.zero_target]
+    out["n_targeted"] = float(len(targeted))
+    out["miou_targeted"] = float(np.mean(targeted)) if targeted else float("nan")
+    zero = [s for s in scores if s.zero_target]
+    out["n_zero_target"] = float(len(zero))
+    out["zero_target_acc"] = float(np.mean([s.pred_points == 0 for s in zero])) if zero else float("nan")
+    out["n_missing_targets"] = float(sum(s.missing_targets for s in scores))
+    return out
+
+
+def breakdown_by_kind(
+    scores: Sequence[QueryScore], thresholds: Sequence[float] = (0.25, 0.5)
+) -> dict[str, dict[str, float]]:
+    """:func:`summarize_scores` per query kind (explicit / spatial / implicit, unique / multiple …).
+
+    Queries of unknown kind are grouped under ``"unknown"``; an empty dict when no query has a kind.
+    """
+    if not any(s.kind for s in scores):
+        return {}
+    groups: dict[str, list[QueryScore]] = {}
+    for s in scores:
+        groups.setdefault(s.kind or "unknown", []).append(s)
+    return {k: summarize_scores(v, thresholds) for k, v in sorted(groups.items())}
