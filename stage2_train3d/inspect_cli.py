@@ -1,0 +1,215 @@
+"""``mllm3d inspect``: store overview, one query in detail (table + contact sheet + fused PLY), ``--check``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from shared.errors import Mllm3dError
+from shared.metrics import gt_mask
+from shared.store import PseudoLabelStore, open_store, safe_key
+from stage2_train3d.fusion import FusionConfig
+from stage2_train3d.inspect_store import (
+    QueryInspection,
+    StoreOverview,
+    check_store,
+    fmt_bytes,
+    inspect_query,
+    store_overview,
+)
+from stage2_train3d.render import (
+    SheetStyle,
+    contact_sheet,
+    highlight_colors,
+    placeholder_thumbnails,
+    save_png,
+)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _mmm(v: tuple[int, float, int]) -> str:
+    return f"{v[0]} / {v[1]:.1f} / {v[2]}"
+
+
+def overview_table(ov: StoreOverview) -> Table:
+    """The store overview as a two-column rich table."""
+    t = Table(title=f"store {ov.path}", show_header=False)
+    t.add_column("", style="bold")
+    t.add_column("")
+    seg = ov.segmenter
+    t.add_row("segmenter", f"{seg.get('name', '?')} (config hash {seg.get('config_hash', '?')})" if seg else "unknown")
+    t.add_row("scenes", str(ov.num_scenes))
+    t.add_row("queries", str(ov.num_queries))
+    t.add_row("queries per scene (min/mean/max)", _mmm(ov.queries_per_scene))
+    t.add_row("views per query (min/mean/max)", _mmm(ov.views_per_query))
+    t.add_row("query kinds", ", ".join(f"{k}: {v}" for k, v in ov.kinds.items()) or "-")
+    t.add_row("has [SEG] rate", f"{ov.has_seg_rate:.1%}")
+    t.add_row("mean confidence / attention ([SEG] views)", f"{ov.mean_confidence:.3f} / {ov.mean_attention:.3f}")
+    a = ov.mask_area
+    t.add_row(
+        "mask area, share of image ([SEG] views)",
+        f"mean {a['mean']:.4f}, median {a['median']:.4f}, min {a['min']:.4f}, max {a['max']:.4f}, "
+        f"empty {a['empty']:.1%}",
+    )
+    t.add_row("size on disk", fmt_bytes(ov.size_on_disk))
+    t.add_row(
+        "masks raw / stored (compression)",
+        f"{fmt_bytes(ov.mask_raw_bytes)} / {fmt_bytes(ov.mask_stored_bytes)} ({ov.compression_ratio:.1f}x)",
+    )
+    tmp = ov.temporary_groups
+    t.add_row("incomplete (temporary) groups", str(len(tmp)) + (f": {', '.join(p.name for p in tmp[:3])}" if tmp else ""))
+    return t
+
+
+def view_table(ins: QueryInspection) -> Table:
+    """One row per view of the inspected query."""
+    q = ins.record.query
+    title = f"{q.scene_id} / {q.query_id} ({q.kind or 'kind unknown'}): {q.text!r} -> targets {q.target_ids}"
+    t = Table(title=escape(title))
+    for col in ("#", "view", "frame", "[SEG]", "confidence", "attention", "mask area", "ω", "status"):
+        t.add_column(col, justify="right" if col not in ("status",) else "left")
+    for r in ins.rows:
+        status = "[green]kept[/green]" if r.kept else f"[red]filtered: {escape(r.reason)}[/red]"
+        t.add_row(
+            str(r.index),
+            str(r.view),
+            str(r.frame_id),
+            "yes" if r.has_seg else "[red]no[/red]",
+            f"{r.confidence:.3f}",
+            f"{r.attention:.3f}",
+            f"{r.area:.4f}",
+            f"{r.weight:.3f}",
+            status,
+        )
+    return t
+
+
+def query_sheet(ins: QueryInspection, style: SheetStyle | None = None) -> np.ndarray:
+    """The contact sheet of an inspected query (placeholder grey tiles if the store has no thumbnails)."""
+    style = style or SheetStyle()
+    k = ins.record.num_views
+    thumbs = ins.thumbnails
+    if thumbs is None:
+        thumbs = placeholder_thumbnails(k, ins.scene.image_size, style.placeholder_width)
+    captions = [
+        [f"#{r.index} frame {r.frame_id} c={r.confidence:.2f}", "kept" if r.kept else r.reason] for r in ins.rows
+    ]
+    return contact_sheet(thumbs, ins.record.masks, [r.kept for r in ins.rows], captions, style)
+
+
+def export_fused_ply(ins: QueryInspection, path: Path, vote_threshold: float) -> Path:
+    """The fused 3D pseudo-label as a PLY: label red over dimmed colours; prob, seen (and gt) as scalars."""
+    from shared.ply import write_ply
+
+    label = ins.fused.seen & (ins.fused.prob >= vote_threshold)
+    fields: dict[str, np.ndarray] = {
+        "prob": ins.fused.prob.astype(np.float32),
+        "seen": ins.fused.seen.astype(np.uint8),
+        "label": label.astype(np.uint8),
+    }
+    tids = ins.record.query.target_ids
+    if ins.scene.instance_ids is not None and tids is not None:
+        fields["gt"] = gt_mask(ins.scene.instance_ids, tids).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_ply(path, ins.scene.points, highlight_colors(ins.scene.colors, label), **fields)
+    return path
+
+
+def _run_check(store_path: Path, console: Console) -> int:
+    with _progress(console) as prog:
+        task = prog.add_task("checking groups", total=None)
+        problems = check_store(store_path, progress=lambda d, n: prog.update(task, completed=d, total=n))
+    errors = [p for p in problems if p.severity == "error"]
+    if problems:
+        t = Table(title=f"check {store_path}: {len(errors)} errors, {len(problems) - len(errors)} warnings")
+        t.add_column("severity")
+        t.add_column("where")
+        t.add_column("problem")
+        for p in problems:
+            t.add_row("[red]error[/red]" if p.severity == "error" else "[yellow]warning[/yellow]", p.where, p.message)
+        console.print(t)
+    else:
+        console.print(f"[green]check {store_path}: every group is valid[/green]")
+    return 1 if errors else 0
+
+
+def _open(store_path: Path) -> PseudoLabelStore:
+    return open_store(store_path, "r")
+
+
+@click.command("inspect")
+@click.option("--store", "store_path", required=True, type=click.Path(path_type=Path), help="Pseudo-label store.")
+@click.option("--scene", default=None, help="Scene id of the query to inspect (with --query).")
+@click.option("--query", "query_id", default=None, help="Query id to inspect (with --scene).")
+@click.option("--sheet", type=click.Path(path_type=Path), default=None,
+              help="Contact sheet PNG path [default: cache/inspect/<scene>__<query>.png].")
+@click.option("--ply", type=click.Path(path_type=Path), default=None, help="Export the fused 3D pseudo-label as PLY.")
+@click.option("--check", is_flag=True, help="Validate every group (read-only); exit 1 on any error.")
+@click.option("--min-confidence", type=float, default=FusionConfig.min_confidence, show_default=True)
+@click.option("--min-area", type=float, default=FusionConfig.min_area, show_default=True)
+@click.option("--no-view-filter", is_flag=True, help="Keep low-confidence and tiny masks (as the ablation).")
+@click.option("--vote-threshold", type=float, default=FusionConfig.vote_threshold, show_default=True)
+def inspect_cmd(
+    store_path: Path,
+    scene: str | None,
+    query_id: str | None,
+    sheet: Path | None,
+    ply: Path | None,
+    check: bool,
+    min_confidence: float,
+    min_area: float,
+    no_view_filter: bool,
+    vote_threshold: float,
+) -> None:
+    """Look inside a pseudo-label store without modifying it."""
+    console = Console()
+    try:
+        if check:
+            sys.exit(_run_check(store_path, console))
+        store = _open(store_path)
+        if (scene is None) != (query_id is None):
+            raise click.UsageError("--scene and --query go together")
+        if scene is None:
+            with _progress(console) as prog:
+                task = prog.add_task("reading queries", total=None)
+                ov = store_overview(store, progress=lambda d, n: prog.update(task, completed=d, total=n))
+            console.print(overview_table(ov))
+            return
+        assert query_id is not None
+        cfg = FusionConfig(
+            view_filter=not no_view_filter,
+            min_confidence=min_confidence,
+            min_area=min_area,
+            vote_threshold=vote_threshold,
+        )
+        ins = inspect_query(store, scene, query_id, cfg)
+        console.print(view_table(ins))
+        label = ins.fused.seen & (ins.fused.prob >= cfg.vote_threshold)
+        console.print(
+            f"fused pseudo-label: {int(label.sum())} of {ins.scene.num_points} points "
+            f"({int(ins.fused.seen.sum())} seen by a weighted view)"
+        )
+        out = sheet or Path("cache/inspect") / f"{safe_key(scene)}__{safe_key(query_id)}.png"
+        save_png(query_sheet(ins), out)
+        console.print(f"contact sheet: {out}" + ("" if ins.thumbnails is not None else " (no thumbnails in store)"))
+        if ply is not None:
+            console.print(f"fused pseudo-label PLY: {export_fused_ply(ins, ply, cfg.vote_threshold)}")
+    except Mllm3dError as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,411 @@
+"""Read-only inspection of a pseudo-label store: overview statistics, one query in detail, integrity check.
+
+Nothing here writes to the store: groups are opened with ``mode="r"`` and files are only read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from shared.errors import StoreError
+from shared.store import (
+    STORE_FORMAT,
+    TMP_PREFIX,
+    PseudoLabelStore,
+    QueryRecord,
+    StoredScene,
+    open_store,
+)
+from stage2_train3d.fusion import FusedQuery, FusionConfig, fuse_query
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+# ---------------------------------------------------------------------------------------------- sizes
+def dir_size(path: Path) -> int:
+    """Total bytes of the regular files under ``path``."""
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(dirpath, name)).st_size
+            except FileNotFoundError:  # a concurrent writer removed it
+                continue
+    return total
+
+
+def array_stored_bytes(array_dir: Path) -> int:
+    """Bytes of a Zarr v3 array's chunk files (its zarr.json metadata excluded)."""
+    chunks = array_dir / "c"
+    return dir_size(chunks) if chunks.is_dir() else 0
+
+
+# ---------------------------------------------------------------------------------------------- overview
+@dataclass
+class StoreOverview:
+    """Summary statistics of a whole store."""
+
+    path: Path
+    segmenter: dict[str, Any]
+    num_scenes: int
+    num_queries: int
+    queries_per_scene: tuple[int, float, int]  # min, mean, max
+    views_per_query: tuple[int, float, int]  # min, mean, max
+    num_views_total: int
+    has_seg_rate: float
+    mean_confidence: float  # over views with [SEG]
+    mean_attention: float  # over views with [SEG]
+    mask_area: dict[str, float]  # fraction of image pixels, over views with [SEG]: mean/median/min/max/empty
+    size_on_disk: int  # bytes of the whole store directory
+    mask_raw_bytes: int  # bytes of the mask arrays uncompressed (1 byte per bool)
+    mask_stored_bytes: int  # bytes of the mask arrays' chunk files
+    kinds: dict[str, int] = field(default_factory=dict)
+    temporary_groups: list[Path] = field(default_factory=list)
+
+    @property
+    def compression_ratio(self) -> float:
+        return self.mask_raw_bytes / self.mask_stored_bytes if self.mask_stored_bytes else float("nan")
+
+
+def _min_mean_max(values: list[int]) -> tuple[int, float, int]:
+    if not values:
+        return (0, float("nan"), 0)
+    return (int(min(values)), float(np.mean(values)), int(max(values)))
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def store_overview(store: PseudoLabelStore, progress: Progress | None = None) -> StoreOverview:
+    """Read every complete query group once and summarise the store."""
+    pairs = store.complete_pairs()
+    scene_ids = store.scene_ids()
+    per_scene = Counter(s for s, _ in pairs)
+    views: list[int] = []
+    conf: list[float] = []
+    att: list[float] = []
+    areas: list[float] = []
+    has_seg_total = 0
+    raw = stored = 0
+    kinds: Counter[str] = Counter()
+    for n, (sid, qid) in enumerate(pairs):
+        rec = store.read_query(sid, qid, with_features=False)
+        k = rec.num_views
+        views.append(k)
+        seg = rec.has_seg.astype(bool)
+        has_seg_total += int(seg.sum())
+        conf.extend(rec.confidence[seg].astype(float).tolist())
+        att.extend(rec.attention[seg].astype(float).tolist())
+        if k:
+            areas.extend(rec.masks.reshape(k, -1).mean(axis=1)[seg].tolist())
+        raw += int(rec.masks.size)
+        stored += array_stored_bytes(store.query_dir(sid, qid) / "masks")
+        kinds[rec.query.kind or "unknown"] += 1
+        if progress is not None:
+            progress(n + 1, len(pairs))
+    area = np.asarray(areas, dtype=np.float64)
+    mask_area = {
+        "mean": float(area.mean()) if area.size else float("nan"),
+        "median": float(np.median(area)) if area.size else float("nan"),
+        "min": float(area.min()) if area.size else float("nan"),
+        "max": float(area.max()) if area.size else float("nan"),
+        "empty": float(np.mean(area == 0)) if area.size else float("nan"),
+    }
+    total_views = int(sum(views))
+    return StoreOverview(
+        path=store.path,
+        segmenter=dict(store.attrs.get("segmenter") or {}),
+        num_scenes=len(scene_ids),
+        num_queries=len(pairs),
+        queries_per_scene=_min_mean_max([per_scene.get(s, 0) for s in scene_ids]),
+        views_per_query=_min_mean_max(views),
+        num_views_total=total_views,
+        has_seg_rate=has_seg_total / total_views if total_views else float("nan"),
+        mean_confidence=_mean(conf),
+        mean_attention=_mean(att),
+        mask_area=mask_area,
+        size_on_disk=dir_size(store.path),
+        mask_raw_bytes=raw,
+        mask_stored_bytes=stored,
+        kinds=dict(sorted(kinds.items())),
+        temporary_groups=store.temporary_groups(),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- one query
+@dataclass
+class ViewRow:
+    """One view of one query, as the per-view table shows it."""
+
+    index: int  # position among the query's k views
+    view: int  # index into the scene's frames
+    frame_id: int
+    has_seg: bool
+    confidence: float
+    attention: float
+    area: float  # mask area as a fraction of the image
+    kept: bool
+    reason: str  # from fusion.filter_views
+    weight: float  # Token-for-Query weight ω
+
+
+@dataclass
+class QueryInspection:
+    """One query with its scene, fusion result and per-view rows."""
+
+    scene: StoredScene
+    record: QueryRecord
+    fused: FusedQuery
+    rows: list[ViewRow]
+    thumbnails: np.ndarray | None  # (k,h,w,3) uint8 of the query's views, or None if the store has none
+
+
+def inspect_query(
+    store: PseudoLabelStore, scene_id: str, query_id: str, cfg: FusionConfig | None = None
+) -> QueryInspection:
+    """Read one query, run view filtering + fusion on it and tabulate its views."""
+    cfg = cfg or FusionConfig()
+    scene = store.read_scene(scene_id)
+    record = store.read_query(scene_id, query_id, with_features=False)
+    fused = fuse_query(scene, record, cfg)
+    k = record.num_views
+    areas = record.masks.reshape(k, -1).mean(axis=1) if k else np.zeros(0)
+    rows = [
+        ViewRow(
+            index=i,
+            view=int(record.view_index[i]),
+            frame_id=int(scene.frame_ids[int(record.view_index[i])]),
+            has_seg=bool(record.has_seg[i]),
+            confidence=float(record.confidence[i]),
+            attention=float(record.attention[i]),
+            area=float(areas[i]),
+            kept=bool(fused.keep[i]),
+            reason=fused.reasons[i],
+            weight=float(fused.weights[i]),
+        )
+        for i in range(k)
+    ]
+    thumbs = store.read_thumbnails(scene_id, record.view_index) if k else None
+    return QueryInspection(scene=scene, record=record, fused=fused, rows=rows, thumbnails=thumbs)
+
+
+# ---------------------------------------------------------------------------------------------- check
+@dataclass
+class Problem:
+    """One finding of :func:`check_store`: ``error`` fails the check, ``warning`` does not."""
+
+    where: str  # the group or array path
+    message: str
+    severity: str = "error"
+
+
+@dataclass
+class ArraySpec:
+    """What one array of a group must look like; ``shape`` entries None = any, str = a named size."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | str | None, ...]
+    required: bool = True
+    finite: bool = False
+
+
+SCENE_ARRAYS = [
+    ArraySpec("points", "float32", ("N", 3), finite=True),
+    ArraySpec("colors", "uint8", ("N", 3)),
+    ArraySpec("instance_ids", "int32", ("N",), required=False),
+    ArraySpec("frame_ids", "int32", ("V",)),
+    ArraySpec("intrinsics", "float32", ("V", 3, 3), finite=True),
+    ArraySpec("poses", "float64", ("V", 4, 4), finite=True),
+    ArraySpec("thumbnails", "uint8", ("V", None, None, 3), required=False),
+    ArraySpec("correspondences/point_idx", "int32", ("M",)),
+    ArraySpec("correspondences/rows", "int16", ("M",)),
+    ArraySpec("correspondences/cols", "int16", ("M",)),
+    ArraySpec("correspondences/offsets", "int64", ("V+1",)),
+]
+
+QUERY_ARRAYS = [
+    ArraySpec("view_index", "int32", ("k",)),
+    ArraySpec("masks", "bool", ("k", "H", "W")),
+    ArraySpec("seg_embeddings", "float16", ("k", None), finite=True),
+    ArraySpec("confidence", "float32", ("k",), finite=True),
+    ArraySpec("attention", "float32", ("k",), finite=True),
+    ArraySpec("has_seg", "bool", ("k",)),
+    ArraySpec("attention_maps", "float16", ("k", None, None), required=False, finite=True),
+    ArraySpec("image_features", "float16", ("k", None, None, None), required=False, finite=True),
+]
+
+
+def _read_attrs(group_dir: Path) -> dict[str, Any]:
+    with open(group_dir / "zarr.json", encoding="utf-8") as f:
+        meta = json.load(f)
+    if meta.get("node_type") != "group":
+        raise ValueError(f"node_type is {meta.get('node_type')!r}, expected 'group'")
+    return dict(meta.get("attributes") or {})
+
+
+def _check_arrays(
+    group_dir: Path, specs: list[ArraySpec], sizes: dict[str, int], problems: list[Problem]
+) -> dict[str, np.ndarray]:
+    """Open and fully decode each array; check dtype, shape against ``sizes`` (learning unknown sizes
+    from the first array that has them) and finiteness. Returns the arrays that decoded."""
+    out: dict[str, np.ndarray] = {}
+    for spec in specs:
+        where = str(group_dir / spec.name)
+        if not (group_dir / spec.name / "zarr.json").is_file():
+            if spec.required:
+                problems.append(Problem(where, "array missing"))
+            continue
+        try:
+            arr = zarr.open_array(str(group_dir / spec.name), mode="r")
+            data = np.asarray(arr[...])  # decodes every chunk
+        except Exception as exc:  # noqa: BLE001 - any decode failure is a finding, not a crash
+            problems.append(Problem(where, f"cannot read/decode: {type(exc).__name__}: {exc}"))
+            continue
+        if str(data.dtype) != spec.dtype:
+            problems.append(Problem(where, f"dtype {data.dtype}, expected {spec.dtype}"))
+        if data.ndim != len(spec.shape):
+            problems.append(Problem(where, f"shape {data.shape}, expected {len(spec.shape)} dimensions"))
+        else:
+            for dim, want in zip(data.shape, spec.shape, strict=True):
+                if want is None:
+                    continue
+                if isinstance(want, int):
+                    expected: int | None = want
+                elif want == "V+1":
+                    expected = sizes["V"] + 1 if "V" in sizes else None
+                else:
+                    expected = sizes.setdefault(want, int(dim))
+                if expected is not None and dim != expected:
+                    problems.append(Problem(where, f"shape {data.shape} does not match {spec.shape} with {sizes}"))
+                    break
+        if spec.finite and data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+            problems.append(Problem(where, f"{int(np.count_nonzero(~np.isfinite(data)))} non-finite values"))
+        out[spec.name] = data
+    return out
+
+
+def _check_scene(scene_dir: Path, problems: list[Problem]) -> dict[str, Any] | None:
+    """Check one scene group; returns its attrs (with the sizes queries must match) or None."""
+    where = str(scene_dir)
+    try:
+        attrs = _read_attrs(scene_dir)
+    except (OSError, ValueError) as exc:
+        problems.append(Problem(where, f"unreadable group metadata: {exc}"))
+        return None
+    if attrs.get("complete") is not True:
+        problems.append(Problem(where, "group has no complete=True marker (half-written under its final name)"))
+    for key in ("scene_id", "num_points", "num_views", "image_size"):
+        if key not in attrs:
+            problems.append(Problem(where, f"attribute {key!r} missing"))
+    sizes: dict[str, int] = {}
+    if isinstance(attrs.get("num_points"), int):
+        sizes["N"] = attrs["num_points"]
+    if isinstance(attrs.get("num_views"), int):
+        sizes["V"] = attrs["num_views"]
+    arrays = _check_arrays(scene_dir, SCENE_ARRAYS, sizes, problems)
+    offsets = arrays.get("correspondences/offsets")
+    pidx = arrays.get("correspondences/point_idx")
+    if offsets is not None and pidx is not None:
+        if offsets.size and (offsets[0] != 0 or np.any(np.diff(offsets) < 0) or offsets[-1] != pidx.shape[0]):
+            problems.append(Problem(f"{where}/correspondences", "offsets are not 0..M non-decreasing"))
+        if pidx.size and "N" in sizes and (pidx.min() < 0 or pidx.max() >= sizes["N"]):
+            problems.append(Problem(f"{where}/correspondences", f"point_idx outside 0..{sizes['N'] - 1}"))
+    size = attrs.get("image_size")
+    if isinstance(size, list) and len(size) == 2:
+        for name, lim in (("rows", size[0]), ("cols", size[1])):
+            a = arrays.get(f"correspondences/{name}")
+            if a is not None and a.size and (a.min() < 0 or a.max() >= lim):
+                problems.append(Problem(f"{where}/correspondences/{name}", f"values outside 0..{lim - 1}"))
+        attrs["_sizes"] = {"V": sizes.get("V"), "H": int(size[0]), "W": int(size[1])}
+    return attrs
+
+
+def _check_query(query_dir: Path, scene_attrs: dict[str, Any], problems: list[Problem]) -> None:
+    where = str(query_dir)
+    try:
+        attrs = _read_attrs(query_dir)
+    except (OSError, ValueError) as exc:
+        problems.append(Problem(where, f"unreadable group metadata: {exc}"))
+        return
+    if attrs.get("complete") is not True:
+        problems.append(Problem(where, "group has no complete=True marker (half-written under its final name)"))
+    for key in ("scene_id", "query_id", "text"):
+        if key not in attrs:
+            problems.append(Problem(where, f"attribute {key!r} missing"))
+    if "scene_id" in attrs and "scene_id" in scene_attrs and attrs["scene_id"] != scene_attrs["scene_id"]:
+        problems.append(Problem(where, f"scene_id {attrs['scene_id']!r} but it sits in scene {scene_attrs['scene_id']!r}"))
+    ssz = scene_attrs.get("_sizes") or {}
+    sizes = {k: v for k, v in (("H", ssz.get("H")), ("W", ssz.get("W"))) if v is not None}
+    arrays = _check_arrays(query_dir, QUERY_ARRAYS, sizes, problems)
+    vi = arrays.get("view_index")
+    nv = ssz.get("V")
+    if vi is not None and vi.size and nv is not None and (vi.min() < 0 or vi.max() >= nv):
+        problems.append(Problem(f"{where}/view_index", f"values outside 0..{nv - 1}"))
+
+
+def check_store(path: str | os.PathLike[str], progress: Progress | None = None) -> list[Problem]:
+    """Validate every scene and query group of a store; never modifies anything.
+
+    Checks the root metadata, each group's ``complete`` marker and attributes, every array's
+    dtype/shape/finiteness, that every chunk decodes, and the correspondence/view index ranges.
+    Leftover temporary groups of interrupted writes are reported as warnings.
+    """
+    root = Path(path)
+    problems: list[Problem] = []
+    try:
+        store = open_store(root, "r")
+    except StoreError as exc:
+        return [Problem(str(root), str(exc))]
+    if store.attrs.get("format") != STORE_FORMAT:  # open_store checks this too; keep explicit
+        problems.append(Problem(str(root), "root format attribute missing"))
+    scenes_dir = root / "scenes"
+    if not scenes_dir.is_dir():
+        return problems + [Problem(str(scenes_dir), "scenes group missing")]
+    scene_dirs = sorted(p for p in scenes_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    query_dirs = {
+        s: sorted(q for q in (s / "queries").iterdir() if q.is_dir() and not q.name.startswith("."))
+        if (s / "queries").is_dir()
+        else []
+        for s in scene_dirs
+    }
+    total = len(scene_dirs) + sum(len(v) for v in query_dirs.values())
+    done = 0
+    for sdir in scene_dirs:
+        sattrs = _check_scene(sdir, problems)
+        done += 1
+        if progress is not None:
+            progress(done, total)
+        if not (sdir / "queries").is_dir():
+            problems.append(Problem(str(sdir / "queries"), "queries group missing"))
+        for qdir in query_dirs[sdir]:
+            _check_query(qdir, sattrs or {}, problems)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    for tmp in store.temporary_groups():
+        kind = "temporary" if tmp.name.startswith(TMP_PREFIX) else "trash"
+        problems.append(Problem(str(tmp), f"leftover {kind} group of an interrupted write", "warning"))
+    return problems
+
+
+def fmt_bytes(n: float) -> str:
+    """Human-readable byte count (1024-based)."""
+    if not math.isfinite(n):
+        return "n/a"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"

@@ -1,0 +1,133 @@
+"""Pictures of pseudo-labels: a PNG contact sheet of a query's views, and point colours for PLY export."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+RGB = tuple[int, int, int]
+
+
+@dataclass
+class SheetStyle:
+    """Layout and colours of a contact sheet."""
+
+    columns: int = 4
+    frame: int = 4  # width of the kept/filtered frame around each thumbnail, px
+    gap: int = 4  # space between tiles, px
+    caption_lines: int = 2
+    line_height: int = 12
+    overlay: RGB = (30, 144, 255)  # mask tint (neither of the frame colours)
+    alpha: float = 0.55  # tint opacity
+    kept: RGB = (0, 200, 0)
+    filtered: RGB = (220, 0, 0)
+    background: RGB = (255, 255, 255)
+    text: RGB = (0, 0, 0)
+    placeholder_width: int = 160  # thumbnail width used when the store has no thumbnails
+
+    @property
+    def caption_height(self) -> int:
+        return self.caption_lines * self.line_height if self.caption_lines > 0 else 0
+
+
+def resize_mask(mask: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """Downsample (or upsample) a boolean mask to ``size_hw``: area average, then >= 0.5."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape == tuple(size_hw):
+        return mask.copy()
+    img = Image.fromarray(mask.astype(np.uint8) * 255)
+    small = img.resize((int(size_hw[1]), int(size_hw[0])), Image.BOX)
+    return np.asarray(small) >= 128
+
+
+def overlay_mask(image: np.ndarray, mask: np.ndarray, color: RGB, alpha: float) -> np.ndarray:
+    """Tint the pixels of ``image`` (h,w,3 uint8) under ``mask`` (any size, resized to h×w)."""
+    h, w = image.shape[:2]
+    m = resize_mask(mask, (h, w))
+    out = image.astype(np.float32).copy()
+    out[m] = (1.0 - alpha) * out[m] + alpha * np.asarray(color, dtype=np.float32)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def sheet_size(num_views: int, thumb_hw: tuple[int, int], style: SheetStyle) -> tuple[int, int]:
+    """(height, width) of the contact sheet for ``num_views`` thumbnails of size ``thumb_hw``."""
+    cols = max(1, min(style.columns, num_views))
+    rows = max(1, -(-num_views // cols))
+    tile_h = thumb_hw[0] + 2 * style.frame + style.caption_height
+    tile_w = thumb_hw[1] + 2 * style.frame
+    return rows * tile_h + (rows + 1) * style.gap, cols * tile_w + (cols + 1) * style.gap
+
+
+def tile_origin(i: int, num_views: int, thumb_hw: tuple[int, int], style: SheetStyle) -> tuple[int, int]:
+    """(row, col) pixel of the top-left corner of thumbnail ``i`` itself (inside its frame)."""
+    cols = max(1, min(style.columns, num_views))
+    r, c = divmod(i, cols)
+    tile_h = thumb_hw[0] + 2 * style.frame + style.caption_height
+    tile_w = thumb_hw[1] + 2 * style.frame
+    return style.gap + r * (tile_h + style.gap) + style.frame, style.gap + c * (tile_w + style.gap) + style.frame
+
+
+def placeholder_thumbnails(num_views: int, image_hw: tuple[int, int], width: int) -> np.ndarray:
+    """Grey thumbnails with the masks' aspect ratio, for stores written without thumbnails."""
+    h = max(1, round(image_hw[0] * width / image_hw[1]))
+    return np.full((num_views, h, width, 3), 128, dtype=np.uint8)
+
+
+def contact_sheet(
+    thumbnails: np.ndarray,
+    masks: np.ndarray,
+    kept: Sequence[bool],
+    captions: Sequence[Sequence[str]] | None = None,
+    style: SheetStyle | None = None,
+) -> np.ndarray:
+    """One tile per view: the thumbnail with its mask tinted, framed green (kept) or red (filtered).
+
+    ``thumbnails`` (k,h,w,3) uint8, ``masks`` (k,H,W) bool at any resolution (downsampled to h×w),
+    ``kept`` (k,), ``captions`` k lists of up to ``style.caption_lines`` strings. Returns (H,W,3) uint8.
+    """
+    style = style or SheetStyle()
+    k = int(masks.shape[0])
+    if thumbnails.shape[0] != k or len(kept) != k:
+        raise ValueError(f"contact_sheet: {thumbnails.shape[0]} thumbnails, {k} masks and {len(kept)} flags must match")
+    th, tw = int(thumbnails.shape[1]), int(thumbnails.shape[2])
+    height, width = sheet_size(k, (th, tw), style)
+    sheet = np.empty((height, width, 3), dtype=np.uint8)
+    sheet[...] = np.asarray(style.background, dtype=np.uint8)
+    f = style.frame
+    for i in range(k):
+        r0, c0 = tile_origin(i, k, (th, tw), style)
+        sheet[r0 - f : r0 + th + f, c0 - f : c0 + tw + f] = np.asarray(
+            style.kept if kept[i] else style.filtered, dtype=np.uint8
+        )
+        sheet[r0 : r0 + th, c0 : c0 + tw] = overlay_mask(thumbnails[i], masks[i], style.overlay, style.alpha)
+    if captions is not None and style.caption_lines > 0:
+        img = Image.fromarray(sheet)
+        draw = ImageDraw.Draw(img)
+        font = ImageFont.load_default()
+        for i, lines in enumerate(captions[:k]):
+            r0, c0 = tile_origin(i, k, (th, tw), style)
+            for j, line in enumerate(list(lines)[: style.caption_lines]):
+                draw.text((c0 - f, r0 + th + f + j * style.line_height), line, fill=style.text, font=font)
+        sheet = np.asarray(img)
+    return sheet
+
+
+def save_png(image: np.ndarray, path: str | Path) -> Path:
+    """Write an (H,W,3) uint8 image as PNG (parent directories created)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(image)).save(p, format="PNG")
+    return p
+
+
+def highlight_colors(
+    colors: np.ndarray, mask: np.ndarray, color: RGB = (255, 0, 0), dim: float = 0.35
+) -> np.ndarray:
+    """Point colours for a mask PLY: the scene's colours dimmed to ``dim``, masked points in ``color``."""
+    out = np.rint(np.asarray(colors, dtype=np.float32) * dim).astype(np.uint8)
+    out[np.asarray(mask, dtype=bool)] = np.asarray(color, dtype=np.uint8)
+    return out

@@ -1,0 +1,68 @@
+"""Contact sheet layout, mask overlay and PLY highlight colours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from stage2_train3d.render import (
+    SheetStyle,
+    contact_sheet,
+    highlight_colors,
+    overlay_mask,
+    resize_mask,
+    save_png,
+    sheet_size,
+    tile_origin,
+)
+
+
+def test_resize_mask_downsamples_by_area() -> None:
+    m = np.zeros((8, 8), bool)
+    m[:, :4] = True
+    small = resize_mask(m, (2, 2))
+    assert small.tolist() == [[True, False], [True, False]]
+    assert resize_mask(np.ones((6, 9), bool), (4, 6)).all()
+
+
+def test_overlay_only_tints_masked_pixels() -> None:
+    img = np.full((4, 6, 3), 100, np.uint8)
+    mask = np.zeros((8, 12), bool)
+    mask[:4, :] = True  # top half at twice the resolution
+    out = overlay_mask(img, mask, (200, 0, 0), 0.5)
+    assert (out[:2] == [150, 50, 50]).all()
+    assert (out[2:] == 100).all()
+
+
+def test_contact_sheet_size_overlay_and_frames(tmp_path: Path) -> None:
+    style = SheetStyle(columns=2, frame=3, gap=2, caption_lines=1, line_height=10, alpha=0.5)
+    k, th, tw = 3, 20, 30
+    thumbs = np.full((k, th, tw, 3), 100, np.uint8)
+    masks = np.zeros((k, 40, 60), bool)
+    masks[:, :, 30:] = True  # right half of every view (at 2x the thumbnail size)
+    kept = [True, False, True]
+    sheet = contact_sheet(thumbs, masks, kept, captions=None, style=style)
+    # 2 columns x 2 rows of tiles of (20+6+10) x (30+6) px with 2 px gaps
+    assert sheet.shape == (2 * 36 + 3 * 2, 2 * 36 + 3 * 2, 3) == (*sheet_size(k, (th, tw), style), 3)
+    tint = np.rint(0.5 * 100 + 0.5 * np.array(style.overlay)).astype(np.uint8)
+    for i in range(k):
+        r0, c0 = tile_origin(i, k, (th, tw), style)
+        tile = sheet[r0 : r0 + th, c0 : c0 + tw]
+        assert (tile[:, 15:] == tint).all(), "overlay where the mask is"
+        assert (tile[:, :15] == 100).all(), "untouched elsewhere"
+        frame_pixel = sheet[r0 - 1, c0 + 5]
+        assert tuple(frame_pixel) == (style.kept if kept[i] else style.filtered)
+    # the unused 4th slot stays background
+    r3, c3 = tile_origin(3, 4, (th, tw), style)
+    assert (sheet[r3 : r3 + th, c3 : c3 + tw] == 255).all()
+    out = save_png(contact_sheet(thumbs, masks, kept, [["a"], ["b"], ["c"]], style), tmp_path / "x" / "s.png")
+    assert Image.open(out).size == (sheet.shape[1], sheet.shape[0])
+
+
+def test_highlight_colors_dims_scene_and_marks_mask_red() -> None:
+    colors = np.full((4, 3), 200, np.uint8)
+    out = highlight_colors(colors, np.array([True, False, False, True]), dim=0.5)
+    assert out[0].tolist() == [255, 0, 0] and out[3].tolist() == [255, 0, 0]
+    assert out[1].tolist() == [100, 100, 100]
