@@ -1,0 +1,33 @@
+"""open_source: spec strings -> scene sources."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.errors import BadInputError
+from shared.sources import open_source
+from shared.synthetic import SyntheticSource
+
+
+def test_synthetic_specs():
+    default = open_source("synthetic")
+    assert isinstance(default, SyntheticSource)
+    assert (default.num_scenes, default.seed) == (6, 0)
+    three = open_source("synthetic:3")
+    assert (three.num_scenes, three.seed) == (3, 0)
+    seeded = open_source("synthetic:2:17")
+    assert (seeded.num_scenes, seeded.seed) == (2, 17)
+    assert seeded.scene_ids() == ["synth_0000", "synth_0001"]
+
+
+@pytest.mark.parametrize("spec", ["synthetic:x", "synthetic:2:y", "synthetic:0", "synthetic:1:2:3"])
+def test_bad_synthetic_specs(spec):
+    with pytest.raises(BadInputError, match="source spec"):
+        open_source(spec)
+
+
+def test_unknown_spec_and_missing_directory(tmp_path):
+    with pytest.raises(BadInputError, match="unknown scene source 'nonsense'"):
+        open_source("nonsense")
+    with pytest.raises(BadInputError, match="not a directory"):
+        open_source(f"scannet:{tmp_path / 'missing'}")
