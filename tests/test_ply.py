@@ -1,0 +1,82 @@
+"""PLY writer/reader round trips and ScanNet-style files (ascii, binary with a face element)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shared.errors import BadInputError
+from shared.ply import ply_points_colors, read_ply, write_ply
+
+
+def test_binary_round_trip_with_scalars(tmp_path):
+    rng = np.random.default_rng(0)
+    pts = rng.normal(size=(50, 3))
+    col = rng.integers(0, 256, (50, 3)).astype(np.uint8)
+    score = rng.random(50).astype(np.float32)
+    label = np.arange(50, dtype=np.int64) * 1000  # beyond int8/int16 on purpose
+    path = write_ply(tmp_path / "sub" / "a.ply", pts, col, score=score, label=label, mask=np.arange(50) % 2 == 0)
+    head = path.read_bytes()[:400]
+    assert b"format binary_little_endian 1.0" in head and b"property int label" in head
+    assert b"property float score" in head and b"property uchar mask" in head
+    data = read_ply(path)
+    assert list(data) == ["x", "y", "z", "red", "green", "blue", "score", "label", "mask"]
+    got_pts, got_col = ply_points_colors(data)
+    np.testing.assert_allclose(got_pts, pts.astype(np.float32))
+    np.testing.assert_array_equal(got_col, col)
+    np.testing.assert_array_equal(data["score"], score)
+    assert data["label"].dtype == np.int32 and data["label"][-1] == 49_000
+    assert data["mask"].tolist() == [1, 0] * 25
+
+
+def test_float_colors_and_no_colors(tmp_path):
+    write_ply(tmp_path / "f.ply", np.zeros((2, 3)), np.array([[1.0, 0.5, 0.0], [0.0, 0.0, 1.0]]))
+    assert ply_points_colors(read_ply(tmp_path / "f.ply"))[1].tolist() == [[255, 128, 0], [0, 0, 255]]
+    write_ply(tmp_path / "n.ply", np.ones((3, 3)))
+    pts, col = ply_points_colors(read_ply(tmp_path / "n.ply"))
+    assert col is None and pts.shape == (3, 3)
+
+
+def _scannet_like_header(fmt: str, n: int, faces: int) -> bytes:
+    return (
+        f"ply\nformat {fmt} 1.0\ncomment VCGLIB generated\nelement vertex {n}\nproperty float x\n"
+        "property float y\nproperty float z\nproperty uchar red\nproperty uchar green\nproperty uchar blue\n"
+        f"property uchar alpha\nelement face {faces}\nproperty list uchar int vertex_indices\nend_header\n"
+    ).encode()
+
+
+def test_scannet_binary_with_faces(tmp_path):
+    vert = np.zeros(3, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"), ("b", "u1"), ("a", "u1")])
+    vert["x"] = [0.5, 1.5, 2.5]
+    vert["g"] = [10, 20, 30]
+    vert["a"] = 255
+    face = np.array([3], dtype="u1").tobytes() + np.array([0, 1, 2], dtype="<i4").tobytes()
+    path = tmp_path / "scene_vh_clean_2.ply"
+    path.write_bytes(_scannet_like_header("binary_little_endian", 3, 1) + vert.tobytes() + face)
+    data = read_ply(path)
+    assert data["x"].tolist() == [0.5, 1.5, 2.5] and data["green"].tolist() == [10, 20, 30]
+    assert data["alpha"].tolist() == [255] * 3 and data["red"].dtype == np.uint8
+
+
+def test_ascii(tmp_path):
+    path = tmp_path / "a.ply"
+    body = "0 0 0 255 0 0 255\n1 2 3 0 255 0 255\n3 0 1 2\n"
+    path.write_bytes(_scannet_like_header("ascii", 2, 1) + body.encode())
+    data = read_ply(path)
+    assert data["z"].tolist() == [0.0, 3.0] and data["red"].tolist() == [255, 0]
+    assert data["x"].dtype == np.float32
+
+
+def test_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.ply"
+    bad.write_bytes(b"hello\n")
+    with pytest.raises(BadInputError, match="bad.ply: not a PLY"):
+        read_ply(bad)
+    trunc = tmp_path / "trunc.ply"
+    trunc.write_bytes(_scannet_like_header("binary_little_endian", 10, 0) + b"\0" * 20)
+    with pytest.raises(BadInputError, match="trunc.ply: truncated"):
+        read_ply(trunc)
+    with pytest.raises(BadInputError, match="missing.ply: PLY file not found"):
+        read_ply(tmp_path / "missing.ply")
+    with pytest.raises(BadInputError, match="score"):
+        write_ply(tmp_path / "w.ply", np.zeros((4, 3)), score=np.zeros(3))
