@@ -116,3 +116,18 @@ def test_cli_query_writes_sheet(store, tmp_path: Path) -> None:
     assert "288 of 768" in res.output
     res = CliRunner().invoke(inspect_cmd, ["--store", str(store.path), "--scene", SCENE, "--query", "nope"])
     assert res.exit_code != 0 and "nope" in res.output
+
+
+def test_fused_ply_export_reads_back(store, tmp_path: Path) -> None:
+    from shared.ply import read_ply
+    from stage2_train3d.inspect_cli import export_fused_ply
+
+    ins = inspect_query(store, SCENE, "table", FusionConfig())
+    path = export_fused_ply(ins, tmp_path / "out" / "table.ply", vote_threshold=0.5)
+    data = read_ply(path)
+    assert data["x"].shape == (768,)
+    label = data["label"].astype(bool)
+    assert label.sum() == 12 * 24
+    assert (data["red"][label] == 255).all() and (data["green"][label] == 0).all()
+    assert (data["green"][~label] == round(200 * 0.35)).all()  # the scene's green, dimmed
+    assert data["prob"].max() == 1.0 and data["gt"].sum() == 8 * 24
