@@ -23,7 +23,7 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,17 @@ SCHEMA_VERSION = 1
 STORE_FORMAT = "mllm3d-pseudolabel-store"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
+
+
+# Observers of group writes, called as hook(event, key) with event in "scene.before_publish",
+# "query.mid_write", "query.before_publish". Empty in normal use; the crash/resume tests install a
+# kill switch here (stage1_pseudolabel/crash_hooks.py).
+WRITE_HOOKS: list[Callable[[str, str], None]] = []
+
+
+def _fire(event: str, key: str) -> None:
+    for hook in WRITE_HOOKS:
+        hook(event, key)
 
 
 def compressor() -> BloscCodec:
@@ -283,6 +294,7 @@ class PseudoLabelStore:
                 }
             )
             g.attrs["complete"] = True  # last: marks the group finished
+            _fire("scene.before_publish", str(scene_id))
             return self._publish(tmp, final, overwrite)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -361,6 +373,7 @@ class PseudoLabelStore:
             h, w = image_size
             _write_array(g, "view_index", record.view_index.astype(np.int32), chunks=(max(k, 1),))
             _write_array(g, "masks", record.masks.astype(bool), chunks=(1, h, w))
+            _fire("query.mid_write", f"{q.scene_id}/{q.query_id}")
             _write_array(g, "seg_embeddings", record.seg_embeddings.astype(np.float16))
             _write_array(g, "confidence", record.confidence.astype(np.float32), chunks=(max(k, 1),))
             _write_array(g, "attention", record.attention.astype(np.float32), chunks=(max(k, 1),))
@@ -387,6 +400,7 @@ class PseudoLabelStore:
                 }
             )
             g.attrs["complete"] = True  # last
+            _fire("query.before_publish", f"{q.scene_id}/{q.query_id}")
             return self._publish(tmp, final, overwrite)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,120 @@
+"""``mllm3d pseudolabel``: a thin command over :func:`stage1_pseudolabel.runner.run_pseudolabels`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from shared.errors import Mllm3dError
+from stage1_pseudolabel.run_config import RunConfig, load_backend_config
+
+# CLI shortcut -> backend config key (override --backend-config)
+BACKEND_SHORTCUTS = {
+    "checkpoint": "checkpoint",
+    "clip": "clip_path",
+    "device": "device",
+    "dtype": "dtype",
+    "decoding": "decoding",
+}
+
+
+def build_config(
+    config_path: str | None, backend_config_path: str | None, options: dict[str, Any]
+) -> RunConfig:
+    """RunConfig from an optional run-config YAML, a backend YAML and the command-line options."""
+    backend_config: dict[str, Any] = {}
+    if backend_config_path:
+        backend_config.update(load_backend_config(backend_config_path))
+    for opt, key in BACKEND_SHORTCUTS.items():
+        value = options.pop(opt, None)
+        if value is not None:
+            backend_config[key] = value
+    overrides = {k: v for k, v in options.items() if v is not None}
+    if config_path:
+        return RunConfig.from_yaml(config_path, backend_config=backend_config, **overrides)
+    return RunConfig(**overrides, backend_config=backend_config)
+
+
+@click.command("pseudolabel")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Run config YAML (configs/stage1/*.yaml).",
+)
+@click.option(
+    "--source",
+    default=None,
+    help="Scene source: synthetic[:N[:SEED]], scannet:PATH or a directory. [default: synthetic]",
+)
+@click.option(
+    "--queries",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Query annotation file (ScanRefer, Nr3D, ...). Default: the source's own queries.",
+)
+@click.option("--store", default=None, help="Pseudo-label store directory. [default: cache/store.zarr]")
+@click.option(
+    "--backend",
+    default=None,
+    type=click.Choice(["synthetic", "lisa"]),
+    help="2D segmenter backend. [default: synthetic]",
+)
+@click.option(
+    "--backend-config", "backend_config_path", type=click.Path(dir_okay=False), help="Backend config YAML."
+)
+@click.option("--checkpoint", default=None, help="LISA checkpoint directory (overrides the backend config).")
+@click.option("--clip", default=None, help="CLIP vision tower directory (backend config clip_path).")
+@click.option("--device", default=None, help="Backend device, e.g. cuda:0 or cpu.")
+@click.option("--dtype", default=None, help="Backend dtype, e.g. bfloat16, float16, float32.")
+@click.option("--decoding", default=None, help="LISA decoding mode (see the lisa backend).")
+@click.option("--views", default=None, help="Views per query (int) or 'all'. [default: 4]")
+@click.option("--seed", default=None, type=int, help="View-sampling seed. [default: 0]")
+@click.option(
+    "--shard", default=None, help="This worker's shard i/n. Default: SLURM array / torchrun env, else 0/1."
+)
+@click.option(
+    "--max-scenes", default=None, type=int, help="Only the first N scenes (sorted ids), before sharding."
+)
+@click.option(
+    "--allow-mixed-segmenters",
+    is_flag=True,
+    default=None,
+    help="Write to a store made with another segmenter config.",
+)
+@click.option("--progress/--no-progress", default=None, help="Show a progress bar. [default: on]")
+@click.option(
+    "--summary-json",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the config and summary as JSON here.",
+)
+def pseudolabel(
+    config_path: str | None, backend_config_path: str | None, summary_json: str | None, **options: Any
+) -> None:
+    """Stage 1: segment every (scene, query) with a 2D backend and fill the pseudo-label store."""
+    console = Console(stderr=True)
+    try:
+        cfg = build_config(config_path, backend_config_path, options)
+        from stage1_pseudolabel.runner import run_pseudolabels
+
+        summary = run_pseudolabels(cfg, console=console)
+    except Mllm3dError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for line in summary.lines():
+        style = "red" if line.startswith("FAILED") else None
+        console.print(line, style=style, markup=False, highlight=False)
+    if summary_json:
+        p = Path(summary_json)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(
+            json.dumps({"config": cfg.to_dict(), "summary": summary.to_dict()}, indent=2, default=str)
+        )
+    if not summary.ok:
+        console.print(f"{len(summary.failed)} scene(s) failed", style="bold red")
+        sys.exit(1)

@@ -1,0 +1,458 @@
+"""Stage 1 runner: segment every (scene, query) of a source with a backend and fill the store.
+
+The unit of work is one scene with all its queries. Per scene: take the scene's lease, write the
+query-independent scene group once, skip queries already complete (resume), draw each query's
+views, call the segmenter once per sampled frame with every query that sampled it (the backend
+shares the view encoding), resize masks from colour to the store's mask resolution, and write
+each query group atomically as soon as all its views are done. A failing scene is reported and
+the run goes on; :class:`RunSummary` says what was written, skipped and why.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from shared.errors import BadInputError, StoreError, UnknownSceneError
+from shared.geometry import DepthTest
+from shared.scene import Query, Scene, SceneSource
+from shared.scene_store import store_scene
+from shared.store import PseudoLabelStore, QueryRecord, open_store
+from stage1_pseudolabel import crash_hooks
+from stage1_pseudolabel.leases import SceneLease, lease_path, remove_dead_temporaries
+from stage1_pseudolabel.mask_ops import resize_nearest
+from stage1_pseudolabel.run_config import RunConfig
+from stage1_pseudolabel.segmenter import SegmentationResult, Segmenter, build_segmenter
+from stage1_pseudolabel.sharding import Shard, resolve_shard, shard_scenes
+from stage1_pseudolabel.view_sampling import ViewChoice, sample_views, usable_frames
+
+
+@dataclass
+class SceneFailure:
+    scene_id: str
+    reason: str
+
+
+@dataclass
+class RunSummary:
+    """What one run (one shard) did."""
+
+    shard: str = "0/1"
+    scenes_assigned: int = 0
+    scenes_processed: int = 0  # scenes this run worked on
+    scenes_complete: int = 0  # skipped: every query already in the store
+    scenes_leased: list[str] = field(default_factory=list)  # skipped: a live worker holds the lease
+    queries_assigned: int = 0
+    queries_written: int = 0
+    queries_skipped_complete: int = 0
+    queries_lost_race: int = 0  # another writer published the same group first
+    unknown_scene_queries: int = 0
+    unknown_scenes: list[str] = field(default_factory=list)
+    duplicate_queries: int = 0
+    failed: list[SceneFailure] = field(default_factory=list)
+    views_segmented: int = 0
+    scene_groups_written: int = 0
+    temporaries_removed: int = 0
+    leases_taken_over: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    @property
+    def nothing_new(self) -> bool:
+        return self.queries_written == 0 and self.scene_groups_written == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ok"] = self.ok
+        return d
+
+    def lines(self) -> list[str]:
+        """A human-readable report."""
+        out = [
+            f"shard {self.shard}: {self.scenes_assigned} scenes, {self.queries_assigned} queries assigned",
+            f"written: {self.queries_written} queries, {self.scene_groups_written} scene groups "
+            f"({self.views_segmented} views segmented in {self.elapsed_s:.1f} s)",
+            f"skipped as complete: {self.queries_skipped_complete} queries ({self.scenes_complete} whole scenes)",
+        ]
+        if self.nothing_new and not self.failed:
+            out.append("nothing new to write: the store already holds every assigned query")
+        if self.scenes_leased:
+            out.append(
+                f"skipped, leased by a live worker: {len(self.scenes_leased)} scenes {self.scenes_leased}"
+            )
+        if self.queries_lost_race:
+            out.append(f"published first by another worker: {self.queries_lost_race} queries")
+        if self.unknown_scene_queries:
+            out.append(
+                f"skipped, scene not in the source: {self.unknown_scene_queries} queries on "
+                f"{len(self.unknown_scenes)} scenes {self.unknown_scenes[:10]}"
+            )
+        if self.duplicate_queries:
+            out.append(f"skipped duplicate query ids: {self.duplicate_queries}")
+        if self.temporaries_removed:
+            out.append(f"removed {self.temporaries_removed} leftover temporary groups of killed writers")
+        if self.leases_taken_over:
+            out.append(f"took over {self.leases_taken_over} stale scene leases")
+        for f in self.failed:
+            out.append(f"FAILED scene {f.scene_id}: {f.reason}")
+        return out
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def group_queries(
+    queries: Sequence[Query], known_scenes: set[str], summary: RunSummary
+) -> dict[str, list[Query]]:
+    """scene id -> its queries (first occurrence of each id kept); unknown scenes are counted."""
+    by_scene: dict[str, list[Query]] = defaultdict(list)
+    seen: set[tuple[str, str]] = set()
+    unknown: dict[str, int] = defaultdict(int)
+    for q in queries:
+        if q.scene_id not in known_scenes:
+            unknown[q.scene_id] += 1
+            continue
+        key = (q.scene_id, q.query_id)
+        if key in seen:
+            summary.duplicate_queries += 1
+            continue
+        seen.add(key)
+        by_scene[q.scene_id].append(q)
+    summary.unknown_scene_queries = sum(unknown.values())
+    summary.unknown_scenes = sorted(unknown)
+    return dict(by_scene)
+
+
+def load_run_queries(cfg: RunConfig, source: SceneSource) -> list[Query]:
+    """Queries from ``cfg.queries`` or, without a file, the source's own."""
+    if cfg.queries:
+        from shared.annotations import load_queries
+
+        return load_queries(cfg.queries)
+    qs = source.queries()
+    if not qs:
+        raise BadInputError(f"source {cfg.source!r} comes without queries: pass --queries FILE")
+    return qs
+
+
+def segmenter_identity(seg: Segmenter) -> dict[str, Any]:
+    return {"name": seg.name, "config": seg.config_dict()}
+
+
+# ---------------------------------------------------------------------------------------------- progress
+class RunProgress:
+    """Rich progress for scenes and queries with views/s; silent when disabled."""
+
+    def __init__(self, enabled: bool, scenes: int, queries: int, console: Console | None = None) -> None:
+        self.enabled = enabled
+        self.start = time.monotonic()
+        self.views = 0
+        self.progress: Progress | None = None
+        if enabled:
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=console or Console(stderr=True),
+                transient=False,
+            )
+            self.scenes = self.progress.add_task("scenes", total=scenes, rate="")
+            self.queries = self.progress.add_task("queries", total=queries, rate="")
+
+    def __enter__(self) -> RunProgress:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def scene_done(self, name: str) -> None:
+        if self.progress is not None:
+            self.progress.update(self.scenes, advance=1, description=f"scenes ({name})")
+
+    def query_done(self, n: int = 1) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.queries, n)
+
+    def views_done(self, n: int) -> None:
+        self.views += n
+        if self.progress is not None:
+            rate = self.views / max(time.monotonic() - self.start, 1e-6)
+            self.progress.update(self.queries, rate=f"{rate:.1f} views/s")
+
+    def log(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(message)
+
+
+# ---------------------------------------------------------------------------------------------- records
+def assemble_record(
+    query: Query,
+    choice: ViewChoice,
+    results: dict[int, SegmentationResult],
+    features: dict[int, np.ndarray | None],
+    image_size: tuple[int, int],
+    segmenter: Segmenter,
+) -> QueryRecord:
+    """A QueryRecord from per-view results (masks resized to ``image_size`` by nearest neighbour)."""
+    idx = [int(i) for i in choice.view_index]
+    rs = [results[i] for i in idx]
+    dim = int(segmenter.embed_dim)
+    masks = np.zeros((len(idx), *image_size), dtype=bool)
+    emb = np.zeros((len(idx), dim), dtype=np.float32)
+    for j, r in enumerate(rs):
+        e = np.asarray(r.seg_embedding, dtype=np.float32).reshape(-1)
+        if e.shape != (dim,):
+            raise BadInputError(
+                f"backend {segmenter.name}: [SEG] embedding of shape {e.shape}, expected ({dim},)"
+            )
+        emb[j] = e
+        if r.has_seg:
+            masks[j] = resize_nearest(np.asarray(r.mask, dtype=bool), image_size)
+    maps = None
+    present = [r.attention_map for r in rs if r.attention_map is not None]
+    if present:
+        shape = np.asarray(present[0]).shape
+        maps = np.stack(
+            [
+                np.zeros(shape, np.float32)
+                if r.attention_map is None
+                else resize_nearest(np.asarray(r.attention_map, np.float32), shape)
+                for r in rs
+            ]
+        )
+    feats = None
+    if idx and all(features.get(i) is not None for i in idx):
+        feats = np.stack([np.asarray(features[i], dtype=np.float32) for i in idx])
+    return QueryRecord(
+        query=query,
+        view_index=np.asarray(idx, dtype=np.int32),
+        masks=masks,
+        seg_embeddings=emb,
+        confidence=np.array([r.confidence for r in rs], dtype=np.float32),
+        attention=np.array([r.attention for r in rs], dtype=np.float32),
+        has_seg=np.array([bool(r.has_seg) for r in rs], dtype=bool),
+        view_seed=choice.view_seed,
+        segmenter=segmenter.name,
+        generated_text=[str(r.text) for r in rs],
+        attention_maps=maps,
+        image_features=feats,
+    )
+
+
+def scene_image_size(store: PseudoLabelStore, scene_id: str, num_views: int) -> tuple[int, int]:
+    """The mask resolution recorded in the scene group (checked against the scene's view count)."""
+    meta = store.scene_dir(scene_id) / "zarr.json"
+    attrs = json.loads(meta.read_text(encoding="utf-8"))["attributes"]
+    if int(attrs["num_views"]) != num_views:
+        raise StoreError(
+            f"{meta}: stored scene has {attrs['num_views']} views but the source now gives {num_views}; "
+            "the source changed since the scene group was written (use a new store)"
+        )
+    return int(attrs["image_size"][0]), int(attrs["image_size"][1])
+
+
+# ---------------------------------------------------------------------------------------------- one scene
+def process_scene(
+    store: PseudoLabelStore,
+    scene: Scene,
+    queries: list[Query],
+    segmenter: Segmenter,
+    cfg: RunConfig,
+    summary: RunSummary,
+    progress: RunProgress,
+    lease: SceneLease | None = None,
+) -> None:
+    """Write the scene group (once) and every not-yet-complete query of one scene."""
+    depth_test = DepthTest(abs_tol=cfg.depth_abs_tol, rel_tol=cfg.depth_rel_tol, border=cfg.depth_border)
+    if store_scene(store, scene, depth_test):
+        summary.scene_groups_written += 1
+        crash_hooks.fire("scene.after_publish", scene.scene_id)
+    image_size = scene_image_size(store, scene.scene_id, len(scene.views))
+    todo = [q for q in queries if not store.has_query(scene.scene_id, q.query_id)]
+    summary.queries_skipped_complete += len(queries) - len(todo)
+    progress.query_done(len(queries) - len(todo))
+    if not todo:
+        return
+    usable = usable_frames(scene.views, cfg.min_valid_depth)
+    if len(usable) == 0:
+        raise BadInputError(
+            f"scene {scene.scene_id}: no frame has a valid pose and >= {cfg.min_valid_depth:.0%} valid depth"
+        )
+    choices = {
+        q.query_id: sample_views(usable, cfg.views, cfg.seed, scene.scene_id, q.query_id) for q in todo
+    }
+    by_frame: dict[int, list[Query]] = defaultdict(list)
+    for q in todo:
+        for i in choices[q.query_id].view_index:
+            by_frame[int(i)].append(q)
+    pending = {q.query_id: {int(i) for i in choices[q.query_id].view_index} for q in todo}
+    results: dict[str, dict[int, SegmentationResult]] = defaultdict(dict)
+    features: dict[int, np.ndarray | None] = {}
+    for fi in sorted(by_frame):
+        if lease is not None and lease.lost:
+            raise StoreError(
+                f"scene {scene.scene_id}: lost the scene lease to another worker; stopping this scene"
+            )
+        qs = by_frame[fi]
+        view = scene.views[fi]
+        out = segmenter.segment_view(view, qs)
+        if len(out.results) != len(qs):
+            raise BadInputError(
+                f"backend {segmenter.name}: {len(out.results)} results for {len(qs)} queries in frame {view.frame_id}"
+            )
+        progress.views_done(1)
+        summary.views_segmented += 1
+        features[fi] = out.image_features
+        for q, r in zip(qs, out.results, strict=True):
+            if r.has_seg and tuple(np.asarray(r.mask).shape) != view.color_size:
+                raise BadInputError(
+                    f"backend {segmenter.name}: mask of shape {np.asarray(r.mask).shape} for frame {view.frame_id}, "
+                    f"expected the colour resolution {view.color_size}"
+                )
+            results[q.query_id][fi] = r
+            pending[q.query_id].discard(fi)
+            if not pending[q.query_id]:
+                _write_one(
+                    store,
+                    q,
+                    choices[q.query_id],
+                    results.pop(q.query_id),
+                    features,
+                    image_size,
+                    segmenter,
+                    summary,
+                )
+                progress.query_done()
+        # free the features of frames that no unwritten query uses
+        needed = {int(i) for qid, p in pending.items() if p for i in choices[qid].view_index}
+        for done in [i for i in features if i not in needed]:
+            del features[done]
+
+
+def _write_one(
+    store: PseudoLabelStore,
+    query: Query,
+    choice: ViewChoice,
+    results: dict[int, SegmentationResult],
+    features: dict[int, np.ndarray | None],
+    image_size: tuple[int, int],
+    segmenter: Segmenter,
+    summary: RunSummary,
+) -> None:
+    record = assemble_record(query, choice, results, features, image_size, segmenter)
+    crash_hooks.fire("query.before_write", f"{query.scene_id}/{query.query_id}")
+    if store.write_query(record):
+        summary.queries_written += 1
+        crash_hooks.fire("query.after_publish", f"{query.scene_id}/{query.query_id}")
+    else:
+        summary.queries_lost_race += 1
+
+
+# ---------------------------------------------------------------------------------------------- the run
+def plan_scenes(cfg: RunConfig, by_scene: dict[str, list[Query]], shard: Shard) -> list[str]:
+    """Scenes of this shard: those with queries, sorted, first ``max_scenes``, then sharded."""
+    scenes = sorted(by_scene)
+    if cfg.max_scenes is not None:
+        scenes = scenes[: cfg.max_scenes]
+    return shard_scenes(scenes, shard, cfg.shard_strategy)
+
+
+def incomplete_scenes(store_path: str, scenes: list[str], by_scene: dict[str, list[Query]]) -> list[str]:
+    """Scenes with at least one query not yet complete in the store (all of them if there is no store)."""
+    try:
+        store = open_store(store_path, "r")
+    except StoreError:
+        return list(scenes)
+    return [s for s in scenes if not all(store.has_query(s, q.query_id) for q in by_scene[s])]
+
+
+def run_pseudolabels(
+    cfg: RunConfig,
+    source: SceneSource | None = None,
+    queries: Sequence[Query] | None = None,
+    segmenter: Segmenter | None = None,
+    console: Console | None = None,
+) -> RunSummary:
+    """Run Stage 1 for this worker's shard. ``source``/``queries``/``segmenter`` override ``cfg``."""
+    t0 = time.monotonic()
+    crash_hooks.install_from_env()
+    shard = resolve_shard(cfg.shard)
+    summary = RunSummary(shard=str(shard))
+    if source is None:
+        from shared.sources import open_source
+
+        source = open_source(cfg.source)
+    qs = list(queries) if queries is not None else load_run_queries(cfg, source)
+    by_scene = group_queries(qs, set(source.scene_ids()), summary)
+    scenes = plan_scenes(cfg, by_scene, shard)
+    summary.scenes_assigned = len(scenes)
+    summary.queries_assigned = sum(len(by_scene[s]) for s in scenes)
+
+    todo_scenes = incomplete_scenes(cfg.store, scenes, by_scene)
+    done_scenes = [s for s in scenes if s not in set(todo_scenes)]
+    summary.scenes_complete = len(done_scenes)
+    summary.queries_skipped_complete = sum(len(by_scene[s]) for s in done_scenes)
+    if not todo_scenes:  # nothing to do: do not even build the (possibly heavy) segmenter
+        summary.elapsed_s = time.monotonic() - t0
+        return summary
+
+    seg = segmenter if segmenter is not None else build_segmenter(cfg.backend, cfg.backend_config)
+    store = open_store(
+        cfg.store, "a", segmenter=segmenter_identity(seg), allow_mixed_segmenters=cfg.allow_mixed_segmenters
+    )
+    summary.temporaries_removed += len(remove_dead_temporaries(store, cfg.lease_timeout_s))
+
+    queries_todo = sum(len(by_scene[s]) for s in todo_scenes)
+    with RunProgress(cfg.progress, len(todo_scenes), queries_todo, console) as progress:
+        for scene_id in todo_scenes:
+            lease = SceneLease(lease_path(store, scene_id), cfg.lease_timeout_s, cfg.heartbeat_s)
+            if not lease.try_acquire():
+                summary.scenes_leased.append(scene_id)
+                progress.log(f"[yellow]scene {scene_id}: leased by a live worker, skipped")
+                progress.scene_done(scene_id)
+                continue
+            try:
+                if lease.took_over:
+                    summary.leases_taken_over += 1
+                    summary.temporaries_removed += len(remove_dead_temporaries(store, cfg.lease_timeout_s))
+                scene = source.load(scene_id)
+                process_scene(store, scene, by_scene[scene_id], seg, cfg, summary, progress, lease)
+                summary.scenes_processed += 1
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # one scene's failure must not stop the others
+                reason = f"{type(exc).__name__}: {exc}"
+                if not isinstance(exc, (BadInputError, StoreError, UnknownSceneError)):
+                    tb = traceback.extract_tb(exc.__traceback__)
+                    if tb:
+                        reason += f" (at {tb[-1].filename}:{tb[-1].lineno})"
+                summary.failed.append(SceneFailure(scene_id, reason))
+                progress.log(f"[red]scene {scene_id} failed: {reason}")
+            finally:
+                lease.release()
+                progress.scene_done(scene_id)
+    summary.elapsed_s = time.monotonic() - t0
+    return summary

@@ -1,0 +1,317 @@
+"""The ``synthetic`` segmenter: a stand-in for the 2D MLLM on synthetic scenes.
+
+It is **not** a model. It reads the ground truth a synthetic view carries (``View.instance_map``)
+and returns the query target's visible mask, corrupted by the failure modes the MLLM-For3D paper
+describes for LISA, each with a configurable rate:
+
+- *missed view* (``miss_rate``): no ``[SEG]`` is generated -> ``has_seg=False``, zero mask, zero
+  embedding, confidence 0;
+- *hallucination* (``hallucination_rate``; ``absent_hallucination_rate`` when the target is not
+  visible in the view): the mask of another visible object, preferring objects near the target,
+  with that object's embedding instead of the query's;
+- *boundary noise* (``boundary_rate``): the mask is eroded, dilated, or its pixels within
+  ``boundary_width`` of the boundary are flipped at random;
+- *partial mask* (``partial_rate``): a chunk (a random half-plane cut removing
+  ``partial_fraction`` of it) is dropped.
+
+``[SEG]`` embeddings are a per-query unit vector (seeded from the query id) plus Gaussian noise in
+correct views and another object's unit vector plus noise in hallucinated ones; confidence
+(predicted-IoU stand-in) and attention are noisy but higher for correct views on average. With
+``image_features: true`` every view also gets query-independent features (C, h, w): a random unit
+vector per instance, rendered through the instance map, average-pooled by ``feature_stride`` and
+noised - the shape Stage 2's spatial loss expects.
+
+Determinism: every random draw for one (query, view) comes from a generator seeded by a hash of
+(seed, scene_id, frame_id, query_id), and image features from (seed, scene_id, frame_id), so
+outputs do not depend on which other queries or views are processed in the same call or shard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from shared.errors import BadInputError
+from shared.scene import Query, View
+from stage1_pseudolabel.mask_ops import average_pool, boundary_band, dilate, erode, resize_nearest
+from stage1_pseudolabel.seeding import rng_for, unit_vector
+from stage1_pseudolabel.segmenter import SegmentationResult, ViewSegmentation
+
+ANSWER_SEG = "Sure, it is [SEG]."
+ANSWER_MISS = "Sorry, I cannot find it in this image."
+
+
+@dataclass
+class SyntheticBackendConfig:
+    """Failure model and output shapes of the synthetic segmenter (all rates are probabilities)."""
+
+    seed: int = 0
+    embed_dim: int = 256
+    hallucination_rate: float = 0.15
+    absent_hallucination_rate: float = 0.3  # target not visible: chance of segmenting something else
+    miss_rate: float = 0.10
+    boundary_rate: float = 0.30
+    partial_rate: float = 0.15
+    boundary_width: int = 2  # pixels
+    partial_fraction: tuple[float, float] = (0.25, 0.6)  # share of the mask a partial cut removes
+    min_object_pixels: int = 16  # smaller visible objects are not picked for hallucinations
+    embedding_noise: float = 0.5  # noise norm relative to the unit query vector
+    image_features: bool = False
+    feature_dim: int = 32
+    feature_stride: int = 8
+    feature_noise: float = 0.1
+    attention_maps: bool = False
+    attention_stride: int = 16
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> SyntheticBackendConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise BadInputError(f"synthetic backend: unknown config keys {unknown}; known: {sorted(known)}")
+        cfg = cls(**config)
+        cfg.partial_fraction = (float(cfg.partial_fraction[0]), float(cfg.partial_fraction[1]))
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        for name in (
+            "hallucination_rate",
+            "absent_hallucination_rate",
+            "miss_rate",
+            "boundary_rate",
+            "partial_rate",
+        ):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise BadInputError(f"synthetic backend: {name} must be in [0, 1], got {v}")
+        lo, hi = self.partial_fraction
+        if not 0.0 < lo <= hi < 1.0:
+            raise BadInputError(
+                f"synthetic backend: partial_fraction must satisfy 0 < lo <= hi < 1, got {self.partial_fraction}"
+            )
+        for name in ("embed_dim", "feature_dim", "feature_stride", "attention_stride", "boundary_width"):
+            if getattr(self, name) < 1:
+                raise BadInputError(f"synthetic backend: {name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class Outcome:
+    """Which failure modes were applied to one (query, view) - for tests and diagnostics."""
+
+    missed: bool = False
+    hallucinated_id: int | None = None  # the object segmented instead of the target
+    boundary: str | None = None  # "erode" | "dilate" | "flip"
+    partial: bool = False
+    target_visible: bool = True
+
+
+class SyntheticSegmenter:
+    """Ground truth plus MLLM-like failure modes; see the module docstring."""
+
+    name = "synthetic"
+
+    def __init__(self, config: SyntheticBackendConfig) -> None:
+        self.config = config
+        self.embed_dim = config.embed_dim
+
+    def config_dict(self) -> dict[str, Any]:
+        d = asdict(self.config)
+        d["partial_fraction"] = list(d["partial_fraction"])
+        return d
+
+    # ------------------------------------------------------------------ public API
+    def segment_view(self, view: View, queries: list[Query]) -> ViewSegmentation:
+        """Segment every query in one view (results in the order of ``queries``)."""
+        labels = self._instance_map(view, queries)
+        stats = _object_stats(labels)
+        results = [self.segment_query(view, q, labels, stats)[0] for q in queries]
+        feats = None
+        if self.config.image_features:
+            scene_id = queries[0].scene_id if queries else ""
+            feats = self.image_features(labels, scene_id, view.frame_id)
+        return ViewSegmentation(results=results, image_features=feats)
+
+    def segment_query(
+        self,
+        view: View,
+        query: Query,
+        labels: np.ndarray | None = None,
+        stats: dict[int, tuple[int, np.ndarray]] | None = None,
+    ) -> tuple[SegmentationResult, Outcome]:
+        """One query in one view, with the failure modes that were applied."""
+        cfg = self.config
+        if labels is None:
+            labels = self._instance_map(view, [query])
+        if stats is None:
+            stats = _object_stats(labels)
+        if query.target_ids is None:
+            raise BadInputError(
+                f"query {query.scene_id}/{query.query_id}: the synthetic backend needs the query's target_ids "
+                "(it segments the ground truth); this query has none"
+            )
+        rng = rng_for(cfg.seed, query.scene_id, view.frame_id, query.query_id)
+        # draw every random number in a fixed order so one mode's rate never shifts another's draws
+        u_miss, u_hall, u_bound, u_part = rng.random(4)
+        targets = {int(t) for t in query.target_ids}
+        truth = np.isin(labels, list(targets)) if targets else np.zeros(labels.shape, dtype=bool)
+        out = Outcome(target_visible=bool(truth.any()))
+        qvec = unit_vector(cfg.embed_dim, cfg.seed, query.scene_id, "query", query.query_id)
+
+        if u_miss < cfg.miss_rate:
+            out.missed = True
+            res = SegmentationResult(
+                mask=np.zeros(labels.shape, dtype=bool),
+                seg_embedding=np.zeros(cfg.embed_dim, dtype=np.float32),
+                confidence=0.0,
+                attention=float(np.clip(rng.normal(0.2, 0.1), 0.0, 1.0)),
+                has_seg=False,
+                text=ANSWER_MISS,
+                attention_map=self._attention_map(None, labels.shape, rng) if cfg.attention_maps else None,
+            )
+            return res, out
+
+        rate = cfg.hallucination_rate if out.target_visible else cfg.absent_hallucination_rate
+        mask = truth
+        vec = qvec
+        if u_hall < rate:
+            other = _pick_distractor(stats, targets, truth, rng, cfg.min_object_pixels)
+            if other is not None:
+                out.hallucinated_id = other
+                mask = labels == other
+                vec = unit_vector(cfg.embed_dim, cfg.seed, query.scene_id, "object", other)
+        if mask.any() and u_bound < cfg.boundary_rate:
+            mask, out.boundary = _boundary_noise(mask, rng, cfg.boundary_width)
+        if mask.any() and u_part < cfg.partial_rate:
+            mask = _drop_chunk(mask, rng, cfg.partial_fraction)
+            out.partial = True
+
+        noise = rng.standard_normal(cfg.embed_dim) / np.sqrt(cfg.embed_dim)
+        emb = (vec + cfg.embedding_noise * noise).astype(np.float32)
+        conf, att = self._scores(out, mask.any(), rng)
+        res = SegmentationResult(
+            mask=mask,
+            seg_embedding=emb,
+            confidence=conf,
+            attention=att,
+            has_seg=True,
+            text=ANSWER_SEG,
+            attention_map=self._attention_map(mask, labels.shape, rng) if cfg.attention_maps else None,
+        )
+        return res, out
+
+    def image_features(self, labels: np.ndarray, scene_id: str, frame_id: int) -> np.ndarray:
+        """Query-independent (C, h, w) float32 features: per-instance vectors, pooled, plus noise."""
+        cfg = self.config
+        ids, inv = np.unique(labels, return_inverse=True)
+        table = np.stack([unit_vector(cfg.feature_dim, cfg.seed, scene_id, "feature", int(i)) for i in ids])
+        per_pixel = table[inv.reshape(labels.shape)].astype(np.float32)  # (H, W, C)
+        pooled = average_pool(np.moveaxis(per_pixel, -1, 0), cfg.feature_stride)  # (C, h, w)
+        rng = rng_for(cfg.seed, scene_id, frame_id, "image_features")
+        pooled += cfg.feature_noise * rng.standard_normal(pooled.shape).astype(np.float32)
+        return pooled.astype(np.float32)
+
+    # ------------------------------------------------------------------ helpers
+    def _instance_map(self, view: View, queries: list[Query]) -> np.ndarray:
+        if view.instance_map is None:
+            scene = queries[0].scene_id if queries else "?"
+            raise BadInputError(
+                f"scene {scene} frame {view.frame_id}: view has no instance_map; the synthetic backend only runs "
+                "on synthetic scenes (use --backend lisa for real data)"
+            )
+        labels = np.asarray(view.instance_map)
+        if labels.ndim != 2:
+            raise BadInputError(
+                f"frame {view.frame_id}: instance_map must be (H, W), got shape {labels.shape}"
+            )
+        return resize_nearest(labels.astype(np.int32, copy=False), view.color_size)
+
+    def _scores(self, out: Outcome, nonempty: bool, rng: np.random.Generator) -> tuple[float, float]:
+        """Confidence and attention: informative (higher when correct) but noisy."""
+        if out.hallucinated_id is not None:
+            conf, att = rng.normal(0.62, 0.12), rng.normal(0.45, 0.15)
+        elif not nonempty:  # nothing visible, nothing segmented
+            conf, att = rng.normal(0.3, 0.1), rng.normal(0.3, 0.1)
+        else:
+            conf = rng.normal(0.85, 0.08) - (0.05 if out.boundary else 0.0) - (0.12 if out.partial else 0.0)
+            att = rng.normal(0.7, 0.15)
+        return float(np.clip(conf, 0.0, 1.0)), float(np.clip(att, 0.0, 1.0))
+
+    def _attention_map(
+        self, mask: np.ndarray | None, shape: tuple[int, int], rng: np.random.Generator
+    ) -> np.ndarray:
+        """Coarse (h, w) attention summing to 1: the pooled mask plus noise (pure noise without a mask)."""
+        base = np.zeros(shape, np.float32) if mask is None else mask.astype(np.float32)
+        a = average_pool(base, self.config.attention_stride)
+        a += 0.1 * rng.random(a.shape).astype(np.float32)
+        return (a / max(float(a.sum()), 1e-6)).astype(np.float32)
+
+
+def _object_stats(labels: np.ndarray) -> dict[int, tuple[int, np.ndarray]]:
+    """Visible object id -> (pixel count, centroid (row, col)); background (-1) excluded."""
+    ids, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    inv = inv.reshape(labels.shape)
+    rows, cols = np.indices(labels.shape)
+    rsum = np.bincount(inv.ravel(), weights=rows.ravel(), minlength=len(ids))
+    csum = np.bincount(inv.ravel(), weights=cols.ravel(), minlength=len(ids))
+    return {
+        int(i): (int(n), np.array([rs / n, cs / n]))
+        for i, n, rs, cs in zip(ids, counts, rsum, csum, strict=True)
+        if i >= 0
+    }
+
+
+def _pick_distractor(
+    stats: dict[int, tuple[int, np.ndarray]],
+    targets: set[int],
+    truth: np.ndarray,
+    rng: np.random.Generator,
+    min_pixels: int,
+) -> int | None:
+    """Another visible object, preferring ones near the target (by area when the target is absent)."""
+    cands = sorted(i for i, (n, _) in stats.items() if i not in targets and n >= min_pixels)
+    if not cands:
+        return None
+    areas = np.array([stats[i][0] for i in cands], dtype=np.float64)
+    if truth.any():
+        centre = np.argwhere(truth).mean(axis=0)
+        diag = float(np.hypot(*truth.shape))
+        d = np.array([np.linalg.norm(stats[i][1] - centre) for i in cands])
+        w = np.exp(-d / (0.2 * diag)) * np.sqrt(areas)
+    else:
+        w = np.sqrt(areas)
+    return int(cands[int(rng.choice(len(cands), p=w / w.sum()))])
+
+
+def _boundary_noise(mask: np.ndarray, rng: np.random.Generator, width: int) -> tuple[np.ndarray, str]:
+    """Erode, dilate, or flip pixels near the boundary (the choice and width are random)."""
+    kind = ("erode", "dilate", "flip")[int(rng.integers(3))]
+    r = int(rng.integers(1, width + 1))
+    if kind == "erode":
+        eroded = erode(mask, r)
+        return (eroded if eroded.any() else mask.copy()), kind
+    if kind == "dilate":
+        return dilate(mask, r), kind
+    band = boundary_band(mask, r)
+    flip = band & (rng.random(mask.shape) < 0.5)
+    return mask ^ flip, kind
+
+
+def _drop_chunk(mask: np.ndarray, rng: np.random.Generator, fraction: tuple[float, float]) -> np.ndarray:
+    """Remove the part of the mask beyond a random straight cut (a share ``fraction`` of its pixels)."""
+    rr, cc = np.nonzero(mask)
+    theta = rng.uniform(0.0, 2.0 * np.pi)
+    f = rng.uniform(*fraction)
+    proj = rr * np.sin(theta) + cc * np.cos(theta)
+    cut = np.quantile(proj, 1.0 - f)
+    drop = proj > cut
+    out = mask.copy()
+    out[rr[drop], cc[drop]] = False
+    return out
+
+
+def build(config: dict[str, Any]) -> SyntheticSegmenter:
+    """Backend factory registered as ``synthetic`` in :data:`stage1_pseudolabel.segmenter.BACKENDS`."""
+    return SyntheticSegmenter(SyntheticBackendConfig.from_dict(dict(config or {})))

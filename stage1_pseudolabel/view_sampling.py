@@ -1,0 +1,71 @@
+"""Which views of a scene each query sees: k random frames per query (k = 4 as in the paper).
+
+The draw for one query depends only on (seed, scene_id, query_id) and the scene's usable frames,
+never on the other queries or on sharding. The per-query seed, ``view_seed``, is stored in the
+query group; ``np.random.default_rng(view_seed).choice(usable, k, replace=False)`` (sorted)
+reproduces the draw.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.errors import BadInputError
+from shared.geometry import pose_problem
+from shared.scene import View
+from stage1_pseudolabel.seeding import stable_seed
+
+ALL_VIEWS = "all"
+
+
+@dataclass(frozen=True)
+class ViewChoice:
+    """The sampled views of one query: indices into the scene's frames (sorted) and the seed used."""
+
+    view_index: np.ndarray  # (k,) int32
+    view_seed: int
+
+
+def parse_views(value: str | int | None) -> int | None:
+    """``"all"``/None -> None (every frame), otherwise a positive int."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == ALL_VIEWS):
+        return None
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        raise BadInputError(f"--views must be a positive integer or 'all', got {value!r}") from None
+    if k < 1:
+        raise BadInputError(f"--views must be a positive integer or 'all', got {k}")
+    return k
+
+
+def view_seed(seed: int, scene_id: str, query_id: str) -> int:
+    """The per-query seed of the view draw (fits in a signed 32-bit int for any JSON reader)."""
+    return stable_seed("views", seed, scene_id, query_id) & 0x7FFFFFFF
+
+
+def usable_frames(views: Sequence[View], min_valid_depth: float = 0.0) -> np.ndarray:
+    """Indices of views with a valid rigid pose and at least ``min_valid_depth`` valid depth pixels."""
+    keep = []
+    for i in range(len(views)):
+        v = views[i]
+        if pose_problem(v.pose) is not None:
+            continue
+        d = np.asarray(v.depth)
+        if min_valid_depth > 0 and float(np.mean(np.isfinite(d) & (d > 0))) < min_valid_depth:
+            continue
+        keep.append(i)
+    return np.asarray(keep, dtype=np.int32)
+
+
+def sample_views(usable: np.ndarray, k: int | None, seed: int, scene_id: str, query_id: str) -> ViewChoice:
+    """k distinct frames out of ``usable`` (all of them when k is None or k >= len(usable))."""
+    s = view_seed(seed, scene_id, query_id)
+    usable = np.asarray(usable, dtype=np.int32)
+    if k is None or k >= len(usable):
+        return ViewChoice(np.sort(usable).astype(np.int32), s)
+    picked = np.random.default_rng(s).choice(usable, size=k, replace=False)
+    return ViewChoice(np.sort(picked).astype(np.int32), s)
