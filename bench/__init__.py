@@ -1,0 +1,1 @@
+"""Benchmark suite: `python bench/run_all.py --out BENCHMARKS.md` (see BENCHMARKS.md)."""

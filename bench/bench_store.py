@@ -1,0 +1,425 @@
+"""Benchmark 3: the pseudo-label store — bytes per (query, view) and (scene, query) group read/write speed.
+
+Mask sets (all written with the real writer, ``PseudoLabelStore.write_query``; sizes read from disk):
+- *ScanNet fixture, object-region masks*: for each synthetic "query", an axis-aligned 3D box (0.5-1.2 m)
+  around a random point of the real scene; a view's mask = the pixels whose back-projected real depth
+  falls in the box (real object-shaped silhouettes with ScanNet's depth holes and edge noise), 640x480,
+  4 views per query drawn among the views that see the box.
+- *synthetic scenes* (``synthetic:N:0``, 120x160): masks produced by the Stage 1 synthetic backend (the
+  queries' ground-truth masks with LISA-like failure modes: misses, hallucinations, boundary noise,
+  partial masks) for 4 random views per query; falls back to the raw instance-map masks if that
+  backend cannot be imported.
+
+Throughput: one (scene, query) group (4 views) written with ``write_query`` and read with ``read_query``,
+vs the same arrays written with ``np.save`` (+ fsync, as the store fsyncs before publishing) and read with
+``np.load``. MB/s counts the uncompressed bytes of the arrays (page cache warm for both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (  # noqa: E402
+    dir_bytes,
+    fmt_bytes,
+    fmt_s,
+    load_fixture_scene,
+    measure,
+    profile_top,
+    report,
+    target,
+)
+from shared.geometry import backproject_depth  # noqa: E402
+from shared.scene import Query, Scene  # noqa: E402
+from shared.scene_store import store_scene  # noqa: E402
+from shared.store import PseudoLabelStore, QueryRecord, open_store  # noqa: E402
+
+TARGET_COMPRESSION = 50.0
+TARGET_READ_VS_NPY = 0.5
+VIEWS_PER_QUERY = 4
+EMBED_DIM = 256
+
+
+# ---------------------------------------------------------------------------------------- mask sets
+def box_region_records(scene: Scene, num_queries: int, seed: int = 0) -> list[QueryRecord]:
+    """Object-region masks on a real scene (see the module docstring), 4 views per query."""
+    rng = np.random.default_rng(seed)
+    views = [scene.views[i] for i in range(len(scene.views))]
+    world = []
+    for v in views:
+        pts, rr, cc = backproject_depth(np.asarray(v.depth), v.intrinsic, v.pose)
+        world.append((pts, rr, cc, v.depth_size))
+    records = []
+    for q in range(num_queries):
+        center = np.asarray(scene.points[rng.integers(0, scene.num_points)], dtype=np.float64)
+        half = rng.uniform(0.25, 0.6, 3)
+        masks, cover = [], []
+        for pts, rr, cc, hw in world:
+            inside = np.all(np.abs(pts - center) <= half, axis=1)
+            m = np.zeros(hw, dtype=bool)
+            m[rr[inside], cc[inside]] = True
+            masks.append(m)
+            cover.append(m.mean())
+        seen = np.flatnonzero(np.asarray(cover) >= 0.01)
+        if len(seen) >= VIEWS_PER_QUERY:
+            chosen = np.sort(rng.choice(seen, VIEWS_PER_QUERY, replace=False))
+        else:
+            chosen = np.sort(np.argsort(cover)[-VIEWS_PER_QUERY:])
+        records.append(_record(scene.scene_id, f"box{q:03d}", chosen, np.stack([masks[i] for i in chosen]), rng))
+    return records
+
+
+def _record(scene_id: str, query_id: str, view_index: np.ndarray, masks: np.ndarray, rng: np.random.Generator) -> QueryRecord:
+    k = len(view_index)
+    emb = rng.standard_normal((k, EMBED_DIM)).astype(np.float32) / np.sqrt(EMBED_DIM)
+    return QueryRecord(
+        query=Query(scene_id=scene_id, query_id=query_id, text=f"bench query {query_id}", target_ids=[0]),
+        view_index=np.asarray(view_index, dtype=np.int32),
+        masks=masks.astype(bool),
+        seg_embeddings=emb,
+        confidence=rng.uniform(0.5, 1.0, k).astype(np.float32),
+        attention=rng.uniform(0.0, 1.0, k).astype(np.float32),
+        has_seg=np.ones(k, dtype=bool),
+        view_seed=int(rng.integers(0, 2**31 - 1)),
+        segmenter="bench",
+        generated_text=["Sure, it is [SEG]."] * k,
+    )
+
+
+def synthetic_records(num_scenes: int, seed: int = 0) -> tuple[list[Scene], list[QueryRecord], str]:
+    """Synthetic scenes and their queries' masks in 4 random views (see the module docstring)."""
+    from shared.synthetic import SyntheticConfig, generate_scene
+
+    try:
+        from stage1_pseudolabel.segmenter import build_segmenter
+
+        seg = build_segmenter("synthetic", {"seed": seed})
+        how = "Stage 1 synthetic backend (GT + misses/hallucinations/boundary noise/partial masks)"
+    except Exception as exc:  # noqa: BLE001 - report and fall back to GT masks
+        seg = None
+        how = f"ground-truth instance-map masks (synthetic backend unavailable: {exc})"
+    rng = np.random.default_rng(seed)
+    scenes, records = [], []
+    cfg = SyntheticConfig()
+    for s in range(num_scenes):
+        scene, queries = generate_scene(f"synth{s:03d}", seed + s, cfg)
+        scenes.append(scene)
+        for q in queries:
+            chosen = np.sort(rng.choice(len(scene.views), VIEWS_PER_QUERY, replace=False))
+            masks = []
+            for i in chosen:
+                view = scene.views[int(i)]
+                if seg is not None:
+                    masks.append(np.asarray(seg.segment_view(view, [q]).results[0].mask, dtype=bool))
+                else:
+                    masks.append(np.isin(view.instance_map, list(q.target_ids or [])))
+            rec = _record(scene.scene_id, q.query_id, chosen, np.stack(masks), rng)
+            rec.query = q
+            records.append(rec)
+    return scenes, records, how
+
+
+# ---------------------------------------------------------------------------------------- sizes
+def _is_chunk(p: Path) -> bool:
+    return p.name != "zarr.json"
+
+
+def group_sizes(store: PseudoLabelStore, rec: QueryRecord) -> dict[str, int]:
+    """On-disk bytes of one query group: mask chunks only, all chunks, everything (incl. metadata)."""
+    d = store.query_dir(rec.query.scene_id, rec.query.query_id)
+    return {
+        "mask_chunks": dir_bytes(d / "masks", _is_chunk),
+        "all_chunks": dir_bytes(d, _is_chunk),
+        "total": dir_bytes(d),
+    }
+
+
+def measure_sizes(store: PseudoLabelStore, records: list[QueryRecord]) -> dict[str, Any]:
+    """Bytes per (query, view) over a set of written query groups, and the ratio to raw uint8 masks."""
+    per = [group_sizes(store, r) for r in records]
+    views = sum(r.num_views for r in records)
+    h, w = records[0].masks.shape[1:]
+    raw = h * w
+    masks_pv = sum(p["mask_chunks"] for p in per) / views
+    total_pv = sum(p["total"] for p in per) / views
+    chunks_pv = sum(p["all_chunks"] for p in per) / views
+    coverage = float(np.mean([r.masks.mean() for r in records]))
+    empty = float(np.mean([[not m.any() for m in r.masks] for r in records]))
+    return {
+        "queries": len(records),
+        "views": views,
+        "image_hw": [int(h), int(w)],
+        "raw_uint8_per_view": raw,
+        "mask_bytes_per_view": masks_pv,
+        "chunk_bytes_per_view": chunks_pv,
+        "group_bytes_per_view": total_pv,
+        "ratio_masks": raw / masks_pv,
+        "ratio_group": raw / total_pv,
+        "mean_coverage": coverage,
+        "empty_fraction": empty,
+    }
+
+
+def scene_group_sizes(store: PseudoLabelStore, scene_id: str) -> dict[str, Any]:
+    """On-disk bytes of one scene group by part, normalised per point / per view / per visible pair."""
+    d = store.scene_dir(scene_id)
+    s = store.read_scene(scene_id)
+    parts = {
+        "points": dir_bytes(d / "points"),
+        "colors": dir_bytes(d / "colors"),
+        "instance_ids": dir_bytes(d / "instance_ids") if (d / "instance_ids").exists() else 0,
+        "correspondences": dir_bytes(d / "correspondences"),
+        "thumbnails": dir_bytes(d / "thumbnails") if (d / "thumbnails").exists() else 0,
+    }
+    total = dir_bytes(d)
+    parts["other"] = total - sum(parts.values())
+    pairs = int(s.correspondences.offsets[-1])
+    return {
+        "scene_id": scene_id,
+        "num_points": s.num_points,
+        "num_views": s.num_views,
+        "visible_pairs": pairs,
+        "bytes": parts,
+        "total": total,
+        "per_point": (parts["points"] + parts["colors"] + parts["instance_ids"]) / max(s.num_points, 1),
+        "per_visible_pair": parts["correspondences"] / max(pairs, 1),
+        "visible_fraction": pairs / max(s.num_points * s.num_views, 1),
+        "thumbnail_per_view": parts["thumbnails"] / max(s.num_views, 1),
+        "other": parts["other"],
+    }
+
+
+# ---------------------------------------------------------------------------------------- throughput
+def _record_arrays(rec: QueryRecord) -> dict[str, np.ndarray]:
+    return {
+        "view_index": rec.view_index.astype(np.int32),
+        "masks": rec.masks.astype(bool),
+        "seg_embeddings": rec.seg_embeddings.astype(np.float16),
+        "confidence": rec.confidence.astype(np.float32),
+        "attention": rec.attention.astype(np.float32),
+        "has_seg": rec.has_seg.astype(bool),
+    }
+
+
+def npy_write(rec: QueryRecord, d: Path) -> None:
+    """Baseline writer: one .npy per array + a JSON of the attributes, each fsynced."""
+    d.mkdir(parents=True, exist_ok=True)
+    for name, arr in _record_arrays(rec).items():
+        with open(d / f"{name}.npy", "wb") as f:
+            np.save(f, arr)
+            f.flush()
+            os.fsync(f.fileno())
+    with open(d / "attrs.json", "w", encoding="utf-8") as f:
+        json.dump({"scene_id": rec.query.scene_id, "query_id": rec.query.query_id, "text": rec.query.text}, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def npy_read(d: Path) -> dict[str, np.ndarray]:
+    """Baseline reader: np.load of every array + the attributes JSON."""
+    out = {name: np.load(d / f"{name}.npy") for name in
+           ("view_index", "masks", "seg_embeddings", "confidence", "attention", "has_seg")}
+    with open(d / "attrs.json", encoding="utf-8") as f:
+        json.load(f)
+    return out
+
+
+def throughput(store: PseudoLabelStore, rec: QueryRecord, work: Path, repeat: int) -> dict[str, Any]:
+    """Write/read timings of one query group in the store vs .npy files."""
+    nbytes = sum(a.nbytes for a in _record_arrays(rec).values())
+    qdir = store.query_dir(rec.query.scene_id, rec.query.query_id)
+    npy_dir = work / "npy" / rec.query.query_id
+
+    def clear_store() -> None:
+        shutil.rmtree(qdir, ignore_errors=True)
+
+    def clear_npy() -> None:
+        shutil.rmtree(npy_dir, ignore_errors=True)
+
+    t_zw = measure(lambda: store.write_query(rec), repeat=repeat, setup=clear_store)
+    t_nw = measure(lambda: npy_write(rec, npy_dir), repeat=repeat, setup=clear_npy)
+    if not qdir.exists():
+        store.write_query(rec)
+    if not npy_dir.exists():
+        npy_write(rec, npy_dir)
+    back = store.read_query(rec.query.scene_id, rec.query.query_id)
+    assert np.array_equal(back.masks, rec.masks), "store round trip changed the masks"
+    t_zr = measure(lambda: store.read_query(rec.query.scene_id, rec.query.query_id), repeat=repeat)
+    t_nr = measure(lambda: npy_read(npy_dir), repeat=repeat)
+    return {
+        "bytes": nbytes,
+        "store_write": t_zw.as_dict(),
+        "npy_write": t_nw.as_dict(),
+        "store_read": t_zr.as_dict(),
+        "npy_read": t_nr.as_dict(),
+        "write_ratio": t_nw.median / t_zw.median,
+        "read_ratio": t_nr.median / t_zr.median,
+    }
+
+
+# ---------------------------------------------------------------------------------------- run
+def run(quick: bool = False, repeat: int = 5, workdir: Path | None = None) -> dict:
+    """Measure sizes and throughput; return the report dict (see bench.common)."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-store-", dir=workdir))
+    try:
+        return _run(quick, repeat, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run(quick: bool, repeat: int, tmp: Path) -> dict:
+    notes: list[str] = []
+    targets: list[dict[str, Any]] = []
+    rows: list[list[str]] = []
+    data: dict[str, Any] = {}
+    store = open_store(tmp / "store.zarr", mode="a", segmenter={"name": "bench", "config": {}})
+
+    # synthetic scenes
+    scenes, srecs, how = synthetic_records(1 if quick else 6)
+    for sc in scenes:
+        store_scene(store, sc)
+    for r in srecs:
+        store.write_query(r)
+    syn = measure_sizes(store, srecs)
+    syn["masks_from"] = how
+    data["synthetic"] = syn
+    notes.append(f"Synthetic masks: {len(scenes)} scene(s), {syn['queries']} queries × {VIEWS_PER_QUERY} views, from the {how}.")
+
+    # ScanNet fixture
+    scene, why = load_fixture_scene()
+    srec_scannet: list[QueryRecord] = []
+    if scene is not None:
+        store_scene(store, scene)
+        srec_scannet = box_region_records(scene, 3 if quick else 16)
+        for r in srec_scannet:
+            store.write_query(r)
+        real = measure_sizes(store, srec_scannet)
+        data["scannet"] = real
+        data["scene_geometry"] = scene_group_sizes(store, scene.scene_id)
+        notes.append(
+            f"ScanNet masks: fixture {scene.scene_id}, {real['queries']} object-region queries (3D boxes 0.5–1.2 m "
+            f"around random scene points) × {VIEWS_PER_QUERY} views that see the box; mean coverage "
+            f"{real['mean_coverage'] * 100:.1f} % of the image."
+        )
+    else:
+        notes.append(f"ScanNet masks: skipped — {why}.")
+
+    size_sets = [("ScanNet fixture object regions", data.get("scannet")), ("synthetic scenes", syn)]
+    for label, s in size_sets:
+        if s is None:
+            continue
+        h, w = s["image_hw"]
+        rows.append([
+            f"{label} ({w}×{h})",
+            f"{s['queries']}×{VIEWS_PER_QUERY}",
+            f"{s['mean_coverage'] * 100:.1f} % / {s['empty_fraction'] * 100:.0f} %",
+            fmt_bytes(s["raw_uint8_per_view"]),
+            f"{fmt_bytes(s['mask_bytes_per_view'])} ({s['ratio_masks']:.0f}×)",
+            f"{fmt_bytes(s['group_bytes_per_view'])} ({s['ratio_group']:.0f}×)",
+        ])
+        targets.append(target(f"mask bytes per (query, view) vs raw uint8, {label} {w}×{h}", s["ratio_masks"],
+                              TARGET_COMPRESSION, unit="×", fmt="{:.0f}"))
+    notes.append(
+        "'mask chunks' = the masks array's chunk files; 'whole group' = every file of the query group "
+        "(masks, [SEG] embeddings in float16, scores, and the zarr.json metadata of each array and the group) "
+        "divided by its views. The target is judged on the masks; the whole-group figure is what a "
+        "(query, view) really costs on disk."
+    )
+
+    # throughput
+    t_rows = []
+    rec_sets = [("ScanNet-size group (4×480×640)", srec_scannet[:1]), ("synthetic group (4×120×160)", srecs[:1])]
+    for label, recs in rec_sets:
+        if not recs:
+            continue
+        rec = recs[0]
+        tp = throughput(store, rec, tmp, repeat)
+        data.setdefault("throughput", {})[label] = tp
+        mb = tp["bytes"] / 1e6
+        for op in ("write", "read"):
+            z, n = tp[f"store_{op}"]["median"], tp[f"npy_{op}"]["median"]
+            t_rows.append([
+                label, op, f"{tp['bytes'] / 1e3:.0f} kB",
+                f"{fmt_s(n)} ({mb / n:.0f} MB/s)", f"{fmt_s(z)} ({mb / z:.0f} MB/s)", f"{n / z:.2f}×",
+            ])
+        targets.append(target(f"store read speed vs .npy, {label}", tp["read_ratio"], TARGET_READ_VS_NPY,
+                              unit="×", fmt="{:.2f}"))
+    notes.append(
+        f"Throughput: median of {repeat} after 1 warm-up; MB/s = uncompressed array bytes / time; "
+        ".npy files are fsynced like the store's files; reads hit the page cache for both."
+    )
+
+    profile = None
+    missed_read = [t for t in targets if not t["met"] and "read" in t["claim"]]
+    if missed_read and srec_scannet:
+        r0 = srec_scannet[0]
+        profile = profile_top(lambda: [store.read_query(r0.query.scene_id, r0.query.query_id) for _ in range(20)],
+                              limit=20, sort="cumulative")
+        profile = "store.read_query × 20 (ScanNet-size group):\n" + profile
+
+    tables = [
+        {
+            "title": "Bytes per (query, view)",
+            "columns": ["masks", "queries×views", "coverage / empty views", "raw uint8", "mask chunks (ratio)",
+                        "whole group (ratio)"],
+            "rows": rows,
+        },
+        {
+            "title": "(scene, query) group write/read vs .npy",
+            "columns": ["group", "op", "array bytes", ".npy (baseline)", "zarr store", "store / npy speed"],
+            "rows": t_rows,
+        },
+    ]
+    if "scene_geometry" in data:
+        g = data["scene_geometry"]
+        b = g["bytes"]
+        tables.append({
+            "title": f"Scene group (query-independent) of {g['scene_id']}",
+            "columns": ["part", "bytes", "normalised"],
+            "rows": [
+                ["points + colors", fmt_bytes(b["points"] + b["colors"] + b["instance_ids"]),
+                 f"{g['per_point']:.2f} B/point ({g['num_points']:,} points)"],
+                ["correspondences", fmt_bytes(b["correspondences"]),
+                 f"{g['per_visible_pair']:.2f} B/visible pair ({g['visible_pairs']:,} pairs, "
+                 f"{g['visible_fraction'] * 100:.1f} % of points×views)"],
+                ["thumbnails", fmt_bytes(b["thumbnails"]), f"{fmt_bytes(g['thumbnail_per_view'])}/view"],
+                ["metadata + small arrays", fmt_bytes(b["other"]), ""],
+                ["total", fmt_bytes(g["total"]), f"{g['num_views']} views"],
+            ],
+        })
+    return report(
+        name="store",
+        title="Pseudo-label store: size and speed",
+        notes=notes,
+        tables=tables,
+        targets=targets,
+        profile=profile,
+        data=data,
+    )
+
+
+def main() -> None:
+    """CLI: print the report dict as JSON."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes (seconds)")
+    args = ap.parse_args()
+    res = run(quick=args.quick)
+    print(json.dumps({k: v for k, v in res.items() if k != "profile"}, indent=1, default=str))
+    if res["profile"]:
+        print(res["profile"])
+
+
+if __name__ == "__main__":
+    main()
