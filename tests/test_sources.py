@@ -31,3 +31,13 @@ def test_unknown_spec_and_missing_directory(tmp_path):
         open_source("nonsense")
     with pytest.raises(BadInputError, match="not a directory"):
         open_source(f"scannet:{tmp_path / 'missing'}")
+
+
+def test_scannet_specs(tmp_path):
+    from shared.scannet import ScanNetSource
+    from tests.test_scannet import fake_scene
+
+    fake_scene(tmp_path, name="scannet_scene0007_00")
+    for spec in (f"scannet:{tmp_path}", str(tmp_path), str(tmp_path / "scannet_scene0007_00")):
+        src = open_source(spec)
+        assert isinstance(src, ScanNetSource) and src.scene_ids() == ["scene0007_00"]

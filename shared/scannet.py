@@ -1,0 +1,398 @@
+"""Reader for ScanNet exports: ``color/N.jpg|png``, ``depth/N.png`` (uint16 mm), ``pose/N.txt``, ``intrinsic/``.
+
+The point cloud comes from ``<scene>_vh_clean_2.ply`` (instances from ``<scene>.aggregation.json``
+and ``<scene>_vh_clean_2.0.010000.segs.json`` when present), otherwise from back-projecting every
+view's depth, merged and voxel-downsampled. Views are lazy: ``Scene.views`` loads one frame per
+``__getitem__``; what can be checked cheaply (files present, poses, image sizes, empty depth) is
+checked when the scene is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from shared.errors import BadInputError, UnknownSceneError
+from shared.geometry import backproject_depth, check_intrinsic, pose_problem, voxel_downsample
+from shared.ply import ply_points_colors, read_ply
+from shared.scene import Query, Scene, View
+
+DEPTH_SHIFT = 1000.0  # ScanNet depth PNGs are millimetres
+COLOR_EXTS = (".jpg", ".jpeg", ".png")
+SCENE_PREFIX = "scannet_"
+_MERGE_EVERY = 2_000_000  # voxel-downsample the back-projected cloud whenever it grows past this
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Paths and pose of one validated frame."""
+
+    frame_id: int
+    color_path: Path
+    depth_path: Path
+    pose: np.ndarray  # (4,4) camera-to-world
+
+
+def scene_id_from_dir(scene_dir: Path) -> str:
+    """The scene id of a directory: its name without a leading ``scannet_`` prefix."""
+    name = Path(scene_dir).name
+    return name[len(SCENE_PREFIX) :] if name.startswith(SCENE_PREFIX) else name
+
+
+def _numbered(folder: Path, exts: tuple[str, ...]) -> dict[int, Path]:
+    """Files ``<int><ext>`` of a folder by frame number; other names raise."""
+    out: dict[int, Path] = {}
+    if not folder.is_dir():
+        return out
+    for p in folder.iterdir():
+        if p.name.startswith(".") or p.suffix.lower() not in exts:
+            continue
+        if not re.fullmatch(r"\d+", p.stem):
+            raise BadInputError(f"{p}: frame file name is not a frame number")
+        fid = int(p.stem)
+        if fid in out:
+            raise BadInputError(f"{p}: frame {fid} appears twice (also {out[fid].name})")
+        out[fid] = p
+    return out
+
+
+def read_matrix(path: Path, what: str) -> np.ndarray:
+    """A whitespace-separated text matrix (ScanNet pose/intrinsic files)."""
+    try:
+        return np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"{path}: cannot read the {what} matrix: {exc}") from None
+
+
+def _image_size(path: Path) -> tuple[tuple[int, int], str]:
+    """((height, width), PIL mode) from the image header only."""
+    try:
+        with Image.open(path) as im:
+            return (im.height, im.width), im.mode
+    except OSError as exc:
+        raise BadInputError(f"{path}: unreadable image: {exc}") from None
+
+
+def read_depth(path: Path) -> np.ndarray:
+    """Depth PNG (uint16 millimetres) -> float32 metres, 0 = invalid."""
+    try:
+        with Image.open(path) as im:
+            d = np.asarray(im)
+    except OSError as exc:
+        raise BadInputError(f"{path}: unreadable depth image: {exc}") from None
+    if d.ndim != 2 or not np.issubdtype(d.dtype, np.integer):
+        raise BadInputError(f"{path}: depth must be a single-channel 16-bit PNG, got {d.dtype} {d.shape}")
+    return (d.astype(np.float32) / DEPTH_SHIFT).astype(np.float32)
+
+
+def read_color(path: Path) -> np.ndarray:
+    """Color image -> (H,W,3) uint8 RGB."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except OSError as exc:
+        raise BadInputError(f"{path}: unreadable color image: {exc}") from None
+
+
+class LazyViews(Sequence[View]):
+    """Views of a ScanNet scene, each loaded from disk when indexed."""
+
+    def __init__(self, frames: list[Frame], intrinsic: np.ndarray, color_intrinsic: np.ndarray) -> None:
+        self.frames = frames
+        self.intrinsic = intrinsic
+        self.color_intrinsic = color_intrinsic
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        """Load view ``index`` (a slice gives a list of views)."""
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        f = self.frames[index]
+        return View(
+            frame_id=f.frame_id,
+            color=read_color(f.color_path),
+            depth=read_depth(f.depth_path),
+            intrinsic=self.intrinsic.copy(),
+            pose=f.pose.copy(),
+            color_intrinsic=self.color_intrinsic.copy(),
+        )
+
+    def frame_ids(self) -> list[int]:
+        """Frame numbers in order, without loading anything."""
+        return [f.frame_id for f in self.frames]
+
+
+def _intrinsics(scene_dir: Path, depth_hw: tuple[int, int], color_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(depth 3x3, color 3x3); a missing one is replaced by the other only when the sizes match."""
+    files = {k: scene_dir / "intrinsic" / f"intrinsic_{k}.txt" for k in ("depth", "color")}
+    mats = {
+        k: check_intrinsic(read_matrix(p, f"{k} intrinsic"), str(p)) for k, p in files.items() if p.is_file()
+    }
+    if not mats:
+        raise BadInputError(f"{files['depth']}: missing (and {files['color'].name} too): no camera intrinsics")
+    for k, other in (("depth", "color"), ("color", "depth")):
+        if k not in mats:
+            if depth_hw != color_hw:
+                raise BadInputError(
+                    f"{files[k]}: missing, and the {k} images ({depth_hw if k == 'depth' else color_hw}) differ in "
+                    f"size from the {other} images, so intrinsic_{other}.txt cannot be reused"
+                )
+            mats[k] = mats[other]
+    return mats["depth"], mats["color"]
+
+
+def discover_frames(
+    scene_dir: Path, frame_stride: int = 1, max_frames: int | None = None, check_depth: bool = True
+) -> tuple[list[Frame], tuple[int, int], tuple[int, int]]:
+    """Validated frames (sorted numerically, every ``frame_stride``-th, at most ``max_frames``), depth and color sizes.
+
+    Frames with a non-finite pose or an all-zero depth map are skipped with one warning each that
+    counts them; a missing file, a non-rigid pose or an image of another size raises BadInputError.
+    """
+    if frame_stride < 1:
+        raise BadInputError(f"{scene_dir}: frame_stride must be >= 1, got {frame_stride}")
+    colors = _numbered(scene_dir / "color", COLOR_EXTS)
+    depths = _numbered(scene_dir / "depth", (".png",))
+    poses = _numbered(scene_dir / "pose", (".txt",))
+    ids = sorted(set(colors) | set(depths) | set(poses))
+    if not ids:
+        raise BadInputError(f"{scene_dir}: no frames (expected color/N.jpg, depth/N.png, pose/N.txt)")
+    frames: list[Frame] = []
+    bad_pose: list[int] = []
+    empty: list[int] = []
+    depth_hw = color_hw = None
+    first_depth = first_color = None
+    for fid in ids[::frame_stride]:
+        if max_frames is not None and len(frames) >= max_frames:
+            break
+        for table, what, example in ((colors, "color", "color/N.jpg"), (depths, "depth", "depth/N.png"),
+                                     (poses, "pose", "pose/N.txt")):
+            if fid not in table:
+                raise BadInputError(
+                    f"{scene_dir}: frame {fid} has no {what} file ({example.replace('N', str(fid))} missing)"
+                )
+        pose = read_matrix(poses[fid], "pose")
+        if pose.shape != (4, 4):
+            raise BadInputError(f"{poses[fid]}: pose must be a 4x4 matrix, got shape {pose.shape}")
+        if not np.all(np.isfinite(pose)):
+            bad_pose.append(fid)
+            continue
+        problem = pose_problem(pose)
+        if problem is not None:
+            raise BadInputError(f"{poses[fid]}: invalid camera-to-world pose: {problem}")
+        dhw, mode = _image_size(depths[fid])
+        if mode not in ("I;16", "I;16B", "I;16L", "I", "L"):
+            raise BadInputError(f"{depths[fid]}: depth must be a 16-bit PNG, got PIL mode {mode}")
+        chw, _ = _image_size(colors[fid])
+        if depth_hw is None:
+            depth_hw, color_hw, first_depth, first_color = dhw, chw, depths[fid], colors[fid]
+        elif dhw != depth_hw:
+            raise BadInputError(f"{depths[fid]}: depth size {dhw} differs from {depth_hw} of {first_depth}")
+        elif chw != color_hw:
+            raise BadInputError(f"{colors[fid]}: color size {chw} differs from {color_hw} of {first_color}")
+        if check_depth and not read_depth(depths[fid]).any():
+            empty.append(fid)
+            continue
+        frames.append(Frame(fid, colors[fid], depths[fid], pose))
+    if bad_pose:
+        warnings.warn(
+            f"{scene_dir}: skipped {len(bad_pose)} frame(s) with non-finite poses (frames {bad_pose[:10]}"
+            f"{' ...' if len(bad_pose) > 10 else ''})",
+            stacklevel=2,
+        )
+    if empty:
+        warnings.warn(
+            f"{scene_dir}: skipped {len(empty)} frame(s) whose depth is all zero (frames {empty[:10]}"
+            f"{' ...' if len(empty) > 10 else ''})",
+            stacklevel=2,
+        )
+    if not frames:
+        raise BadInputError(f"{scene_dir}: no usable frames after skipping invalid poses and empty depth maps")
+    assert depth_hw is not None and color_hw is not None
+    return frames, depth_hw, color_hw
+
+
+def _find(scene_dir: Path, scene_id: str, suffix: str) -> Path | None:
+    """``<scene_id><suffix>`` in the directory, else the single ``*<suffix>`` file there."""
+    exact = scene_dir / f"{scene_id}{suffix}"
+    if exact.is_file():
+        return exact
+    found = sorted(scene_dir.glob(f"*{suffix}"))
+    return found[0] if len(found) == 1 else None
+
+
+def load_instances(
+    aggregation: Path, segs: Path, num_vertices: int
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Per-vertex instance ids (int32, -1 = none) and labels from ScanNet aggregation + segs files."""
+    try:
+        agg = json.loads(aggregation.read_text())
+        seg_indices = np.asarray(json.loads(segs.read_text())["segIndices"], dtype=np.int64)
+    except (OSError, ValueError, KeyError) as exc:
+        raise BadInputError(f"{aggregation} / {segs}: cannot read instances: {exc}") from None
+    if seg_indices.shape != (num_vertices,):
+        raise BadInputError(f"{segs}: {seg_indices.shape[0]} segIndices for a mesh of {num_vertices} vertices")
+    groups = agg.get("segGroups")
+    if not isinstance(groups, list):
+        raise BadInputError(f"{aggregation}: no segGroups list")
+    seg_to_obj: dict[int, int] = {}
+    labels: dict[int, str] = {}
+    for g in groups:
+        oid = int(g.get("objectId", g.get("id")))
+        labels[oid] = str(g.get("label", ""))
+        for s in g.get("segments", []):
+            seg_to_obj[int(s)] = oid
+    uniq, inverse = np.unique(seg_indices, return_inverse=True)
+    lut = np.array([seg_to_obj.get(int(s), -1) for s in uniq], dtype=np.int32)
+    return lut[inverse].astype(np.int32), labels
+
+
+def _backprojected_cloud(
+    views: LazyViews, depth_hw: tuple[int, int], color_hw: tuple[int, int], point_stride: int, voxel: float,
+    scene_dir: Path,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge the back-projected depth of every view, voxel-downsampled; colors from the color images."""
+    from rich.progress import track
+
+    pts_all: list[np.ndarray] = []
+    col_all: list[np.ndarray] = []
+    held = 0
+    sy, sx = color_hw[0] / depth_hw[0], color_hw[1] / depth_hw[1]
+    for i in track(range(len(views)), description=f"back-projecting {views.frame_ids()[0]}..",
+                   disable=len(views) < 50, transient=True):
+        v = views[i]
+        pts, rows, cols = backproject_depth(v.depth, v.intrinsic, v.pose, stride=point_stride)
+        cr = np.clip(np.rint((rows + 0.5) * sy - 0.5), 0, color_hw[0] - 1).astype(np.intp)
+        cc = np.clip(np.rint((cols + 0.5) * sx - 0.5), 0, color_hw[1] - 1).astype(np.intp)
+        pts_all.append(pts)
+        col_all.append(v.color[cr, cc])
+        held += len(pts)
+        if held > _MERGE_EVERY:
+            pts_all, col_all = _merge(pts_all, col_all, voxel)
+            held = len(pts_all[0])
+    pts_m, col_m = _merge(pts_all, col_all, voxel)
+    if len(pts_m[0]) == 0:
+        raise BadInputError(f"{scene_dir}: empty point cloud: no valid depth pixel in any view")
+    return pts_m[0].astype(np.float32), col_m[0].astype(np.uint8)
+
+
+def _merge(pts: list[np.ndarray], cols: list[np.ndarray], voxel: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    p = np.concatenate(pts) if pts else np.zeros((0, 3))
+    c = np.concatenate(cols) if cols else np.zeros((0, 3), dtype=np.uint8)
+    if voxel > 0 and len(p):
+        keep = voxel_downsample(p, voxel)
+        p, c = p[keep], c[keep]
+    return [p], [c]
+
+
+def load_scannet_scene(
+    scene_dir: str | os.PathLike[str],
+    frame_stride: int = 1,
+    max_frames: int | None = None,
+    point_stride: int = 4,
+    voxel: float = 0.02,
+) -> Scene:
+    """Load one ScanNet export directory as a Scene with lazy views (see the module docstring)."""
+    d = Path(scene_dir)
+    if not d.is_dir():
+        raise BadInputError(f"{d}: not a ScanNet scene directory")
+    scene_id = scene_id_from_dir(d)
+    frames, depth_hw, color_hw = discover_frames(d, frame_stride, max_frames)
+    k_depth, k_color = _intrinsics(d, depth_hw, color_hw)
+    views = LazyViews(frames, k_depth, k_color)
+    mesh = _find(d, scene_id, "_vh_clean_2.ply")
+    instance_ids = None
+    labels: dict[int, str] = {}
+    if mesh is not None:
+        points, colors = ply_points_colors(read_ply(mesh))
+        if colors is None:
+            colors = np.full((len(points), 3), 128, dtype=np.uint8)
+        if len(points) == 0:
+            raise BadInputError(f"{mesh}: empty point cloud")
+        agg = _find(d, scene_id, ".aggregation.json")
+        segs = _find(d, scene_id, "_vh_clean_2.0.010000.segs.json")
+        if agg is not None and segs is not None:
+            instance_ids, labels = load_instances(agg, segs, len(points))
+    else:
+        points, colors = _backprojected_cloud(views, depth_hw, color_hw, point_stride, voxel, d)
+    return Scene(
+        scene_id=scene_id,
+        points=points,
+        colors=colors,
+        views=views,
+        instance_ids=instance_ids,
+        instance_labels=labels,
+        source="scannet",
+    )
+
+
+def is_scene_dir(path: Path) -> bool:
+    """True for a directory in the ScanNet export layout (has depth/ and pose/)."""
+    return (path / "depth").is_dir() and (path / "pose").is_dir()
+
+
+class ScanNetSource:
+    """ScanNet scenes under ``root`` (a directory of scene dirs, or one scene dir); a shared.scene.SceneSource.
+
+    ``queries()`` returns the queries of any ``queries_*.json`` file found in the scene directories
+    (as in the fixtures), read with shared.annotations.load_queries.
+    """
+
+    name = "scannet"
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        frame_stride: int = 1,
+        max_frames: int | None = None,
+        point_stride: int = 4,
+        voxel: float = 0.02,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise BadInputError(f"{self.root}: ScanNet root is not a directory")
+        self.options = {"frame_stride": frame_stride, "max_frames": max_frames, "point_stride": point_stride,
+                        "voxel": voxel}
+        dirs = [self.root] if is_scene_dir(self.root) else sorted(p for p in self.root.iterdir() if is_scene_dir(p))
+        if not dirs:
+            raise BadInputError(f"{self.root}: no ScanNet scene directories (with depth/ and pose/) found")
+        self._dirs: dict[str, Path] = {}
+        for p in dirs:
+            sid = scene_id_from_dir(p)
+            if sid in self._dirs:
+                raise BadInputError(f"{p}: scene id {sid} also used by {self._dirs[sid]}")
+            self._dirs[sid] = p
+
+    def scene_ids(self) -> list[str]:
+        """Scene ids (directory names without the ``scannet_`` prefix), sorted."""
+        return sorted(self._dirs)
+
+    def scene_dir(self, scene_id: str) -> Path:
+        """The directory of ``scene_id``."""
+        if scene_id not in self._dirs:
+            raise UnknownSceneError(f"{self.root}: no ScanNet scene {scene_id!r} (have {len(self._dirs)} scenes)")
+        return self._dirs[scene_id]
+
+    def load(self, scene_id: str) -> Scene:
+        """Load one scene (lazy views)."""
+        return load_scannet_scene(self.scene_dir(scene_id), **self.options)
+
+    def queries(self) -> list[Query]:
+        """Queries shipped beside the scenes (``queries_*.json``), [] when none."""
+        from shared.annotations import load_queries
+
+        out: list[Query] = []
+        for sid in self.scene_ids():
+            for f in sorted(self._dirs[sid].glob("queries_*.json")):
+                out.extend(load_queries(f))
+        return out
