@@ -1,0 +1,91 @@
+"""LISA's tokenizer handling and the ``llava_v1`` prompt template.
+
+The prompt is built exactly like LISA's ``chat.py``/validation code::
+
+    "{system} USER: <im_start><image><im_end>\\n{instruction} ASSISTANT:" [+ " " + answer]
+
+and tokenised like LLaVA's ``tokenizer_image_token``: the text is split at ``<image>``, each chunk is
+tokenised on its own, the BOS of every chunk but the first is dropped, and the image features go in
+between. The first chunk (system prompt + ``USER: <im_start>``) is query independent; so is the image:
+together they form the prefix whose KV cache is shared by all queries of a view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from shared.errors import BadInputError
+
+SEG_TOKEN = "[SEG]"
+IM_START_TOKEN = "<im_start>"
+IM_END_TOKEN = "<im_end>"
+IMAGE_PLACEHOLDER = "<image>"
+LLAVA_V1_SYSTEM = (
+    "A chat between a curious human and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the human's questions."
+)
+
+
+@dataclass(frozen=True)
+class SpecialTokenIds:
+    """Token ids that differ per checkpoint (read from its tokenizer, never hard-coded)."""
+
+    seg: int
+    eos: int | None
+    bos: int | None
+    pad: int
+
+
+def load_tokenizer(checkpoint_dir: Path) -> PreTrainedTokenizerBase:
+    """Load the checkpoint's tokenizer from its folder (offline)."""
+    try:
+        return AutoTokenizer.from_pretrained(str(checkpoint_dir), local_files_only=True)
+    except Exception as e:  # transformers raises many types (OSError, ValueError, ImportError)
+        raise BadInputError(
+            f"{checkpoint_dir}: cannot load the tokenizer ({type(e).__name__}: {e}). A released LISA folder "
+            "with only tokenizer.model needs `sentencepiece` once to write tokenizer.json (see docs/lisa.md)"
+        ) from e
+
+
+def special_token_ids(tokenizer: PreTrainedTokenizerBase, where: str) -> SpecialTokenIds:
+    """Look up [SEG] (required) and BOS/EOS/PAD in the tokenizer; error names ``where``."""
+    vocab = tokenizer.get_vocab()
+    if SEG_TOKEN not in vocab:
+        raise BadInputError(f"{where}: the tokenizer has no {SEG_TOKEN} token (not a LISA checkpoint?)")
+    pad = tokenizer.pad_token_id
+    if pad is None:
+        pad = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0
+    return SpecialTokenIds(
+        seg=int(vocab[SEG_TOKEN]), eos=tokenizer.eos_token_id, bos=tokenizer.bos_token_id, pad=int(pad)
+    )
+
+
+def llava_v1_prompt(instruction: str, *, answer: str | None = None, use_im_start_end: bool = True,
+                    system: str = LLAVA_V1_SYSTEM) -> str:
+    """The full ``llava_v1`` conversation text with the ``<image>`` placeholder still in it."""
+    image = f"{IM_START_TOKEN}{IMAGE_PLACEHOLDER}{IM_END_TOKEN}" if use_im_start_end else IMAGE_PLACEHOLDER
+    text = f"{system} USER: {image}\n{instruction} ASSISTANT:"
+    return text if answer is None else f"{text} {answer}"
+
+
+@dataclass
+class PromptTokens:
+    """A prompt split at the image: ``prefix`` ids, (image features), ``suffix`` ids."""
+
+    prefix: list[int]
+    suffix: list[int]
+
+
+def tokenize_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, bos_id: int | None) -> PromptTokens:
+    """Tokenise like LLaVA's ``tokenizer_image_token`` (chunks around a single ``<image>``)."""
+    chunks = prompt.split(IMAGE_PLACEHOLDER)
+    if len(chunks) != 2:
+        raise BadInputError(f"prompt must contain exactly one {IMAGE_PLACEHOLDER}: {prompt!r}")
+    first = list(tokenizer(chunks[0], add_special_tokens=True).input_ids)
+    second = list(tokenizer(chunks[1], add_special_tokens=True).input_ids)
+    if bos_id is not None and second and second[0] == bos_id:
+        second = second[1:]
+    return PromptTokens(prefix=first, suffix=second)
