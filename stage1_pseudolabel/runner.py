@@ -438,6 +438,13 @@ def run_pseudolabels(
                 if lease.took_over:
                     summary.leases_taken_over += 1
                     summary.temporaries_removed += len(remove_dead_temporaries(store, cfg.lease_timeout_s))
+                if store.has_scene(scene_id) and all(
+                    store.has_query(scene_id, q.query_id) for q in by_scene[scene_id]
+                ):
+                    summary.scenes_complete += 1  # finished by another worker since planning
+                    summary.queries_skipped_complete += len(by_scene[scene_id])
+                    progress.query_done(len(by_scene[scene_id]))
+                    continue
                 scene = source.load(scene_id)
                 process_scene(store, scene, by_scene[scene_id], seg, cfg, summary, progress, lease)
                 summary.scenes_processed += 1
