@@ -11,10 +11,11 @@ the run goes on; :class:`RunSummary` says what was written, skipped and why.
 from __future__ import annotations
 
 import json
+import os
 import time
 import traceback
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -150,6 +151,15 @@ def load_run_queries(cfg: RunConfig, source: SceneSource) -> list[Query]:
     if not qs:
         raise BadInputError(f"source {cfg.source!r} comes without queries: pass --queries FILE")
     return qs
+
+
+def expand_device(backend_config: dict[str, Any], env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``device: cuda:local`` -> ``cuda:$LOCAL_RANK`` (torchrun's per-process GPU; 0 when unset)."""
+    env = os.environ if env is None else env
+    out = dict(backend_config)
+    if str(out.get("device", "")).strip().lower() == "cuda:local":
+        out["device"] = f"cuda:{int(env.get('LOCAL_RANK', '0') or 0)}"
+    return out
 
 
 def segmenter_identity(seg: Segmenter) -> dict[str, Any]:
@@ -419,7 +429,11 @@ def run_pseudolabels(
         summary.elapsed_s = time.monotonic() - t0
         return summary
 
-    seg = segmenter if segmenter is not None else build_segmenter(cfg.backend, cfg.backend_config)
+    seg = (
+        segmenter
+        if segmenter is not None
+        else build_segmenter(cfg.backend, expand_device(cfg.backend_config))
+    )
     store = open_store(
         cfg.store, "a", segmenter=segmenter_identity(seg), allow_mixed_segmenters=cfg.allow_mixed_segmenters
     )

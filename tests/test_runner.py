@@ -225,3 +225,15 @@ def test_cli_writes_summary_and_fails_on_errors(tmp_path: Path) -> None:
         pseudolabel, ["--source", "synthetic:1:0", "--store", str(tmp_path / "s.zarr"), "--views", "0"]
     )
     assert bad.exit_code != 0 and "--views" in bad.output
+
+
+def test_cuda_local_device_follows_torchrun_local_rank() -> None:
+    from stage1_pseudolabel.runner import expand_device
+
+    assert expand_device({"device": "cuda:local", "dtype": "bfloat16"}, {"LOCAL_RANK": "3"}) == {
+        "device": "cuda:3",
+        "dtype": "bfloat16",
+    }
+    assert expand_device({"device": "cuda:local"}, {})["device"] == "cuda:0"
+    assert expand_device({"device": "cuda:1"}, {"LOCAL_RANK": "3"})["device"] == "cuda:1"
+    assert expand_device({}, {"LOCAL_RANK": "3"}) == {}
