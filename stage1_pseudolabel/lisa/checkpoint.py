@@ -70,6 +70,14 @@ def map_checkpoint_key(key: str) -> str | None:
     return None
 
 
+def checkpoint_key_for(target: str) -> str:
+    """The released-checkpoint key name of a LisaModel parameter (inverse of :func:`map_checkpoint_key`)."""
+    for src, dst in KEY_PREFIXES:
+        if target.startswith(dst):
+            return src + target[len(dst):]
+    return target
+
+
 def is_ignored_key(key: str) -> bool:
     return any(rx.search(key) for rx in IGNORED_KEYS)
 
@@ -163,14 +171,20 @@ class CheckpointFiles:
             yield path, sd
             self._bin_cache.pop(path, None)
 
-    def fingerprint(self) -> str:
-        """Short hash of config.json and the weight files' names and sizes (path independent)."""
+    def fingerprint(self, samples: int = 16, chunk: int = 1 << 16) -> str:
+        """Short path-independent hash of config.json and the weight files (name, size and ``samples``
+        evenly spaced ``chunk``-byte pieces of each: cheap on a 14 GB checkpoint, different weights differ)."""
         h = hashlib.sha1()
         cfg = self.dir / "config.json"
         if cfg.is_file():
             h.update(cfg.read_bytes())
         for p in self.files:
-            h.update(f"{p.name}:{p.stat().st_size};".encode())
+            size = p.stat().st_size
+            h.update(f"{p.name}:{size};".encode())
+            with open(p, "rb") as f:
+                for i in range(samples):
+                    f.seek(max(0, (size - chunk) * i // max(1, samples - 1)))
+                    h.update(f.read(chunk))
         return h.hexdigest()[:12]
 
 
@@ -314,10 +328,11 @@ def check_keys(
             continue
         mapping[key] = target
     covered = set(mapping.values()) | {map_checkpoint_key(k) for k in ckpt_shapes}
-    missing = sorted(t for t in expected if t not in covered and not (tied_lm_head and t == "lm.lm_head.weight"))
+    missing = sorted(checkpoint_key_for(t) for t in expected
+                     if t not in covered and not (tied_lm_head and t == "lm.lm_head.weight"))
     problems = []
     if missing:
-        problems.append(f"missing key(s) (model names) {_fmt(missing)}")
+        problems.append(f"missing key(s) {_fmt(missing)}")
     if unexpected and strict:
         problems.append(f"unexpected key(s) {_fmt(unexpected)} (set strict: false to ignore them)")
     if mismatched:
@@ -377,11 +392,14 @@ def load_lisa(cfg: LisaConfig) -> LoadedLisa:
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     mapping, report = check_keys(ckpt_dir, expected, ckpt_shapes, strict=cfg.strict,
                                  tied_lm_head=arch.llama.tie_word_embeddings)
+    buffers = {name for name, _ in model.named_buffers()}  # e.g. SAM's positional gaussian: kept float32
     for path, sd in files.iter_files():
         part = {}
         for key, tensor in sd.items():
             if key in mapping:
-                part[mapping[key]] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+                target = mapping[key]
+                cast = tensor.is_floating_point() and target not in buffers
+                part[target] = tensor.to(dtype) if cast else tensor.float() if tensor.is_floating_point() else tensor
         model.load_state_dict(part, strict=False, assign=True)
         report.files.append(path.name)
     if arch.llama.tie_word_embeddings:

@@ -61,6 +61,7 @@ class QueryOutput:
     confidence: float
     attention: float
     attention_map: np.ndarray | None
+    answer_ids: list[int]  # the answer's token ids (teacher-forced or generated)
 
 
 class LisaEngine:
@@ -267,7 +268,7 @@ class LisaEngine:
             text = self.tokenizer.decode(o.answer_ids, skip_special_tokens=False).strip()
             if o.seg_hidden is None:
                 results.append(QueryOutput(False, text, np.zeros((h, w), bool), np.zeros(out_dim, np.float32),
-                                           0.0, 0.0, None))
+                                           0.0, 0.0, None, o.answer_ids))
                 continue
             k = with_seg.index(i)
             att = o.image_attention.float()
@@ -275,5 +276,6 @@ class LisaEngine:
             if self.cfg.attention_map:
                 side = int(round(att.numel() ** 0.5))
                 amap = att.reshape(side, side).cpu().numpy() if side * side == att.numel() else att.cpu().numpy()[None]
-            results.append(QueryOutput(True, text, masks[k], embs[k], float(confs[k]), float(att.sum()), amap))
+            results.append(QueryOutput(True, text, masks[k], embs[k], float(confs[k]), float(att.sum()), amap,
+                                       o.answer_ids))
         return results

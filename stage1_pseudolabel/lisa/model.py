@@ -121,7 +121,7 @@ class LisaModel(nn.Module):
         dense = dense.expand(n, -1, -1, -1).to(self.dtype)
         low_res, iou = self.sam.mask_decoder(
             image_embeddings=image_embedding,
-            image_pe=pe.get_dense_pe(),
+            image_pe=pe.get_dense_pe().to(self.dtype),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=False,

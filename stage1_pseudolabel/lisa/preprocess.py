@@ -38,7 +38,7 @@ def check_color(color: np.ndarray, where: str = "view") -> np.ndarray:
         raise BadInputError(f"{where}: color must be uint8 0-255, got dtype {color.dtype}")
     if color.shape[0] < 1 or color.shape[1] < 1:
         raise BadInputError(f"{where}: color image is empty {color.shape}")
-    return color
+    return np.ascontiguousarray(color)
 
 
 def longest_side_shape(height: int, width: int, long_side: int) -> tuple[int, int]:

@@ -1,0 +1,68 @@
+"""The lisa backend through the Stage-1 Segmenter interface (build_segmenter("lisa", {...}))."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.errors import BadInputError
+from stage1_pseudolabel.segmenter import SegmentationResult, Segmenter, ViewSegmentation, build_segmenter
+from tests.lisa_helpers import (
+    QUERIES,
+    make_view,
+    single_thread,  # noqa: F401  (autouse fixture)
+    tiny_checkpoint,
+)
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return build_segmenter("lisa", {"checkpoint": str(tiny_checkpoint()), "attention_map": True,
+                                    "image_features": True, "feature_pool": 8})
+
+
+def test_build_segmenter_returns_a_segmenter(segmenter):
+    assert isinstance(segmenter, Segmenter)
+    assert segmenter.name == "lisa"
+    assert segmenter.embed_dim == json.loads((tiny_checkpoint() / "config.json").read_text())["out_dim"]
+
+
+def test_segment_view_contract_on_non_square_view(segmenter):
+    view = make_view(36, 80, seed=7, frame_id=12)
+    out = segmenter.segment_view(view, QUERIES)
+    assert isinstance(out, ViewSegmentation) and len(out.results) == len(QUERIES)
+    for r in out.results:
+        assert isinstance(r, SegmentationResult)
+        assert r.has_seg and r.text == "Sure, [SEG]."
+        assert r.mask.shape == (36, 80) and r.mask.dtype == bool and 0 < r.mask.sum() < r.mask.size
+        assert r.seg_embedding.shape == (segmenter.embed_dim,) and r.seg_embedding.dtype == np.float32
+        assert 0.0 <= r.attention <= 1.0 and r.attention_map.shape == (16, 16)
+        assert np.isfinite(r.confidence)
+    assert out.image_features.shape == (segmenter.embed_dim, 8, 8)
+
+
+def test_no_queries_and_bad_views(segmenter):
+    view = make_view()
+    assert segmenter.segment_view(view, []).results == []
+    view.color = view.color.astype(np.float32)
+    with pytest.raises(BadInputError, match="frame 0"):
+        segmenter.segment_view(view, QUERIES[:1])
+
+
+def test_config_dict_is_json_and_path_free(segmenter):
+    cfg = segmenter.config_dict()
+    text = json.dumps(cfg)
+    assert str(Path(tiny_checkpoint()).parent) not in text
+    assert cfg["seg_token_id"] == segmenter.seg_token_id and cfg["checkpoint_name"] == "LISA-tiny"
+    assert cfg["decoding"] == "forced" and "shared_encodings" not in cfg  # does not change outputs
+    other = build_segmenter("lisa", {"checkpoint": str(tiny_checkpoint(seed=1)), "attention_map": True,
+                                     "image_features": True, "feature_pool": 8})
+    assert other.config_dict()["checkpoint_fingerprint"] != cfg["checkpoint_fingerprint"]
+
+
+def test_unknown_option_is_rejected():
+    with pytest.raises(BadInputError, match="unknown key"):
+        build_segmenter("lisa", {"checkpoint": str(tiny_checkpoint()), "shared": True})
