@@ -422,7 +422,8 @@ def run_pseudolabels(
     summary.queries_assigned = sum(len(by_scene[s]) for s in scenes)
 
     todo_scenes = incomplete_scenes(cfg.store, scenes, by_scene)
-    done_scenes = [s for s in scenes if s not in set(todo_scenes)]
+    pending_set = set(todo_scenes)
+    done_scenes = [s for s in scenes if s not in pending_set]
     summary.scenes_complete = len(done_scenes)
     summary.queries_skipped_complete = sum(len(by_scene[s]) for s in done_scenes)
     if not todo_scenes:  # nothing to do: do not even build the (possibly heavy) segmenter
@@ -446,6 +447,7 @@ def run_pseudolabels(
             if not lease.try_acquire():
                 summary.scenes_leased.append(scene_id)
                 progress.log(f"[yellow]scene {scene_id}: leased by a live worker, skipped")
+                progress.query_done(len(by_scene[scene_id]))
                 progress.scene_done(scene_id)
                 continue
             try:
