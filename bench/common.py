@@ -8,6 +8,7 @@ Every benchmark module exposes ``run(quick: bool) -> dict`` returning a *report 
       "tables": [{"title": str, "columns": [...], "rows": [[...], ...]}],
       "targets": [target(...), ...],            # claim, measured, target, met, margin
       "profile": str | None,                    # cProfile top entries when a target is missed
+      "miss_analysis": [str, ...],              # why a missed target was missed (from the profile)
       "data": {...},                            # raw numbers (JSON-able) for other benchmarks
     }
 """
@@ -221,17 +222,39 @@ def target(
     }
 
 
-def profile_top(fn: Callable[[], Any], limit: int = 15, sort: str = "cumulative") -> str:
-    """cProfile one call of ``fn``; return the top ``limit`` entries as text."""
+def profile_stats(fn: Callable[[], Any]) -> pstats.Stats:
+    """cProfile one call of ``fn``."""
     prof = cProfile.Profile()
     prof.enable()
     try:
         fn()
     finally:
         prof.disable()
+    return pstats.Stats(prof)
+
+
+def profile_share(stats: pstats.Stats, filename_end: str, func: str, exact: bool = True) -> tuple[int, float, float]:
+    """(calls, cumulative seconds, share of the total) of the functions named ``func`` (or whose name
+    contains it, ``exact=False``) in files whose name ends with ``filename_end`` (built-ins: ``~``)."""
+    total = max(getattr(stats, "total_tt", 0.0), 1e-12)
+    calls, cum = 0, 0.0
+    for (fname, _line, name), (_cc, nc, _tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+        if (name == func if exact else func in name) and fname.endswith(filename_end):
+            calls += nc
+            cum += ct
+    return calls, cum, cum / total
+
+
+def profile_top(fn: Callable[[], Any], limit: int = 15, sort: str = "cumulative") -> str:
+    """cProfile one call of ``fn``; return the top ``limit`` entries as text."""
+    return format_stats(profile_stats(fn), limit, sort)
+
+
+def format_stats(stats: pstats.Stats, limit: int = 15, sort: str = "cumulative") -> str:
+    """The top ``limit`` entries of profile stats as text."""
     buf = io.StringIO()
-    stats = pstats.Stats(prof, stream=buf).strip_dirs().sort_stats(sort)
-    stats.print_stats(limit)
+    stats.stream = buf  # type: ignore[attr-defined]
+    stats.strip_dirs().sort_stats(sort).print_stats(limit)
     lines = [ln.rstrip() for ln in buf.getvalue().splitlines() if ln.strip()]
     # keep the header line with the totals and the table
     return "\n".join(lines)
@@ -288,6 +311,7 @@ def report(
     targets: list[dict[str, Any]] | None = None,
     profile: str | None = None,
     data: dict[str, Any] | None = None,
+    miss_analysis: list[str] | None = None,
 ) -> dict[str, Any]:
     """Assemble a benchmark's report dict (see the module docstring)."""
     return {
@@ -298,6 +322,7 @@ def report(
         "targets": list(targets or []),
         "profile": profile,
         "data": dict(data or {}),
+        "miss_analysis": list(miss_analysis or []),
     }
 
 
