@@ -175,7 +175,7 @@ def discover_frames(
     for fid in ids[::frame_stride]:
         if max_frames is not None and len(frames) >= max_frames:
             break
-        for table, what, example in ((colors, "color", "color/N.jpg"), (depths, "depth", "depth/N.png"),
+        for table, what, example in ((colors, "color", "color/N.jpg|png"), (depths, "depth", "depth/N.png"),
                                      (poses, "pose", "pose/N.txt")):
             if fid not in table:
                 raise BadInputError(

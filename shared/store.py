@@ -296,6 +296,9 @@ class PseudoLabelStore:
             g.attrs["complete"] = True  # last: marks the group finished
             _fire("scene.before_publish", str(scene_id))
             return self._publish(tmp, final, overwrite)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise StoreError(f"{final}: writing scene group {scene_id!r} failed, nothing was published: {exc}") from exc
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -306,13 +309,16 @@ class PseudoLabelStore:
             known = self.scene_ids()
             hint = f" (store has {len(known)} scenes, e.g. {known[:5]})" if known else " (store has no scenes)"
             raise UnknownSceneError(f"{self.path}: unknown scene {scene_id!r}{hint}")
-        return zarr.open_group(str(d), mode="r")
+        try:
+            return zarr.open_group(str(d), mode="r")
+        except (KeyError, ValueError, RuntimeError, OSError) as exc:
+            raise StoreError(f"{d}: scene group is corrupt: unreadable group metadata: {exc}") from exc
 
     def read_scene(self, scene_id: str) -> StoredScene:
         g = self._open_scene_group(scene_id)
         a = dict(g.attrs)
-        corr = g["correspondences"]
         try:
+            corr = g["correspondences"]
             stored = StoredScene(
                 scene_id=str(a.get("scene_id", scene_id)),
                 points=np.asarray(g["points"][...]),
@@ -332,7 +338,7 @@ class PseudoLabelStore:
                 source=str(a.get("source", "")),
                 depth_test=dict(a.get("depth_test", {})),
             )
-        except (KeyError, ValueError, RuntimeError) as exc:
+        except (KeyError, ValueError, RuntimeError, OSError) as exc:
             raise StoreError(f"{self.scene_dir(scene_id)}: scene group is corrupt: {exc}") from exc
         return stored
 
@@ -402,6 +408,11 @@ class PseudoLabelStore:
             g.attrs["complete"] = True  # last
             _fire("query.before_publish", f"{q.scene_id}/{q.query_id}")
             return self._publish(tmp, final, overwrite)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise StoreError(
+                f"{final}: writing query group {q.scene_id}/{q.query_id} failed, nothing was published: {exc}"
+            ) from exc
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -410,9 +421,9 @@ class PseudoLabelStore:
         d = self.query_dir(scene_id, query_id)
         if not (d / "zarr.json").is_file():
             raise StoreError(f"{self.path}: no complete query {query_id!r} in scene {scene_id!r}")
-        g = zarr.open_group(str(d), mode="r")
-        a = dict(g.attrs)
         try:
+            g = zarr.open_group(str(d), mode="r")
+            a = dict(g.attrs)
             rec = QueryRecord(
                 query=Query(
                     scene_id=str(a["scene_id"]),
@@ -437,7 +448,7 @@ class PseudoLabelStore:
                     np.asarray(g["image_features"][...]) if with_features and "image_features" in g else None
                 ),
             )
-        except (KeyError, ValueError, RuntimeError) as exc:
+        except (KeyError, ValueError, RuntimeError, OSError) as exc:
             raise StoreError(f"{d}: query group is corrupt: {exc}") from exc
         return rec
 

@@ -315,6 +315,12 @@ def _check_scene(scene_dir: Path, problems: list[Problem]) -> dict[str, Any] | N
     if isinstance(attrs.get("num_views"), int):
         sizes["V"] = attrs["num_views"]
     arrays = _check_arrays(scene_dir, SCENE_ARRAYS, sizes, problems)
+    corr_dir = scene_dir / "correspondences"
+    if corr_dir.is_dir():  # readers open the arrays through this sub-group
+        try:
+            _read_attrs(corr_dir)
+        except (OSError, ValueError) as exc:
+            problems.append(Problem(str(corr_dir), f"unreadable group metadata: {exc}"))
     offsets = arrays.get("correspondences/offsets")
     pidx = arrays.get("correspondences/point_idx")
     if offsets is not None and pidx is not None:
