@@ -140,7 +140,7 @@ def _run_check(store_path: Path, console: Console) -> int:
     if problems:
         t = Table(title=f"check {store_path}: {len(errors)} errors, {len(problems) - len(errors)} warnings")
         t.add_column("severity")
-        t.add_column("where")
+        t.add_column("where", overflow="fold")  # never cut the path that says which group is broken
         t.add_column("problem")
         for p in problems:
             t.add_row("[red]error[/red]" if p.severity == "error" else "[yellow]warning[/yellow]", p.where, p.message)
