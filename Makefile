@@ -30,7 +30,7 @@ demo: setup
 	$(MLLM3D) demo --out $(CACHE)/demo
 
 pseudolabels: setup
-	$(MLLM3D) pseudolabel --source $(SOURCE) --store $(STORE) --backend synthetic
+	$(MLLM3D) pseudolabel --config configs/stage1/synthetic.yaml --source $(SOURCE) --store $(STORE)
 
 train: setup
 	$(MLLM3D) train --store $(STORE) --config $(CONFIG) --out $(RUN_DIR)
