@@ -143,6 +143,7 @@ def group_sizes(store: PseudoLabelStore, rec: QueryRecord) -> dict[str, int]:
     d = store.query_dir(rec.query.scene_id, rec.query.query_id)
     return {
         "mask_chunks": dir_bytes(d / "masks", _is_chunk),
+        "embedding_chunks": dir_bytes(d / "seg_embeddings", _is_chunk),
         "all_chunks": dir_bytes(d, _is_chunk),
         "total": dir_bytes(d),
     }
@@ -157,6 +158,8 @@ def measure_sizes(store: PseudoLabelStore, records: list[QueryRecord]) -> dict[s
     masks_pv = sum(p["mask_chunks"] for p in per) / views
     total_pv = sum(p["total"] for p in per) / views
     chunks_pv = sum(p["all_chunks"] for p in per) / views
+    emb_pv = sum(p["embedding_chunks"] for p in per) / views
+    fixed = sum(p["total"] - p["mask_chunks"] - p["embedding_chunks"] for p in per) / len(per)
     coverage = float(np.mean([r.masks.mean() for r in records]))
     empty = float(np.mean([[not m.any() for m in r.masks] for r in records]))
     return {
@@ -167,6 +170,8 @@ def measure_sizes(store: PseudoLabelStore, records: list[QueryRecord]) -> dict[s
         "mask_bytes_per_view": masks_pv,
         "chunk_bytes_per_view": chunks_pv,
         "group_bytes_per_view": total_pv,
+        "embedding_bytes_per_view": emb_pv,
+        "group_fixed_bytes": fixed,
         "ratio_masks": raw / masks_pv,
         "ratio_group": raw / total_pv,
         "mean_coverage": coverage,

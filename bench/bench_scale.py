@@ -1,0 +1,247 @@
+"""Benchmark 5: scale on paper — Stage 1 GPU-hours and store size for ScanNet, from this run's measurements.
+
+Inputs measured in the same run (never constants):
+- Stage 1 FLOPs of the real LISA-7B configuration, naive vs shared, on a (V views, Q queries) grid
+  (bench/bench_stage1_flops.py). They are fitted by the cost model the engine implies:
+  ``naive(V,Q) = n·V·Q`` (everything per (view, query)) and ``shared(V,Q) = e·V + s·V·Q``
+  (encoders + LM prefix once per view; query suffix + SAM decoder per (view, query)); the fit residual is reported.
+- Store bytes per (query, view) and per query group, and the scene group's bytes per point / per view,
+  from bench/bench_store.py on the real ScanNet fixture (640×480 masks).
+
+Assumptions (stated in the output): ScanNet train = 1201 scenes; ~1,650 frames per scan on average
+(2.5 M frames / 1513 scans) → ~83 frames per scene at every 20th frame; a mean mesh of 150k points per scene
+(data.md: 50k–500k); sustained bf16 throughput = 40 % of dense peak (A100 312 TFLOP/s, H100 SXM 989 TFLOP/s).
+Settings: {k = 4 random views per query, every 20th frame per query} × {Intent3D ~43, ScanRefer ~64 queries/scene}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import fmt_bytes, report  # noqa: E402
+
+SCANNET_TRAIN_SCENES = 1201
+SCANNET_FRAMES = 2_500_000
+SCANNET_SCANS = 1513
+FRAME_STEP = 20
+MESH_POINTS = 150_000
+VIEWS_PER_QUERY = 4
+QUERY_SETS = {"Intent3D (~43 queries/scene)": 43, "ScanRefer (~64 queries/scene)": 64}
+UTILISATION = 0.40
+GPUS = {"A100 (312 TFLOP/s bf16 dense)": 312e12, "H100 SXM (989 TFLOP/s bf16 dense)": 989e12}
+
+_VIEW_KEYS = ("V", "v", "views", "num_views", "n_views")
+_QUERY_KEYS = ("Q", "q", "queries", "num_queries", "n_queries")
+_VQ_RE = re.compile(r"[Vv](?:iews)?\s*[=_:]?\s*(\d+)\D+[Qq](?:ueries)?\s*[=_:]?\s*(\d+)")
+
+
+# ------------------------------------------------------------------------------------- FLOP grid
+def _num(x: Any) -> float | None:
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, (int, float, np.integer, np.floating)):
+        return float(x)
+    if isinstance(x, dict):  # e.g. {"total": ..., "by_module": ...}
+        for k in ("total", "flops", "total_flops"):
+            if k in x:
+                return _num(x[k])
+    return None
+
+
+def _naive_shared(node: dict[str, Any]) -> tuple[float | None, float | None]:
+    naive = shared = None
+    for k, v in node.items():
+        lk = str(k).lower()
+        if "naive" in lk and "ratio" not in lk and naive is None:
+            naive = _num(v)
+        elif "shared" in lk and "ratio" not in lk and shared is None:
+            shared = _num(v)
+    return naive, shared
+
+
+def extract_flop_grid(raw: Any, path: str = "") -> list[dict[str, float]]:
+    """Every (V, Q, naive FLOPs, shared FLOPs) entry found in the FLOP script's dict (any nesting)."""
+    found: list[dict[str, float]] = []
+    if isinstance(raw, dict):
+        naive, shared = _naive_shared(raw)
+        v = next((_num(raw[k]) for k in _VIEW_KEYS if k in raw), None)
+        q = next((_num(raw[k]) for k in _QUERY_KEYS if k in raw), None)
+        if (v is None or q is None) and (m := _VQ_RE.search(path.split("/")[-1] if path else "")):
+            v, q = float(m.group(1)), float(m.group(2))
+        if naive is not None and shared is not None and v is not None and q is not None:
+            found.append({"V": v, "Q": q, "naive": naive, "shared": shared})
+        else:
+            for k, val in raw.items():
+                found += extract_flop_grid(val, f"{path}/{k}")
+    elif isinstance(raw, (list, tuple)):
+        for i, val in enumerate(raw):
+            found += extract_flop_grid(val, f"{path}[{i}]")
+    uniq = {(g["V"], g["Q"]): g for g in found}
+    return [uniq[k] for k in sorted(uniq)]
+
+
+def fit_cost_model(grid: list[dict[str, float]]) -> dict[str, float]:
+    """Least-squares fit of naive = n·V·Q and shared = e·V + s·V·Q; max relative residuals."""
+    v = np.array([g["V"] for g in grid])
+    q = np.array([g["Q"] for g in grid])
+    naive = np.array([g["naive"] for g in grid])
+    shared = np.array([g["shared"] for g in grid])
+    n = float(np.sum(naive * v * q) / np.sum((v * q) ** 2))
+    a = np.stack([v, v * q], axis=1)
+    (e, s), *_ = np.linalg.lstsq(a, shared, rcond=None)
+    res_naive = float(np.max(np.abs(n * v * q - naive) / naive))
+    res_shared = float(np.max(np.abs(a @ np.array([e, s]) - shared) / shared))
+    return {"naive_per_pair": n, "shared_per_view": float(e), "shared_per_pair": float(s),
+            "max_rel_residual_naive": res_naive, "max_rel_residual_shared": res_shared, "grid_points": len(grid)}
+
+
+# ------------------------------------------------------------------------------------- projection
+def expected_distinct_views(frames: int, k: int, queries: int) -> float:
+    """Expected number of distinct frames when each of ``queries`` draws ``k`` of ``frames`` without replacement."""
+    return frames * (1.0 - (1.0 - k / frames) ** queries)
+
+
+def _deps(deps: dict[str, Any] | None, quick: bool) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[str]]:
+    """(FLOP raw dict, store data) from this run's other benchmarks, running them if absent."""
+    notes = []
+    deps = deps or {}
+    flops = deps.get("stage1_flops", {}).get("data") if deps.get("stage1_flops") else None
+    store = deps.get("store", {}).get("data") if deps.get("store") else None
+    if flops is None:
+        try:
+            from bench import bench_stage1_flops
+
+            raw = bench_stage1_flops.run(quick=quick)
+            flops = raw.get("data", raw) if isinstance(raw, dict) and "tables" in raw else raw
+            notes.append("FLOPs: bench_stage1_flops run for this benchmark (not passed in by run_all).")
+        except ImportError as exc:
+            notes.append(f"FLOPs: unavailable — bench/bench_stage1_flops.py cannot be imported ({exc}).")
+    if store is None or "scannet" not in store:
+        from bench import bench_store
+
+        store = bench_store.run(quick=quick)["data"]
+        notes.append("Store sizes: bench_store run for this benchmark (not passed in by run_all).")
+    return flops, store, notes
+
+
+def run(quick: bool = False, deps: dict[str, Any] | None = None) -> dict:
+    """Project Stage 1 GPU-hours and store size for ScanNet; the report dict (see bench.common)."""
+    flops_raw, store, notes = _deps(deps, quick)
+    frames = int(round(SCANNET_FRAMES / SCANNET_SCANS / FRAME_STEP))
+    view_settings = {
+        f"k={VIEWS_PER_QUERY} views/query (from every {FRAME_STEP}th frame)": VIEWS_PER_QUERY,
+        f"every {FRAME_STEP}th frame (~{frames} views/query)": frames,
+    }
+    notes.append(
+        f"ScanNet train: {SCANNET_TRAIN_SCENES} scenes; assumed ~{SCANNET_FRAMES / SCANNET_SCANS:,.0f} frames per scan "
+        f"(2.5 M / 1513) → {frames} frames per scene at every {FRAME_STEP}th frame. With k={VIEWS_PER_QUERY} views "
+        "per query drawn independently per query, the shared engine encodes each distinct drawn frame once "
+        "(expected distinct frames = F·(1 − (1 − k/F)^Q))."
+    )
+    data: dict[str, Any] = {"frames_per_scene": frames, "assumptions": {
+        "scenes": SCANNET_TRAIN_SCENES, "frames_per_scene": frames, "mesh_points": MESH_POINTS,
+        "utilisation": UTILISATION, "gpus": GPUS}}
+    tables = []
+
+    # ---- GPU hours
+    grid = extract_flop_grid(flops_raw) if flops_raw is not None else []
+    if len(grid) >= 2:
+        fit = fit_cost_model(grid)
+        data["flop_fit"] = fit
+        notes.append(
+            f"FLOP cost model fitted to the {fit['grid_points']} (V, Q) points of benchmark 1 (LISA-7B, real config, "
+            f"meta-device count): naive {fit['naive_per_pair'] / 1e12:.2f} TFLOP per (query, view); shared "
+            f"{fit['shared_per_view'] / 1e12:.2f} TFLOP per view + {fit['shared_per_pair'] / 1e12:.3f} TFLOP per "
+            f"(query, view); max relative residual {fit['max_rel_residual_naive'] * 100:.1f} % (naive), "
+            f"{fit['max_rel_residual_shared'] * 100:.1f} % (shared)."
+        )
+        notes.append(
+            f"GPU-hours = FLOPs / ({UTILISATION:.0%} × dense bf16 peak) — an assumption, not a measurement; "
+            "it ignores data loading, host overhead and padding beyond what the FLOP count includes."
+        )
+        rows = []
+        for vlabel, vq in view_settings.items():
+            for qlabel, nq in QUERY_SETS.items():
+                pairs = nq * vq
+                distinct = frames if vq == frames else expected_distinct_views(frames, vq, nq)
+                naive = SCANNET_TRAIN_SCENES * fit["naive_per_pair"] * pairs
+                shared = SCANNET_TRAIN_SCENES * (fit["shared_per_view"] * distinct + fit["shared_per_pair"] * pairs)
+                row = [vlabel, qlabel, f"{distinct:.0f}", f"{naive / 1e18:,.1f}", f"{shared / 1e18:,.1f}",
+                       f"{naive / shared:.1f}×"]
+                for peak in GPUS.values():
+                    rate = peak * UTILISATION * 3600
+                    row.append(f"{naive / rate:,.0f} / {shared / rate:,.0f}")
+                rows.append(row)
+                data.setdefault("gpu", []).append({"views": vlabel, "queries": qlabel, "naive_flops": naive,
+                                                   "shared_flops": shared, "distinct_views": distinct})
+        tables.append({
+            "title": f"Stage 1 compute for ScanNet train ({SCANNET_TRAIN_SCENES} scenes), LISA-7B",
+            "columns": ["views", "queries", "distinct views/scene", "naive EFLOP", "shared EFLOP", "naive/shared",
+                        *[f"GPU-h {g.split(' (')[0]} naive / shared" for g in GPUS]],
+            "rows": rows,
+        })
+    else:
+        notes.append("GPU-hours: **not projected** — no (V, Q) naive/shared FLOP grid from benchmark 1 in this run.")
+
+    # ---- store size
+    sc = (store or {}).get("scannet")
+    geo = (store or {}).get("scene_geometry")
+    if sc and geo:
+        per_view = sc["mask_bytes_per_view"] + sc.get("embedding_bytes_per_view", 0.0)
+        per_group = sc.get("group_fixed_bytes", (sc["group_bytes_per_view"] - per_view) * VIEWS_PER_QUERY)
+        pairs_per_view = geo["visible_fraction"] * MESH_POINTS
+        scene_bytes = (
+            geo["per_point"] * MESH_POINTS
+            + frames * (pairs_per_view * geo["per_visible_pair"] + geo["thumbnail_per_view"])
+            + geo["other"]
+        )
+        notes.append(
+            f"Store: {fmt_bytes(per_view)} per (query, view) (mask + [SEG] embedding) + {fmt_bytes(per_group)} fixed per "
+            f"query group (metadata, scores), measured on the ScanNet fixture's 640×480 object-region masks; scene group "
+            f"= {geo['per_point']:.1f} B/point × {MESH_POINTS:,} points + per frame ({geo['visible_fraction'] * 100:.1f} % "
+            f"of points visible × {geo['per_visible_pair']:.2f} B/pair + a {fmt_bytes(geo['thumbnail_per_view'])} "
+            f"thumbnail) × {frames} frames = {fmt_bytes(scene_bytes)} per scene. The visible share comes from the "
+            "fixture, whose cloud was back-projected from the same 19 views, so it overstates what one view sees of a full "
+            "scan (an upper bound). Optional image features (off by default) are not included."
+        )
+        rows = []
+        for vlabel, vq in view_settings.items():
+            for qlabel, nq in QUERY_SETS.items():
+                q_bytes = nq * (per_group + vq * per_view)
+                total = SCANNET_TRAIN_SCENES * (scene_bytes + q_bytes)
+                raw = SCANNET_TRAIN_SCENES * nq * vq * sc["raw_uint8_per_view"]
+                rows.append([vlabel, qlabel, fmt_bytes(scene_bytes), fmt_bytes(q_bytes), fmt_bytes(total),
+                             fmt_bytes(raw), f"{raw / total:.0f}×"])
+                data.setdefault("store", []).append({"views": vlabel, "queries": qlabel, "total_bytes": total,
+                                                     "raw_mask_bytes": raw})
+        tables.append({
+            "title": f"Pseudo-label store for ScanNet train ({SCANNET_TRAIN_SCENES} scenes)",
+            "columns": ["views", "queries", "scene group", "query groups / scene", "store total",
+                        "raw uint8 masks alone", "raw / store"],
+            "rows": rows,
+        })
+    else:
+        notes.append("Store size: **not projected** — benchmark 3 produced no ScanNet-fixture sizes in this run.")
+    return report(name="scale", title="Scale on paper", notes=notes, tables=tables, targets=[], data=data)
+
+
+def main() -> None:
+    """CLI: print the report dict as JSON (runs the FLOP and store benchmarks it needs)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    print(json.dumps(run(quick=args.quick), indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
