@@ -122,11 +122,16 @@ class RunSummary:
 def group_queries(
     queries: Sequence[Query], known_scenes: set[str], summary: RunSummary
 ) -> dict[str, list[Query]]:
-    """scene id -> its queries (first occurrence of each id kept); unknown scenes are counted."""
+    """scene id -> its queries (first occurrence of each id kept); unknown scenes are counted.
+
+    A query with empty text is an error (as in shared.annotations), raised before any work.
+    """
     by_scene: dict[str, list[Query]] = defaultdict(list)
     seen: set[tuple[str, str]] = set()
     unknown: dict[str, int] = defaultdict(int)
     for q in queries:
+        if not str(q.text or "").strip():
+            raise BadInputError(f"query {q.scene_id}/{q.query_id}: empty text, nothing to segment")
         if q.scene_id not in known_scenes:
             unknown[q.scene_id] += 1
             continue

@@ -260,6 +260,15 @@ def test_bad_annotation_file_is_refused_before_any_work(seeded, tmp_path: Path, 
     assert tree_digest(store) == before and tree_digest(scans) == inputs
 
 
+def test_query_object_with_empty_text_is_refused_by_the_runner(seeded) -> None:
+    """The Python entry point (queries passed in, not read from a file) applies the same policy."""
+    scans, store = seeded
+    before = tree_digest(store)
+    with pytest.raises(BadInputError, match=rf"query {BAD}/q_empty: empty text"):
+        run(store, scans, [Q_GOOD, Query(BAD, "q_empty", " \n ")])
+    assert tree_digest(store) == before
+
+
 # ---------------------------------------------------------------------------------------------- checkpoint
 @pytest.mark.parametrize("also_from_index", [True, False], ids=["key-removed-from-shard-and-index",
                                                                  "key-removed-from-shard-only"])
