@@ -69,3 +69,21 @@ def test_store_bench_quick(tmp_path) -> None:
     tp = next(iter(d["throughput"].values()))
     assert {"store_write", "npy_write", "store_read", "npy_read", "read_ratio", "write_ratio"} <= set(tp)
     assert list(tmp_path.iterdir()) == []  # the benchmark cleans up after itself
+
+
+def test_scale_fit_recovers_cost_model() -> None:
+    """The scale benchmark reads a nested FLOP dict (TFLOP keys) and fits naive = n·V·Q, shared = e·V + s·V·Q."""
+    from bench.bench_scale import expected_distinct_views, extract_flop_grid, fit_cost_model
+
+    n, e, s = 10.0, 9.0, 0.5  # TFLOP
+    rows = [{"views": v, "queries": q, "naive_tflop": n * v * q, "shared_tflop": e * v + s * v * q, "ratio": 0.0}
+            for v in (4, 32) for q in (1, 10, 40)]
+    grid = extract_flop_grid({"real": {"totals": rows, "components": {"clip": 1}}})
+    assert len(grid) == 6 and grid[0]["naive"] == pytest.approx(n * 4 * 1 * 1e12)
+    fit = fit_cost_model(grid)
+    assert fit["naive_per_pair"] == pytest.approx(n * 1e12)
+    assert fit["shared_per_view"] == pytest.approx(e * 1e12)
+    assert fit["shared_per_pair"] == pytest.approx(s * 1e12)
+    assert fit["max_rel_residual_shared"] < 1e-9
+    assert expected_distinct_views(83, 4, 1) == pytest.approx(4.0)
+    assert expected_distinct_views(83, 83, 1) == pytest.approx(83.0)
