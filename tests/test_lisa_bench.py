@@ -1,0 +1,33 @@
+"""The Stage-1 FLOP benchmark's building blocks (bench/bench_stage1_flops.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.bench_stage1_flops import RealConfig, compose, real_flops, tiny_wall
+from tests.lisa_helpers import single_thread  # noqa: F401  (autouse fixture)
+
+
+def test_compose_formula():
+    c = {"clip": 1, "sam_encode": 10, "lm_prefix": 100, "lm_suffix": 5, "lm_full": 104, "sam_decode": 2}
+    assert compose(c, views=3, queries=4) == (3 * 4 * (1 + 10 + 104 + 2), 3 * (1 + 10 + 100) + 3 * 4 * (5 + 2))
+
+
+def test_real_lisa7b_flops_on_meta():
+    res = real_flops(RealConfig(), views=(4,), queries=(1, 10))
+    comp = res["components"]
+    assert comp["image_tokens"] == 256 and comp["prefix_tokens"] == 296
+    # Llama-7B: ~2 * 6.5e9 FLOPs per token; SAM ViT-H 1024 ~ 6 TFLOPs; CLIP-L/14-224 ~ 0.16 TFLOPs
+    assert comp["lm_prefix"] / comp["prefix_tokens"] == pytest.approx(1.3e10, rel=0.1)
+    assert comp["sam_encode"] == pytest.approx(5.96e12, rel=0.02)
+    assert comp["clip"] == pytest.approx(1.64e11, rel=0.05)
+    ratio = {r["queries"]: r["ratio"] for r in res["totals"]}
+    assert ratio[1] == pytest.approx(1.0, abs=0.01) and ratio[10] >= 5.0
+
+
+def test_tiny_composition_matches_counted_engine_calls():
+    res = tiny_wall(quick=True, repeat=1, views=1, queries=3, threads=1)
+    # exact up to SAM's dense positional encoding, computed once per batched decode call (shared path)
+    assert res["composition_error"] < 1e-3
+    assert res["flops_measured"]["naive"] > res["flops_measured"]["shared"] > 0
+    assert res["wall_ratio"] > 1.0
