@@ -204,7 +204,9 @@ def scene_group_sizes(store: PseudoLabelStore, scene_id: str) -> dict[str, Any]:
         "correspondences": dir_bytes(d / "correspondences"),
         "thumbnails": dir_bytes(d / "thumbnails") if (d / "thumbnails").exists() else 0,
     }
-    total = dir_bytes(d)
+    qmeta = d / "queries" / "zarr.json"
+    # the scene group without its query groups (only the queries/ group's own metadata counts)
+    total = dir_bytes(d) - dir_bytes(d / "queries") + (qmeta.stat().st_size if qmeta.exists() else 0)
     parts["other"] = total - sum(parts.values())
     pairs = int(s.correspondences.offsets[-1])
     return {
