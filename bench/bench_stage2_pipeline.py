@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import sys
 import tempfile
@@ -176,6 +177,8 @@ def _run(quick: bool, steps: int | None, tmp: Path) -> dict:
     import torch
 
     warnings.filterwarnings("ignore", category=FutureWarning)  # spconv's torch.cuda.amp deprecation noise
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):  # trainer info lines
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     store = tmp / "store.zarr"
     built = build_demo_store(store, quick)
