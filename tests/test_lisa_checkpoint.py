@@ -228,3 +228,30 @@ def test_config_errors_name_the_key():
         LisaConfig.from_dict({})
     with pytest.raises(BadInputError, match="feature_pool"):
         LisaConfig.from_dict({"checkpoint": "x", "feature_pool": 0})
+
+
+def test_sam_weights_from_a_separate_official_sam_file(tmp_path):
+    """A checkpoint without SAM's image encoder loads when `sam_checkpoint` supplies it (SAM key names)."""
+    ckpt = _copy(tiny_checkpoint(), tmp_path)
+    prefix = "model.visual_model."
+    moved: dict[str, torch.Tensor] = {}
+    for shard in sorted(ckpt.glob("model-*.safetensors")):
+        sd = load_file(str(shard))
+        for k in [k for k in sd if k.startswith(prefix + "image_encoder.")]:
+            moved[k[len(prefix):]] = sd.pop(k)
+        save_file(sd, str(shard))
+    index_path = ckpt / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    index["weight_map"] = {k: v for k, v in index["weight_map"].items() if not k.startswith(prefix + "image_encoder.")}
+    index_path.write_text(json.dumps(index))
+    sam_file = tmp_path / "sam_vit_tiny.pth"
+    extra = {"mask_decoder.iou_token.weight": torch.full((1, 32), 7.0)}  # LISA's own decoder must win
+    torch.save({**moved, **extra}, sam_file)
+
+    with pytest.raises(BadInputError, match="model.visual_model.image_encoder.patch_embed.proj.weight"):
+        load_lisa(LisaConfig(checkpoint=str(ckpt)))
+    lo = load_lisa(LisaConfig(checkpoint=str(ckpt), sam_checkpoint=str(sam_file)))
+    ref = loaded(tiny_checkpoint()).model.state_dict()
+    got = lo.model.state_dict()
+    for k in ("sam.image_encoder.patch_embed.proj.weight", "sam.mask_decoder.iou_token.weight"):
+        torch.testing.assert_close(got[k], ref[k], rtol=0, atol=0)

@@ -17,7 +17,7 @@ from .engine import LisaEngine
 from .preprocess import check_color
 
 #: config keys that do not change the outputs (kept out of config_dict, i.e. out of the store's hash)
-_RUNTIME_KEYS = ("checkpoint", "clip_path", "device", "shared_encodings", "query_batch_size", "strict")
+_RUNTIME_KEYS = ("checkpoint", "clip_path", "sam_checkpoint", "device", "shared_encodings", "query_batch_size", "strict")
 
 
 class LisaSegmenter:

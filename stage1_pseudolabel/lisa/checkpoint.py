@@ -82,13 +82,30 @@ def is_ignored_key(key: str) -> bool:
     return any(rx.search(key) for rx in IGNORED_KEYS)
 
 
-class CheckpointFiles:
-    """The tensors of a checkpoint folder: which file holds each key, their shapes, and loading."""
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 
-    def __init__(self, ckpt_dir: Path) -> None:
-        self.dir = Path(ckpt_dir)
+
+class CheckpointFiles:
+    """The tensors of a checkpoint: which file holds each key, their shapes, and loading.
+
+    ``path`` is an HF folder (index json + shards, or one unsharded file) or a single weight file.
+    ``key_prefix`` is prepended to every key (e.g. ``model.visual_model.`` for an official SAM file).
+    """
+
+    def __init__(self, path: Path, key_prefix: str = "") -> None:
+        path = Path(path)
+        self.dir = path if path.is_dir() else path.parent
+        self.is_folder = path.is_dir()
+        self.prefix = key_prefix
         self.key_to_file: dict[str, Path] = {}
         self._bin_cache: dict[Path, dict[str, torch.Tensor]] = {}
+        if path.is_file():
+            if path.suffix not in WEIGHT_SUFFIXES:
+                raise BadInputError(f"{path}: not a weight file (expected one of {list(WEIGHT_SUFFIXES)})")
+            self.index_file: Path | None = None
+            for key in self._file_keys(path):
+                self.key_to_file[key_prefix + key] = path
+            return
         index = next((self.dir / n for n in INDEX_FILES if (self.dir / n).is_file()), None)
         if index is not None:
             try:
@@ -96,11 +113,11 @@ class CheckpointFiles:
             except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
                 raise BadInputError(f"{index}: not a valid weight index json ({e})") from e
             for key, fname in weight_map.items():
-                self.key_to_file[key] = self.dir / fname
+                self.key_to_file[key_prefix + key] = self.dir / fname
             absent = sorted({str(p.name) for p in self.key_to_file.values() if not p.is_file()})
             if absent:
                 raise BadInputError(f"{index}: lists shard file(s) that do not exist: {absent}")
-            self.index_file: Path | None = index
+            self.index_file = index
         else:
             single = next((self.dir / n for n in SINGLE_FILES if (self.dir / n).is_file()), None)
             if single is None:
@@ -109,7 +126,12 @@ class CheckpointFiles:
                 )
             self.index_file = None
             for key in self._file_keys(single):
-                self.key_to_file[key] = single
+                self.key_to_file[key_prefix + key] = single
+
+    def restrict(self, keys) -> None:
+        """Keep (and later load) only ``keys``."""
+        keep = set(keys)
+        self.key_to_file = {k: p for k, p in self.key_to_file.items() if k in keep}
 
     @property
     def files(self) -> list[Path]:
@@ -130,6 +152,7 @@ class CheckpointFiles:
         return self._bin_cache[path]
 
     def _file_keys(self, path: Path) -> list[str]:
+        """Raw (un-prefixed) keys of one weight file."""
         if path.suffix == ".safetensors":
             with safe_open(str(path), framework="pt") as f:
                 return list(f.keys())
@@ -143,19 +166,20 @@ class CheckpointFiles:
             mine = [k for k, p in self.key_to_file.items() if p == path and k in wanted]
             if not mine:
                 continue
+            n = len(self.prefix)
             if path.suffix == ".safetensors":
                 with safe_open(str(path), framework="pt") as f:
                     present = set(f.keys())
                     for k in mine:
-                        if k not in present:
-                            raise BadInputError(f"{path}: the index lists {k!r} but the shard does not contain it")
-                        out[k] = tuple(f.get_slice(k).get_shape())
+                        if k[n:] not in present:
+                            raise BadInputError(f"{path}: the index lists {k[n:]!r} but the shard does not contain it")
+                        out[k] = tuple(f.get_slice(k[n:]).get_shape())
             else:
                 sd = self._read_bin(path)
                 for k in mine:
-                    if k not in sd:
-                        raise BadInputError(f"{path}: the index lists {k!r} but the shard does not contain it")
-                    out[k] = tuple(sd[k].shape)
+                    if k[n:] not in sd:
+                        raise BadInputError(f"{path}: the index lists {k[n:]!r} but the shard does not contain it")
+                    out[k] = tuple(sd[k[n:]].shape)
         return out
 
     def iter_files(self) -> Iterator[tuple[Path, dict[str, torch.Tensor]]]:
@@ -168,7 +192,7 @@ class CheckpointFiles:
                     raise BadInputError(f"{path}: cannot read the weight file ({type(e).__name__}: {e})") from e
             else:
                 sd = self._read_bin(path)
-            yield path, sd
+            yield path, {self.prefix + k: v for k, v in sd.items() if self.prefix + k in self.key_to_file}
             self._bin_cache.pop(path, None)
 
     def fingerprint(self, samples: int = 16, chunk: int = 1 << 16) -> str:
@@ -176,7 +200,7 @@ class CheckpointFiles:
         evenly spaced ``chunk``-byte pieces of each: cheap on a 14 GB checkpoint, different weights differ)."""
         h = hashlib.sha1()
         cfg = self.dir / "config.json"
-        if cfg.is_file():
+        if self.is_folder and cfg.is_file():
             h.update(cfg.read_bytes())
         for p in self.files:
             size = p.stat().st_size
@@ -205,6 +229,19 @@ def params_on_meta() -> Iterator[None]:
         yield
     finally:
         nn.Module.register_parameter = original
+
+
+def sam_weight_file(path: str) -> Path:
+    """An official SAM state dict (``sam_vit_h_4b8939.pth`` …): the file, or the one weight file in a folder."""
+    p = Path(path)
+    if p.is_dir():
+        found = sorted(f for f in p.iterdir() if f.suffix in WEIGHT_SUFFIXES)
+        if len(found) != 1:
+            raise BadInputError(f"sam_checkpoint {path}: expected exactly one weight file, found {[f.name for f in found]}")
+        p = found[0]
+    if not p.is_file():
+        raise BadInputError(f"sam_checkpoint {path}: no such file")
+    return p
 
 
 def read_lisa_config(ckpt_dir: Path) -> dict:
@@ -351,7 +388,7 @@ def build_arch(lisa_cfg: dict, ckpt_shapes: dict[str, tuple[int, ...]], *, decod
         if target is not None and target.startswith("sam."):
             sam_shapes[target[len("sam."):]] = shape
     heads = decoder_heads or int(lisa_cfg.get("sam_decoder_num_heads", 8))
-    sam = infer_sam_spec(sam_shapes, decoder_num_heads=heads, source=source)
+    sam = infer_sam_spec(sam_shapes, decoder_num_heads=heads, source=source, key_prefix="model.visual_model.")
     out_dim = int(lisa_cfg.get("out_dim", sam.prompt_embed_dim))
     if out_dim != sam.prompt_embed_dim:
         raise BadInputError(f"{source}: config out_dim {out_dim} != SAM prompt dim {sam.prompt_embed_dim}")
@@ -383,6 +420,13 @@ def load_lisa(cfg: LisaConfig) -> LoadedLisa:
 
     files = CheckpointFiles(ckpt_dir)
     ckpt_shapes = files.shapes()
+    sources = [files]
+    if cfg.sam_checkpoint:  # fills SAM weights the LISA checkpoint lacks; LISA's own (trained) ones win
+        sam_files = CheckpointFiles(sam_weight_file(cfg.sam_checkpoint), key_prefix="model.visual_model.")
+        fill = {k: v for k, v in sam_files.shapes().items() if k not in ckpt_shapes}
+        sam_files.restrict(fill)
+        ckpt_shapes = {**ckpt_shapes, **fill}
+        sources.append(sam_files)
     arch = build_arch(lisa_cfg, ckpt_shapes, decoder_heads=cfg.sam_decoder_heads,
                       mm_hidden_size=int(tower.config.hidden_size), source=str(ckpt_dir))
     if len(tokenizer) > arch.llama.vocab_size:
@@ -393,7 +437,7 @@ def load_lisa(cfg: LisaConfig) -> LoadedLisa:
     mapping, report = check_keys(ckpt_dir, expected, ckpt_shapes, strict=cfg.strict,
                                  tied_lm_head=arch.llama.tie_word_embeddings)
     buffers = {name for name, _ in model.named_buffers()}  # e.g. SAM's positional gaussian: kept float32
-    for path, sd in files.iter_files():
+    for path, sd in (item for src in sources for item in src.iter_files()):
         part = {}
         for key, tensor in sd.items():
             if key in mapping:
@@ -416,6 +460,6 @@ def load_lisa(cfg: LisaConfig) -> LoadedLisa:
         clip_preprocess=ClipPreprocess.from_dir(clip_dir, int(tower.config.image_size)),
         checkpoint_dir=ckpt_dir,
         clip_dir=clip_dir,
-        fingerprint=files.fingerprint(),
+        fingerprint="+".join(src.fingerprint() for src in sources),
         report=report,
     )

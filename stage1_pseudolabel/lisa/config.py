@@ -32,6 +32,7 @@ class LisaConfig:
 
     checkpoint: str = ""  # released LISA checkpoint directory (HF layout)
     clip_path: str | None = None  # CLIP ViT folder; None = from the checkpoint config / a `clip` sibling
+    sam_checkpoint: str | None = None  # official SAM weights, only for SAM keys the LISA checkpoint lacks
     device: str = "cpu"
     dtype: str = "float32"  # float32 | bfloat16 | float16
     decoding: str = "forced"  # forced (teacher-forced answer, one pass) | generate (greedy)

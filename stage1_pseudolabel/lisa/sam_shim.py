@@ -145,7 +145,8 @@ def _count(shapes: Mapping[str, tuple[int, ...]], pattern: str) -> int:
 
 
 def infer_sam_spec(
-    shapes: Mapping[str, tuple[int, ...]], *, decoder_num_heads: int = 8, source: str = "checkpoint"
+    shapes: Mapping[str, tuple[int, ...]], *, decoder_num_heads: int = 8, source: str = "checkpoint",
+    key_prefix: str = "",
 ) -> SamSpec:
     """Read a SAM's shape from its state-dict tensor shapes (keys relative to the Sam module).
 
@@ -163,7 +164,8 @@ def infer_sam_spec(
     ]
     missing = [k for k in need if k not in shapes]
     if missing:
-        raise BadInputError(f"{source}: cannot infer the SAM shape, missing key(s) {missing}")
+        raise BadInputError(f"{source}: cannot infer the SAM shape, missing key(s) {[key_prefix + k for k in missing]}"
+                            " (a LISA checkpoint without SAM weights needs sam_checkpoint: official SAM weights)")
     embed, _, patch, _ = shapes["image_encoder.patch_embed.proj.weight"]
     grid = shapes["image_encoder.pos_embed"][1]
     depth = _count(shapes, r"image_encoder\.blocks\.(\d+)\.")
