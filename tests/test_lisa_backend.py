@@ -66,3 +66,15 @@ def test_config_dict_is_json_and_path_free(segmenter):
 def test_unknown_option_is_rejected():
     with pytest.raises(BadInputError, match="unknown key"):
         build_segmenter("lisa", {"checkpoint": str(tiny_checkpoint()), "shared": True})
+
+
+def test_no_hard_coded_cuda_calls():
+    """Device placement goes through the `device` option: no `.cuda` attribute anywhere in the package."""
+    import ast
+
+    src = Path(__file__).resolve().parents[1] / "stage1_pseudolabel" / "lisa"
+    files = sorted(src.glob("*.py"))
+    assert len(files) >= 8
+    for f in files:
+        tree = ast.parse(f.read_text())
+        assert not [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "cuda"], f

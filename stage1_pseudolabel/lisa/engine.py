@@ -157,7 +157,7 @@ class LisaEngine:
             outcomes = []
             for i, s in enumerate(suffixes):
                 answer = s[answer_starts[i]:]
-                if self.ids.seg not in s[answer_starts[i]:]:
+                if self.ids.seg not in answer:
                     outcomes.append(LmOutcome(answer, None, None))
                     continue
                 j = answer_starts[i] + answer.index(self.ids.seg)  # [SEG] position in the suffix (j ≥ 1)
