@@ -1,0 +1,92 @@
+"""``mllm3d train``: a thin click layer over :func:`stage2_train3d.train.train_run`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from shared.errors import Mllm3dError
+
+
+@click.command("train")
+@click.option("--store", "store_path", required=True, type=click.Path(path_type=Path), help="pseudo-label store (Zarr)")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, help="YAML config (configs/train/*.yaml)")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="run directory (checkpoints, logs, config.yaml)")
+@click.option("--resume", default=None, help='checkpoint to resume from, or "last" (= OUT/checkpoints/last.ckpt)')
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="config override, dotted keys (e.g. model.stem=16)")
+@click.option("--epochs", type=int, default=None, help="= --set optim.epochs=N")
+@click.option("--lr", type=float, default=None, help="= --set optim.lr=X")
+@click.option("--seed", type=int, default=None, help="= --set trainer.seed=N")
+@click.option("--target", type=click.Choice(["pairs", "fused"]), default=None, help="L_MMS target")
+@click.option("--with-labels/--without-labels", default=None, help="add BCE on ground-truth 3D masks")
+@click.option("--accelerator", default=None, help="Lightning accelerator: auto|cpu|gpu")
+@click.option("--devices", default=None, help='Lightning devices: "auto", a count, or a list like "0,1"')
+@click.option("--strategy", default=None, help="Lightning strategy: auto|ddp|ddp_find_unused_parameters_true|...")
+@click.option("--num-nodes", type=int, default=None, help="nodes (SLURM multi-node: run under srun)")
+@click.option("--progress/--no-progress", default=True, help="rich progress bar")
+def train(
+    store_path: Path,
+    config_path: Path | None,
+    out_dir: Path,
+    resume: str | None,
+    sets: tuple[str, ...],
+    epochs: int | None,
+    lr: float | None,
+    seed: int | None,
+    target: str | None,
+    with_labels: bool | None,
+    accelerator: str | None,
+    devices: str | None,
+    strategy: str | None,
+    num_nodes: int | None,
+    progress: bool,
+) -> None:
+    """Train the 3D network on a pseudo-label store (Stage 2)."""
+    from stage2_train3d.train import train_run
+
+    overrides = list(sets)
+    for key, value in (
+        ("optim.epochs", epochs),
+        ("optim.lr", lr),
+        ("trainer.seed", seed),
+        ("loss.target", target),
+        ("loss.with_labels", with_labels),
+        ("trainer.accelerator", accelerator),
+        ("trainer.devices", devices),
+        ("trainer.strategy", strategy),
+        ("trainer.num_nodes", num_nodes),
+    ):
+        if value is not None:
+            overrides.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
+    try:
+        result = train_run(config_path, store_path, out_dir, resume=resume, overrides=overrides, progress=progress)
+    except Mllm3dError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _report(result)
+
+
+def _report(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Stage 2 validation (per-query point IoU; Acc@k = share with IoU > k)")
+    table.add_column("model")
+    for col in ("mIoU", "Acc@0.25", "Acc@0.5"):
+        table.add_column(col, justify="right")
+    rows = [("untrained network", result.get("untrained") or {}), ("trained (best ckpt)", result.get("metrics") or {})]
+    proj = result.get("metrics") or {}
+    if "val/proj_miou" in proj:
+        rows.append(
+            (
+                "2D projection (fused votes)",
+                {"val/miou": proj["val/proj_miou"], "val/acc25": proj["val/proj_acc25"], "val/acc50": proj["val/proj_acc50"]},
+            )
+        )
+    for name, m in rows:
+        if m:
+            table.add_row(name, *(f"{m.get(k, float('nan')):.4f}" for k in ("val/miou", "val/acc25", "val/acc50")))
+    console = Console()
+    console.print(table)
+    console.print(f"best checkpoint: {result.get('best_checkpoint') or '-'}")
+    console.print(f"config: {result.get('config_path')}")

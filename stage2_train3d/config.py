@@ -1,0 +1,214 @@
+"""Stage 2 configuration: dataclasses with defaults, loaded from YAML, overridden by ``key=value``.
+
+Dotted keys address nested sections (``model.stem=16``, ``fusion.view_filter=false``); values
+are parsed as YAML scalars/lists. Unknown keys are errors that name the key and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shared.errors import BadInputError
+from stage2_train3d.fusion import FusionConfig
+
+
+@dataclass
+class ModelConfig:
+    """Sparse U-Net shape (defaults = MinkUNet14A of the official code) and heads."""
+
+    use_normals: bool = False  # input = RGB (+ per-voxel normals)
+    stem: int = 32
+    stem_kernel: int = 3  # MinkUNet uses 5; 3x3x3 submanifold keeps every conv 3^3 (cheaper on CPU)
+    down: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    up: list[int] = field(default_factory=lambda: [128, 128, 96, 96])
+    blocks: int = 1  # BasicBlocks per stage (MinkUNet14: 1)
+    feature_dim: int = 512  # f3D and local-feature head width
+    query_dim: int = 256  # [SEG] embedding size (LISA: 256)
+    image_feature_dim: int = 256  # channels of the stored 2D features (SAM: 256); resolved from the store
+    bn_momentum: float = 0.05  # PyTorch convention (MinkowskiBatchNorm wraps torch BatchNorm1d: same value)
+
+
+@dataclass
+class DataConfig:
+    """Reading, splitting, voxelising and augmenting the store's (scene, query) pairs."""
+
+    voxel_size: float = 0.05
+    batch_size: int = 4
+    val_batch_size: int = 4
+    num_workers: int = 0
+    val_fraction: float = 0.2  # share of scenes held out (at least one when there are >= 2 scenes)
+    val_scenes: list[str] = field(default_factory=list)  # explicit val scenes (overrides val_fraction)
+    split_seed: int = 0
+    scene_cache: int = 4  # decoded scenes kept per worker (LRU)
+    rotate: bool = True  # random rotation about the up axis
+    flip: bool = True  # random flips of the horizontal axes
+    up_axis: int = 2
+    max_train_queries: int = 0  # 0 = all; else a deterministic subset (quick runs)
+    max_val_queries: int = 0
+
+
+@dataclass
+class LossConfig:
+    """L = L_MMS + lambda * L_spatial (+ label_weight * L_label with --with-labels)."""
+
+    target: str = "pairs"  # pairs: every visible (point, view) pair vs its view's mask; fused: fused label
+    pair_weighting: str = "omega"  # omega: pair weight = k_used * ω_i; uniform: plain mean over pairs
+    spatial: bool = True
+    spatial_mode: str = "auto"  # auto: features if the store has them, else prototype; features; prototype
+    spatial_weight: float = 20.0  # lambda (official code 10 / 0.5)
+    with_labels: bool = False  # add BCE on ground-truth 3D masks (paper's "w/ label")
+    label_weight: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    """SGD + cosine schedule (paper Table 5)."""
+
+    lr: float = 0.1
+    momentum: float = 0.9
+    dampening: float = 0.1  # official code
+    weight_decay: float = 1e-4
+    epochs: int = 40
+    scheduler: str = "cosine"  # cosine | none
+    scheduler_interval: str = "step"  # step | epoch
+    min_lr: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    """Passed to the Lightning Trainer."""
+
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    seed: int = 0
+    deterministic: bool = True
+    log_every_n_steps: int = 5
+    check_val_every_n_epoch: int = 1
+    gradient_clip_val: float = 0.0
+    limit_train_batches: Any = 1.0
+    limit_val_batches: Any = 1.0
+    cpu_threads: int = 0  # >0: torch.set_num_threads (1 is ~6x faster than 2 on a busy 2-core box); 0 = torch default
+
+
+@dataclass
+class TrainConfig:
+    """Everything one Stage 2 run needs (saved as config.yaml next to its checkpoints)."""
+
+    name: str = "default"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    threshold: float = 0.5  # sigmoid(f3D . t) >= threshold -> target
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        """Raise BadInputError on values that cannot work."""
+        if self.loss.target not in ("pairs", "fused"):
+            raise BadInputError(f"loss.target must be 'pairs' or 'fused', got {self.loss.target!r}")
+        if self.loss.pair_weighting not in ("omega", "uniform"):
+            raise BadInputError(f"loss.pair_weighting must be 'omega' or 'uniform', got {self.loss.pair_weighting!r}")
+        if self.loss.spatial_mode not in ("auto", "features", "prototype"):
+            raise BadInputError(
+                f"loss.spatial_mode must be auto|features|prototype, got {self.loss.spatial_mode!r}"
+            )
+        if self.optim.scheduler not in ("cosine", "none") or self.optim.scheduler_interval not in ("step", "epoch"):
+            raise BadInputError(
+                f"optim.scheduler must be cosine|none and scheduler_interval step|epoch, got "
+                f"{self.optim.scheduler!r}/{self.optim.scheduler_interval!r}"
+            )
+        if len(self.model.down) != len(self.model.up) or not self.model.down:
+            raise BadInputError(
+                f"model.down {self.model.down} and model.up {self.model.up} must be non-empty and of equal length"
+            )
+        if self.data.voxel_size <= 0:
+            raise BadInputError(f"data.voxel_size must be > 0, got {self.data.voxel_size}")
+        if not 0.0 < self.threshold < 1.0:
+            raise BadInputError(f"threshold must be in (0, 1), got {self.threshold}")
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    """Instantiate dataclass ``cls`` from a (nested) mapping, rejecting unknown keys."""
+    if not isinstance(data, Mapping):
+        raise BadInputError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise BadInputError(f"{where}: unknown key {key!r} (known: {sorted(fields)})")
+        default = getattr(cls(), key)
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = _build(type(default), value or {}, f"{where}.{key}")
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(data: Mapping[str, Any] | None, where: str = "config") -> TrainConfig:
+    cfg = _build(TrainConfig, dict(data or {}), where)
+    cfg.validate()
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> TrainConfig:
+    """Defaults, then the YAML file (if any), then ``key=value`` overrides."""
+    data: dict[str, Any] = {}
+    where = "config"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise BadInputError(f"{p}: config file not found")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise BadInputError(f"{p}: not valid YAML: {exc}") from exc
+        data = dict(loaded or {})
+        where = str(p)
+    for item in overrides:
+        set_dotted(data, item)
+    return config_from_dict(data, where)
+
+
+def set_dotted(data: dict[str, Any], item: str) -> None:
+    """Apply one ``a.b.c=value`` override to a nested dict (value parsed as YAML)."""
+    if "=" not in item:
+        raise BadInputError(f"override {item!r}: expected key=value (e.g. model.stem=16)")
+    key, raw = item.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise BadInputError(f"override {item!r}: empty key")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise BadInputError(f"override {item!r}: {p!r} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+
+
+def with_overrides(cfg: TrainConfig, overrides: Iterable[str]) -> TrainConfig:
+    """A copy of ``cfg`` with ``key=value`` overrides applied."""
+    data = cfg.to_dict()
+    for item in overrides:
+        set_dotted(data, item)
+    return config_from_dict(data)
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> Path:
+    """Write the resolved config as YAML."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+    return p

@@ -1,0 +1,93 @@
+"""Stage 2 losses (method.md, "Losses"), as pure functions of tensors.
+
+- L_MMS     = Σ_pairs w_pi · BCEWithLogits(s_pi, m_pi) / Σ w_pi over visible (point, view) pairs,
+              s_pi = f3D_p · t (t = W q; per-view t_i = W ê_i without Token-for-Query),
+              m_pi = the view's mask value at the point's pixel (``--target pairs``);
+  or        = mean over seen points of BCEWithLogits(s_p, fused_p) (``--target fused``).
+- L_spatial = mean over positive pairs of 1 − cos(local_p, W_img f2D_{p,i})            (features)
+  or the geometric "prototype" alternative when the store has no image features:
+              proto_i = normalise(mean of normalise(local_p) over view i's positive pairs) (no grad)
+              L = mean_pos (1 − cos(local_p, proto_i)) + mean_neg max(0, cos(local_p, proto_i))
+              i.e. points inside a view's mask share one local feature and points outside it in
+              the same view are pushed to be orthogonal or opposite (the negative term prevents
+              the trivial collapse of the local head).
+- L_label   = BCEWithLogits(s_p, gt_p) on the points of queries with ground truth (--with-labels).
+- L = L_MMS + λ · L_spatial (+ label_weight · L_label).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _zero(like: torch.Tensor) -> torch.Tensor:
+    """A zero that stays connected to the graph (so backward works on empty batches)."""
+    return like.sum() * 0.0
+
+
+def mms_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Weighted mean BCE-with-logits over (point, view) pairs; 0 when there are no pairs."""
+    if logits.numel() == 0:
+        return _zero(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
+    if weights is None:
+        return bce.mean()
+    w = weights.to(bce.dtype)
+    total = w.sum()
+    if total <= 0:
+        return _zero(logits)
+    return (bce * w).sum() / total
+
+
+def fused_loss(point_logits: torch.Tensor, fused_prob: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """BCE-with-logits against the soft fused label on points seen by a weighted view (others ignored)."""
+    if not bool(seen.any()):
+        return _zero(point_logits)
+    return F.binary_cross_entropy_with_logits(point_logits[seen], fused_prob[seen].to(point_logits.dtype))
+
+
+def spatial_feature_loss(local: torch.Tensor, f2d: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """Mean over positive pairs of 1 − cos(local_p, projected f2D_{p,i}); negatives are ignored."""
+    if not bool(positive.any()):
+        return _zero(local) + _zero(f2d)
+    cos = F.cosine_similarity(local[positive], f2d[positive], dim=-1, eps=1e-8)
+    return (1.0 - cos).mean()
+
+
+def spatial_prototype_loss(
+    local_vox: torch.Tensor,
+    pair_voxel: torch.Tensor,
+    pair_view: torch.Tensor,
+    positive: torch.Tensor,
+    num_views: int,
+) -> torch.Tensor:
+    """Geometric L_spatial (no image features): see the module docstring.
+
+    local_vox (M,D) per-voxel local features; pair_voxel/pair_view (P,) the voxel and the (global)
+    view of each pair; positive (P,) bool. Views without positive pairs contribute nothing.
+    """
+    if not bool(positive.any()):
+        return _zero(local_vox)
+    unit = F.normalize(local_vox, dim=-1, eps=1e-8)
+    d = unit.shape[1]
+    proto = torch.zeros(num_views, d, dtype=unit.dtype, device=unit.device)
+    pos_vox = pair_voxel[positive]
+    proto.index_add_(0, pair_view[positive], unit[pos_vox].detach())
+    proto = F.normalize(proto, dim=-1, eps=1e-8)
+    has_proto = torch.zeros(num_views, dtype=torch.bool, device=unit.device)
+    has_proto[pair_view[positive]] = True
+    use = has_proto[pair_view]
+    cos = (unit[pair_voxel[use]] * proto[pair_view[use]]).sum(-1)
+    pos = positive[use]
+    loss = (1.0 - cos[pos]).mean()
+    if bool((~pos).any()):
+        loss = loss + torch.clamp(cos[~pos], min=0.0).mean()
+    return loss
+
+
+def label_loss(point_logits: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """BCE-with-logits against ground-truth 3D masks on the points whose query has ground truth."""
+    if not bool(valid.any()):
+        return _zero(point_logits)
+    return F.binary_cross_entropy_with_logits(point_logits[valid], gt[valid].to(point_logits.dtype))

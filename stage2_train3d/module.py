@@ -1,0 +1,180 @@
+"""The LightningModule: one shared ``model_step`` for train/val, SGD + cosine, val metrics.
+
+The network (backbone, heads, W, W_img) is built outside and injected; it is the module's only
+child, so the optimizer and the checkpoint both cover every projection.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from shared.errors import Mllm3dError
+from shared.metrics import point_iou, summarize
+from stage2_train3d.config import TrainConfig, config_from_dict
+from stage2_train3d.losses import (
+    fused_loss,
+    label_loss,
+    mms_loss,
+    spatial_feature_loss,
+    spatial_prototype_loss,
+)
+from stage2_train3d.model import Stage2Net
+
+
+class NonFiniteLossError(Mllm3dError, FloatingPointError):
+    """The loss became NaN/inf; the message names the batch's scene/query pairs."""
+
+
+class Stage2Module(pl.LightningModule):
+    """Trains ``net`` on batches from :class:`~stage2_train3d.datamodule.StoreDataModule`."""
+
+    def __init__(self, net: Stage2Net, config: dict[str, Any] | TrainConfig) -> None:
+        super().__init__()
+        cfg = config if isinstance(config, TrainConfig) else config_from_dict(config)
+        self.cfg = cfg
+        self.net = net
+        self.save_hyperparameters({"config": cfg.to_dict()}, logger=False)
+        self._val_ious: list[float] = []
+        self._val_proj_ious: list[float] = []
+
+    # ------------------------------------------------------------------ forward pieces
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Per-voxel features and per-point query logits (and per-view voxel logits without T4Q)."""
+        out = self.net(batch["coords"], batch["feats"], int(batch["batch_size"]))
+        sem = out["semantic"]
+        t = self.net.project_query(batch["q"])  # (B,F)
+        vox_logit = (sem * t[batch["voxel_sample"]]).sum(-1)
+        out["point_logit"] = vox_logit[batch["point_voxel"]]
+        return out
+
+    def _pair_logits(self, batch: dict[str, Any], out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """s_pi of every pair: f3D_p·Wq with Token-for-Query, f3D_p·Wê_i (the view's own embedding) without."""
+        pair_point = batch["pair_point"]
+        if self.cfg.fusion.token_for_query or pair_point.numel() == 0:
+            return out["point_logit"][pair_point]
+        t_view = self.net.project_query(batch["view_emb"])  # (V,F)
+        vox = batch["point_voxel"][pair_point]
+        return (out["semantic"][vox] * t_view[batch["pair_view"]]).sum(-1)
+
+    def _spatial(self, batch: dict[str, Any], out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, str]:
+        mode = self.cfg.loss.spatial_mode
+        has_f2d = batch["f2d"].numel() > 0
+        if mode == "features" or (mode == "auto" and has_f2d):
+            if not has_f2d:  # this batch's queries carry no image features
+                return out["local"].sum() * 0.0, "features"
+            idx = batch["f2d_pair"]
+            local = out["local"][batch["point_voxel"][batch["pair_point"][idx]]]
+            f2d = self.net.project_image(batch["f2d"].to(local.dtype))
+            positive = batch["pair_target"][idx] > 0.5
+            return spatial_feature_loss(local, f2d, positive), "features"
+        pair_voxel = batch["point_voxel"][batch["pair_point"]]
+        positive = batch["pair_target"] > 0.5
+        n_views = int(batch["view_offset"][-1])
+        return spatial_prototype_loss(out["local"], pair_voxel, batch["pair_view"], positive, n_views), "prototype"
+
+    # ------------------------------------------------------------------ shared step
+    def model_step(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
+        """Forward + losses for one batch; raises NonFiniteLossError on a NaN/inf loss."""
+        cfg = self.cfg.loss
+        out = self.forward(batch)
+        if cfg.target == "fused":
+            mms = fused_loss(out["point_logit"], batch["fused_prob"], batch["seen"])
+        else:
+            weights = batch["pair_weight"] if cfg.pair_weighting == "omega" else None
+            mms = mms_loss(self._pair_logits(batch, out), batch["pair_target"], weights)
+        loss = mms
+        parts: dict[str, torch.Tensor] = {"mms": mms.detach()}
+        if cfg.spatial and cfg.spatial_weight > 0:
+            spatial, mode = self._spatial(batch, out)
+            loss = loss + cfg.spatial_weight * spatial
+            parts["spatial"] = spatial.detach()
+            parts["spatial_is_features"] = torch.tensor(float(mode == "features"))
+        if cfg.with_labels:
+            valid = batch["has_gt"][batch["point_sample"]]
+            lab = label_loss(out["point_logit"], batch["gt"], valid)
+            loss = loss + cfg.label_weight * lab
+            parts["label"] = lab.detach()
+        if not torch.isfinite(loss):
+            pairs = ", ".join(f"{s}/{q}" for s, q in zip(batch["scene_ids"], batch["query_ids"], strict=True))
+            detail = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items())
+            raise NonFiniteLossError(
+                f"non-finite {stage} loss {float(loss.detach())} ({detail}) at epoch {self.current_epoch}, "
+                f"global step {self.global_step}, in the batch of scene/query: {pairs}. "
+                "Check these queries' stored embeddings/features, or lower optim.lr / set trainer.gradient_clip_val."
+            )
+        return {"loss": loss, "parts": parts, "point_logit": out["point_logit"].detach()}
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        res = self.model_step(batch, "train")
+        b = int(batch["batch_size"])
+        self.log("train/loss", res["loss"].detach(), prog_bar=True, batch_size=b)
+        for k, v in res["parts"].items():
+            self.log(f"train/{k}", v, batch_size=b)
+        return res["loss"]
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        res = self.model_step(batch, "val")
+        b = int(batch["batch_size"])
+        self.log("val/loss", res["loss"].detach(), batch_size=b, sync_dist=True)
+        prob = torch.sigmoid(res["point_logit"]).float().cpu().numpy()
+        po = batch["point_offset"].cpu().numpy()
+        gt = batch["gt"].cpu().numpy() > 0.5
+        fused = batch["fused_prob"].cpu().numpy()
+        seen = batch["seen"].cpu().numpy()
+        has_gt = batch["has_gt"].cpu().numpy()
+        for i in range(b):
+            if not has_gt[i]:
+                continue
+            s, e = int(po[i]), int(po[i + 1])
+            self._val_ious.append(point_iou(prob[s:e] >= self.cfg.threshold, gt[s:e]))
+            proj = seen[s:e] & (fused[s:e] >= self.cfg.fusion.vote_threshold)
+            self._val_proj_ious.append(point_iou(proj, gt[s:e]))
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_ious, self._val_proj_ious = [], []
+
+    def _gather(self, values: list[float]) -> list[float]:
+        """All ranks' per-query values (variable counts: padded with NaN for all_gather)."""
+        local = torch.tensor(values, dtype=torch.float64, device=self.device)
+        if self.trainer.world_size <= 1:
+            return local.tolist()
+        n_max = int(self.all_gather(torch.tensor(len(values), device=self.device)).max())
+        padded = torch.full((n_max,), math.nan, dtype=torch.float64, device=self.device)
+        padded[: len(values)] = local
+        allv = self.all_gather(padded).reshape(-1)
+        return allv[~torch.isnan(allv)].tolist()
+
+    def on_validation_epoch_end(self) -> None:
+        ious = self._gather(self._val_ious)
+        proj = self._gather(self._val_proj_ious)
+        m = summarize(ious)
+        mp = summarize(proj)
+        # NaN when no val query has ground truth (logged as-is; checkpoints then keep the last)
+        self.log("val/miou", float(m["miou"]), prog_bar=True)
+        self.log("val/acc25", float(m["acc25"]))
+        self.log("val/acc50", float(m["acc50"]))
+        self.log("val/n", float(m["n"]))
+        self.log("val/proj_miou", float(mp["miou"]))
+        self.log("val/proj_acc25", float(mp["acc25"]))
+        self.log("val/proj_acc50", float(mp["acc50"]))
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> dict[str, Any]:
+        o = self.cfg.optim
+        opt = torch.optim.SGD(
+            self.net.parameters(), lr=o.lr, momentum=o.momentum, dampening=o.dampening, weight_decay=o.weight_decay
+        )
+        if o.scheduler == "none":
+            return {"optimizer": opt}
+        if o.scheduler_interval == "step":
+            total = self.trainer.estimated_stepping_batches
+            t_max = max(1, int(total)) if np.isfinite(total) else max(1, o.epochs)
+        else:
+            t_max = max(1, o.epochs)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=t_max, eta_min=o.min_lr)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": o.scheduler_interval}}

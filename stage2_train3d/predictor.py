@@ -1,0 +1,101 @@
+"""Inference with a trained Stage 2 run: per-point probabilities for a query.
+
+``Predictor.from_checkpoint(path)`` restores the network, W, W_img and the run's config from a
+Lightning ``.ckpt`` alone. At inference q comes from the same fusion as in training
+(filter_views -> Token-for-Query on the query's views), t = W q, and the probability of a point
+is sigmoid(f3D_p · t) of its voxel; ``threshold`` (default 0.5) binarises it.
+
+``train_run`` (stage2_train3d.train) is re-exported here for the benchmark code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from shared.errors import BadInputError
+from shared.store import QueryRecord, StoredScene
+from stage2_train3d.config import TrainConfig, config_from_dict
+from stage2_train3d.fusion import FusionConfig, query_weights
+from stage2_train3d.model import Stage2Net, build_network
+from stage2_train3d.train import train_run
+from stage2_train3d.voxelize import input_features, voxelize
+
+__all__ = ["Predictor", "load_checkpoint", "train_run"]
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[TrainConfig, Stage2Net]:
+    """(config, network with weights) from a Stage 2 Lightning checkpoint."""
+    p = Path(path)
+    if not p.is_file():
+        raise BadInputError(f"{p}: checkpoint not found")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=False)  # our own Lightning checkpoint
+    except Exception as exc:  # noqa: BLE001 - report any unpickling failure with the file name
+        raise BadInputError(f"{p}: not a readable PyTorch checkpoint: {exc}") from exc
+    hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+    if "config" not in hp or "state_dict" not in ckpt:
+        raise BadInputError(f"{p}: not a Stage 2 checkpoint (no hyper_parameters.config / state_dict)")
+    cfg = config_from_dict(hp["config"], where=f"{p}:hyper_parameters.config")
+    net = build_network(cfg.model)
+    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise BadInputError(f"{p}: weights do not match the config's network (missing {missing[:5]}, unexpected {unexpected[:5]})")
+    net.to(device).eval()
+    return cfg, net
+
+
+class Predictor:
+    """Per-point query probabilities from a trained network."""
+
+    def __init__(self, net: Stage2Net, config: TrainConfig, device: str | torch.device = "cpu") -> None:
+        self.net = net.to(device).eval()
+        self.config = config
+        self.device = torch.device(device)
+        self.threshold: float = float(config.threshold)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Predictor:
+        cfg, net = load_checkpoint(path, device)
+        return cls(net, cfg, device)
+
+    @property
+    def fusion_config(self) -> FusionConfig:
+        return self.config.fusion
+
+    def query_embedding(self, record: QueryRecord) -> np.ndarray:
+        """q of the query, from its views exactly as in training."""
+        q, _, _, _ = query_weights(record, self.config.fusion)
+        return q
+
+    def predict(self, scene: StoredScene, record: QueryRecord) -> np.ndarray:
+        """(N,) float32 probabilities of the scene's points for the query."""
+        return self.predict_points(scene.points, scene.colors, self.query_embedding(record))
+
+    @torch.no_grad()
+    def predict_points(self, points: np.ndarray, colors: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """(N,) float32 probabilities for a point cloud and a query embedding q (D,)."""
+        pts = np.asarray(points, dtype=np.float32)
+        if pts.ndim != 2 or pts.shape[1] != 3 or np.asarray(colors).shape != pts.shape:
+            raise BadInputError(f"predict_points: points {pts.shape} and colors {np.asarray(colors).shape} must be (N,3)")
+        q = np.asarray(q, dtype=np.float32).reshape(-1)
+        if q.shape[0] != self.config.model.query_dim:
+            raise BadInputError(f"predict_points: q has {q.shape[0]} dims, the model expects {self.config.model.query_dim}")
+        if pts.shape[0] == 0:
+            return np.zeros(0, np.float32)
+        vox = voxelize(pts, self.config.data.voxel_size)
+        feats = input_features(pts, colors, vox, self.config.model.use_normals)
+        coords = np.concatenate([np.zeros((vox.num_voxels, 1), np.int32), vox.coords], axis=1)
+        out = self.net(
+            torch.from_numpy(coords).to(self.device), torch.from_numpy(feats).to(self.device), batch_size=1
+        )
+        t = self.net.project_query(torch.from_numpy(q).to(self.device))
+        prob = torch.sigmoid(out["semantic"] @ t).float().cpu().numpy()
+        return prob[vox.inverse].astype(np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "voxel_size": self.config.data.voxel_size, "name": self.config.name}

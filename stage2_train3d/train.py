@@ -1,0 +1,245 @@
+"""``train_run``: the Python entry point of a Stage 2 training run (the CLI is a thin layer over it).
+
+A run directory holds::
+
+    <out>/config.yaml                 the resolved config (dims and spatial mode filled in from the store)
+    <out>/checkpoints/best-*.ckpt     best val/miou
+    <out>/checkpoints/last.ckpt       end of the latest epoch (resume with resume="last")
+    <out>/logs/version_*/metrics.csv  CSV logs (TensorBoard logs too when tensorboard is installed)
+    <out>/result.json                 what train_run returned
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from pytorch_lightning.loggers import CSVLogger
+
+from shared.errors import BadInputError
+from shared.store import open_store
+from stage2_train3d.config import TrainConfig, config_from_dict, load_config, save_config, with_overrides
+from stage2_train3d.datamodule import StoreDataModule
+from stage2_train3d.model import build_network
+from stage2_train3d.module import Stage2Module
+
+METRICS = ("val/miou", "val/acc25", "val/acc50")
+
+
+def as_config(config: TrainConfig | Mapping[str, Any] | str | Path | None, overrides: Iterable[str] = ()) -> TrainConfig:
+    """A TrainConfig from a config object, a dict, a YAML path or None (defaults), plus overrides."""
+    if isinstance(config, TrainConfig):
+        cfg = config
+    elif isinstance(config, Mapping):
+        cfg = config_from_dict(config)
+    else:
+        cfg = load_config(config)
+    return with_overrides(cfg, overrides)
+
+
+def resolve_from_store(cfg: TrainConfig, dm: StoreDataModule) -> tuple[TrainConfig, list[str]]:
+    """Fill in what the store determines: [SEG] embedding width, image-feature width, L_spatial mode.
+
+    Returns the resolved config and human-readable notes (logged by the caller).
+    """
+    store = open_store(dm.store_path, "r")
+    scene_id, query_id = dm.train_pairs[0]
+    rec = store.read_query(scene_id, query_id, with_features=True)
+    notes = []
+    sets = []
+    d = int(rec.seg_embeddings.shape[1])
+    if d != cfg.model.query_dim:
+        notes.append(f"model.query_dim {cfg.model.query_dim} -> {d} ([SEG] embedding width in the store)")
+        sets.append(f"model.query_dim={d}")
+    has_f = rec.image_features is not None
+    if has_f:
+        c = int(rec.image_features.shape[1])
+        if c != cfg.model.image_feature_dim:
+            notes.append(f"model.image_feature_dim {cfg.model.image_feature_dim} -> {c} (image features in the store)")
+            sets.append(f"model.image_feature_dim={c}")
+    if cfg.loss.spatial:
+        mode = cfg.loss.spatial_mode
+        if mode == "auto":
+            mode = "features" if has_f else "prototype"
+            sets.append(f"loss.spatial_mode={mode}")
+        if mode == "features" and not has_f:
+            raise BadInputError(
+                f"{dm.store_path}: loss.spatial_mode=features but query {scene_id}/{query_id} has no image_features; "
+                "use spatial_mode=prototype (geometric) or auto"
+            )
+        what = (
+            f"1 - cos(local f3D, W_img f2D) on positive pairs (image features C={rec.image_features.shape[1]})"
+            if mode == "features"
+            else "geometric prototype contrast (the store has no image features)"
+        )
+        notes.append(f"L_spatial: {what}, lambda={cfg.loss.spatial_weight:g}")
+    else:
+        notes.append("L_spatial: off")
+    return with_overrides(cfg, sets), notes
+
+
+def resolve_resume(resume: str | Path | None, out_dir: Path) -> str | None:
+    """None, "last" (= <out>/checkpoints/last.ckpt) or a checkpoint path; raises if it does not exist."""
+    if resume is None or str(resume) == "":
+        return None
+    path = out_dir / "checkpoints" / "last.ckpt" if str(resume) == "last" else Path(resume)
+    if not path.is_file():
+        raise BadInputError(f"{path}: checkpoint to resume from not found")
+    return str(path)
+
+
+def _loggers(out: Path) -> list[Any]:
+    loggers: list[Any] = [CSVLogger(save_dir=str(out), name="logs")]
+    if importlib.util.find_spec("tensorboard") is not None:
+        from pytorch_lightning.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(save_dir=str(out), name="tb"))
+    return loggers
+
+
+def _metrics(results: list[Mapping[str, Any]] | None) -> dict[str, float]:
+    if not results:
+        return {}
+    return {k: float(v) for k, v in results[0].items() if k.startswith("val/")}
+
+
+def build_trainer(
+    cfg: TrainConfig,
+    out: Path,
+    callbacks: list[Callback],
+    progress: bool,
+    fast_dev_run: bool | int = False,
+    **kwargs: Any,
+) -> pl.Trainer:
+    """The Lightning Trainer of a run (devices/strategy/num_nodes/accelerator from cfg.trainer)."""
+    t = cfg.trainer
+    if progress:
+        callbacks = [*callbacks, RichProgressBar()]
+    args: dict[str, Any] = dict(
+        max_epochs=cfg.optim.epochs,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        precision=t.precision,
+        deterministic=t.deterministic,
+        log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
+        gradient_clip_val=t.gradient_clip_val or None,
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches,
+        use_distributed_sampler=False,  # StoreDataModule shards by rank itself (deterministic resume)
+        default_root_dir=str(out),
+        enable_progress_bar=progress,
+        enable_model_summary=progress,
+        callbacks=callbacks,
+        logger=_loggers(out),
+        fast_dev_run=fast_dev_run,
+    )
+    args.update(kwargs)
+    return pl.Trainer(**args)
+
+
+def train_run(
+    config: TrainConfig | Mapping[str, Any] | str | Path | None,
+    store_path: str | Path,
+    out_dir: str | Path,
+    resume: str | Path | None = None,
+    *,
+    overrides: Iterable[str] = (),
+    callbacks: list[Callback] | None = None,
+    progress: bool = True,
+    evaluate_untrained: bool = True,
+    fast_dev_run: bool | int = False,
+    trainer_kwargs: Mapping[str, Any] | None = None,
+    log: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Train one Stage 2 run and return its outcome.
+
+    Returns ``{"best_checkpoint", "last_checkpoint", "config_path", "out_dir", "metrics" (best
+    checkpoint's val/miou, val/acc25, val/acc50, val/proj_*), "untrained" (same keys before
+    training, {} if skipped), "notes"}``. ``resume`` is None, "last" or a checkpoint path.
+    """
+    say = log or (lambda _msg: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = as_config(config, overrides)
+    dm = StoreDataModule(store_path, cfg)
+    dm.list_pairs()
+    cfg, notes = resolve_from_store(cfg, dm)
+    dm.config = cfg
+    say(
+        f"store {store_path}: {len(dm.train_pairs)} train / {len(dm.val_pairs)} val queries "
+        f"({len({s for s, _ in dm.train_pairs})} / {len({s for s, _ in dm.val_pairs})} scenes)"
+    )
+    for note in notes:
+        say(note)
+    config_path = save_config(cfg, out / "config.yaml")
+    ckpt_path = resolve_resume(resume, out)
+
+    if cfg.trainer.cpu_threads > 0:
+        torch.set_num_threads(cfg.trainer.cpu_threads)
+    pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+    net = build_network(cfg.model)
+    module = Stage2Module(net, cfg)
+    ckpt = ModelCheckpoint(
+        dirpath=str(out / "checkpoints"),
+        filename="best-epoch{epoch:03d}-miou{val/miou:.4f}",
+        auto_insert_metric_name=False,
+        monitor="val/miou",
+        mode="max",
+        save_top_k=1,
+    )
+    # Lightning 2.6 refreshes save_last only when a top-k checkpoint is saved in the same step, so
+    # last.ckpt is its own monitor-free checkpoint, rewritten at the end of every epoch
+    last_ckpt = ModelCheckpoint(
+        dirpath=str(out / "checkpoints"),
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        enable_version_counter=False,
+        save_on_train_epoch_end=True,
+    )
+    trainer = build_trainer(
+        cfg, out, [ckpt, last_ckpt, *(callbacks or [])], progress, fast_dev_run=fast_dev_run, **dict(trainer_kwargs or {})
+    )
+    has_val = bool(dm.val_pairs)
+    untrained: dict[str, float] = {}
+    if evaluate_untrained and has_val and ckpt_path is None and not fast_dev_run:
+        untrained = _metrics(trainer.validate(module, datamodule=dm, verbose=False))
+        say("untrained: " + _fmt(untrained))
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+
+    best = ckpt.best_model_path or ""
+    last = str(out / "checkpoints" / "last.ckpt") if (out / "checkpoints" / "last.ckpt").is_file() else ""
+    metrics: dict[str, float] = {}
+    if has_val and not fast_dev_run:
+        metrics = _metrics(trainer.validate(module, datamodule=dm, ckpt_path=best or None, verbose=False))
+        say(f"trained ({'best checkpoint' if best else 'final weights'}): " + _fmt(metrics))
+    result = {
+        "best_checkpoint": best,
+        "last_checkpoint": last,
+        "config_path": str(config_path),
+        "out_dir": str(out),
+        "metrics": metrics,
+        "untrained": untrained,
+        "notes": notes,
+    }
+    if trainer.is_global_zero:
+        (out / "result.json").write_text(json.dumps(result, indent=2, default=_json_default), encoding="utf-8")
+    return result
+
+
+def _json_default(x: Any) -> Any:
+    return float(x) if isinstance(x, float) and math.isnan(x) else str(x)
+
+
+def _fmt(m: Mapping[str, float]) -> str:
+    return "  ".join(f"{k.removeprefix('val/')}={m[k]:.4f}" for k in (*METRICS, "val/proj_miou") if k in m)

@@ -1,0 +1,81 @@
+"""Losses on hand-made tensors: values, which elements they use, gradients."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from stage2_train3d.losses import (
+    fused_loss,
+    label_loss,
+    mms_loss,
+    spatial_feature_loss,
+    spatial_prototype_loss,
+)
+
+
+def _bce(x: float, y: float) -> float:
+    p = 1 / (1 + math.exp(-x))
+    return -(y * math.log(p) + (1 - y) * math.log(1 - p))
+
+
+def test_mms_loss_mean_and_weights():
+    logits = torch.tensor([2.0, -1.0, 0.0])
+    target = torch.tensor([1.0, 0.0, 1.0])
+    expect = [_bce(2, 1), _bce(-1, 0), _bce(0, 1)]
+    assert mms_loss(logits, target).item() == pytest.approx(sum(expect) / 3, rel=1e-5)
+    w = torch.tensor([2.0, 1.0, 0.0])
+    assert mms_loss(logits, target, w).item() == pytest.approx((2 * expect[0] + expect[1]) / 3, rel=1e-5)
+    empty = torch.zeros(0, requires_grad=True)
+    z = mms_loss(empty, torch.zeros(0))
+    assert z.item() == 0.0
+    z.backward()  # stays differentiable
+
+
+def test_fused_loss_ignores_unseen_points():
+    logits = torch.tensor([3.0, -3.0, 100.0])
+    prob = torch.tensor([1.0, 0.25, 0.0])
+    seen = torch.tensor([True, True, False])
+    expect = (_bce(3, 1) + (0.25 * _bce(-3, 1) + 0.75 * _bce(-3, 0))) / 2
+    assert fused_loss(logits, prob, seen).item() == pytest.approx(expect, rel=1e-5)
+
+
+def test_spatial_feature_loss_only_on_positives():
+    local = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], requires_grad=True)
+    f2d = torch.tensor([[1.0, 0.0], [1.0, 0.0], [5.0, 0.0]])
+    positive = torch.tensor([True, False, True])
+    loss = spatial_feature_loss(local, f2d, positive)
+    assert loss.item() == pytest.approx(((1 - 1.0) + (1 - 1 / math.sqrt(2))) / 2, rel=1e-6)
+    loss.backward()
+    assert torch.all(local.grad[1] == 0)  # the negative pair gets no gradient
+    assert local.grad[2].abs().sum() > 0
+    # changing a negative's feature does not change the loss
+    local2 = local.detach().clone()
+    local2[1] = torch.tensor([-7.0, 3.0])
+    assert spatial_feature_loss(local2, f2d, positive).item() == pytest.approx(loss.item())
+    assert spatial_feature_loss(local2, f2d, torch.zeros(3, dtype=torch.bool)).item() == 0.0
+
+
+def test_spatial_prototype_loss():
+    # view 0: voxels 0,1 positive (same direction), voxel 2 negative pointing the same way
+    local = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    pair_voxel = torch.tensor([0, 1, 2, 3])
+    pair_view = torch.tensor([0, 0, 0, 1])
+    positive = torch.tensor([True, True, False, False])
+    loss = spatial_prototype_loss(local, pair_voxel, pair_view, positive, num_views=2)
+    # positives sit on the prototype (0); the negative is aligned with it (cos 1); view 1 has no prototype
+    assert loss.item() == pytest.approx(1.0, abs=1e-6)
+    loss.backward()
+    assert local.grad[3].abs().sum() == 0
+    # a negative orthogonal to the prototype costs nothing
+    local2 = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    assert spatial_prototype_loss(local2, pair_voxel, pair_view, positive, 2).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_label_loss_only_valid_points():
+    logits = torch.tensor([2.0, -2.0, 50.0])
+    gt = torch.tensor([1.0, 0.0, 0.0])
+    valid = torch.tensor([True, True, False])
+    assert label_loss(logits, gt, valid).item() == pytest.approx(_bce(2, 1), rel=1e-5)
