@@ -45,8 +45,8 @@ def load_tokenizer(checkpoint_dir: Path) -> PreTrainedTokenizerBase:
         return AutoTokenizer.from_pretrained(str(checkpoint_dir), local_files_only=True)
     except Exception as e:  # transformers raises many types (OSError, ValueError, ImportError)
         raise BadInputError(
-            f"{checkpoint_dir}: cannot load the tokenizer ({type(e).__name__}: {e}). A released LISA folder "
-            "with only tokenizer.model needs `sentencepiece` once to write tokenizer.json (see docs/lisa.md)"
+            f"{checkpoint_dir}: cannot load the tokenizer ({type(e).__name__}: {e}); expected tokenizer.json or "
+            "a SentencePiece tokenizer.model with added_tokens.json (see docs/lisa.md)"
         ) from e
 
 
