@@ -37,8 +37,8 @@ from bench.common import REPO_ROOT, fmt_rate, fmt_s, report, target  # noqa: E40
 
 TARGET_WAIT_FRACTION = 0.10
 WARMUP_STEPS = 1
-MEASURED_STEPS = 5
-FULL_BATCH = 2  # the default config's 4 would take ~2x longer per step on this CPU; throughput is per point
+MEASURED_STEPS = 8
+FULL_BATCH: int | None = None  # None = the config's batch size
 # quick mode: a tiny U-Net so the whole benchmark takes seconds (NOT the product figures)
 QUICK_MODEL = ["model.stem=8", "model.down=[8,8,16,16]", "model.up=[16,16,8,8]", "model.feature_dim=32"]
 DEMO_STAGE1_CONFIG = REPO_ROOT / "configs" / "stage1" / "synthetic.yaml"
@@ -161,6 +161,11 @@ def train_steps(
     res["wall_s"] = time.perf_counter() - t0
     res["workers"] = workers
     res["config"] = str(config.relative_to(REPO_ROOT)) if config else "TrainConfig defaults"
+    from stage2_train3d.train import as_config
+
+    cfg = as_config(config, overrides)
+    res["model"] = f"stem {cfg.model.stem}, down {cfg.model.down}, up {cfg.model.up}, heads {cfg.model.feature_dim}-d"
+    res["voxel_size"] = cfg.data.voxel_size
     return res
 
 
@@ -209,10 +214,12 @@ def _run(quick: bool, steps: int | None, tmp: Path) -> dict:
         f"Demo store: Stage 1 ({built['how']}, synthetic backend): {built['scenes']} scenes, {built['queries']} "
         f"queries × 4 views, built in {built['seconds']:.1f} s.",
         f"Training: `train_run` with {two['config']}"
-        + (f" and a TINY U-Net for quick mode ({' '.join(QUICK_MODEL)})" if quick else " (default spconv U-Net, MinkUNet14A shape, 5 cm voxels)")
-        + f", batch size {batch_size} (overridden: one default-size step of 4 queries takes tens of seconds on "
-        f"this CPU), CPU (torch {torch.__version__}, {torch.get_num_threads()} threads); {n_steps} steps per run, "
-        f"the first {WARMUP_STEPS} dropped as warm-up; no validation.",
+        + (f" and a TINY U-Net for quick mode ({' '.join(QUICK_MODEL)})" if quick else
+           f" (the default spconv U-Net: {two['model']}, {two['voxel_size'] * 100:.0f} cm voxels)")
+        + f", batch size {two['batch_size']}"
+        + (" (quick-mode override)" if batch_size is not None else " (the config's)")
+        + f", CPU (torch {torch.__version__}; the config's trainer settings decide the training threads); "
+        f"{n_steps} steps per run, the first {WARMUP_STEPS} dropped as warm-up; no validation.",
         "Data wait = gap between one step's end and the next step's start (Lightning fetches the batch there); "
         "compute = forward + losses + backward + SGD step. Wait fraction = Σwait / Σ(wait + compute).",
         f"Throughput = points of the batches / (wait + compute); 2 workers vs 0 workers: {speed:.2f}× "
