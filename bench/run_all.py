@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         command += "` (what `make bench` runs)"
     else:
         command += "`"
+    machine = machine_info()  # before the runs: a benchmark may change e.g. torch's thread count
     load_before = uptime_line()
     t0 = time.perf_counter()
     results: dict[str, dict[str, Any]] = {}
@@ -225,7 +226,6 @@ def main(argv: list[str] | None = None) -> int:
     load_after = uptime_line()
     reports = [results[n] for n in names]
     print_rich(reports)
-    machine = machine_info()
     if args.out is not None:
         args.out.write_text(render_markdown(reports, machine, command, total, load_before, load_after, args.quick),
                             encoding="utf-8")
