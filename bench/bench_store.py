@@ -343,7 +343,7 @@ def _run(quick: bool, repeat: int, tmp: Path) -> dict:
     notes.append(f"Synthetic masks: {len(scenes)} scene(s), {syn['queries']} queries × {VIEWS_PER_QUERY} views, from the {how}.")
 
     # ScanNet fixture
-    scene, why = load_fixture_scene()
+    scene, why = load_fixture_scene(max_frames=8) if quick else load_fixture_scene()
     srec_scannet: list[QueryRecord] = []
     if scene is not None:
         store_scene(store, scene)
