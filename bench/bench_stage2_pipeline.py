@@ -57,6 +57,7 @@ class StepTimer:
         self._last_end: float | None = None
         self._start: float = 0.0
         self.fit_start: float = 0.0
+        self.threads: int = 0
 
     def as_callback(self) -> Any:
         """The pytorch_lightning Callback wrapping this timer."""
@@ -66,6 +67,9 @@ class StepTimer:
 
         class _Cb(pl.Callback):
             def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+                import torch
+
+                timer.threads = torch.get_num_threads()
                 timer._last_end = time.perf_counter()
 
             def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
@@ -159,6 +163,7 @@ def train_steps(
     )
     res = timer.summary(WARMUP_STEPS)
     res["wall_s"] = time.perf_counter() - t0
+    res["torch_threads"] = timer.threads
     res["workers"] = workers
     res["config"] = str(config.relative_to(REPO_ROOT)) if config else "TrainConfig defaults"
     from stage2_train3d.train import as_config
@@ -218,7 +223,8 @@ def _run(quick: bool, steps: int | None, tmp: Path) -> dict:
            f" (the default spconv U-Net: {two['model']}, {two['voxel_size'] * 100:.0f} cm voxels)")
         + f", batch size {two['batch_size']}"
         + (" (quick-mode override)" if batch_size is not None else " (the config's)")
-        + f", CPU (torch {torch.__version__}; the config's trainer settings decide the training threads); "
+        + f", CPU (torch {torch.__version__}, {two['torch_threads']} torch thread(s) in the training process as the "
+        "config sets them); "
         f"{n_steps} steps per run, the first {WARMUP_STEPS} dropped as warm-up; no validation.",
         "Data wait = gap between one step's end and the next step's start (Lightning fetches the batch there); "
         "compute = forward + losses + backward + SGD step. Wait fraction = Σwait / Σ(wait + compute).",
