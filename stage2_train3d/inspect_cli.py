@@ -109,7 +109,8 @@ def query_sheet(ins: QueryInspection, style: SheetStyle | None = None) -> np.nda
     if thumbs is None:
         thumbs = placeholder_thumbnails(k, ins.scene.image_size, style.placeholder_width)
     captions = [
-        [f"#{r.index} frame {r.frame_id} c={r.confidence:.2f}", "kept" if r.kept else r.reason] for r in ins.rows
+        [f"#{r.index} frame {r.frame_id} c={r.confidence:.2f}", f"kept, ω={r.weight:.2f}" if r.kept else r.reason]
+        for r in ins.rows
     ]
     return contact_sheet(thumbs, ins.record.masks, [r.kept for r in ins.rows], captions, style)
 

@@ -1,0 +1,392 @@
+"""``mllm3d benchmark`` / ``make eval``: the paper's ablation table on a controlled synthetic benchmark.
+
+A fixed, seeded set of synthetic scenes and queries; Stage 1 with the ``synthetic`` stand-in backend at
+stated failure rates, once per view count (2, 4, 8 views per query); Stage 2 trained for the full
+method and each ablation, where each variant differs from the full method in exactly one setting:
+
+====  ==========================  ===================================================
+row   variant                     difference from (f)
+====  ==========================  ===================================================
+(a)   2D projection only          no 3D network: fused vote of the cached 4-view masks
+(b)   w/o Token-for-Query         ``fusion.token_for_query=false``
+(c)   w/o spatial consistency     ``loss.spatial=false``
+(d)   2 views                     Stage 1 store with k = 2
+(e)   8 views                     Stage 1 store with k = 8
+(f)   full (4 views)              —
+(+)   w/o view filtering          ``fusion.view_filter=false`` (not in the paper's table)
+====  ==========================  ===================================================
+
+Protocol. The synthetic backend's ``[SEG]`` embeddings are random unit vectors per (scene, query) —
+they carry no language meaning shared across scenes — so a network cannot transfer from training
+scenes to held-out ones. The default protocol is therefore *transductive*: Stage 2 trains on the
+pseudo-labels of every scene (no ground truth is used), and every query is scored against the ground
+truth. ``--protocol heldout`` trains on the DataModule's train split and scores its val split instead.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from shared.errors import BadInputError, Mllm3dError
+from shared.store import open_store
+from stage2_train3d.evaluate import EvalResult, NetworkMethod, ProjectionBaseline, evaluate
+from stage2_train3d.fusion import FusionConfig
+from stage2_train3d.pipeline import DEFAULT_FAILURES, synthetic_stage1, train_or_reuse
+from stage2_train3d.report import machine_summary, update_section
+
+SECTION = "mllm3d benchmark"
+
+# Paper Table 4 (Instruct3D val, LISA-7B): Acc@0.25 / Acc@0.5 / mIoU
+PAPER: dict[str, tuple[float, float, float]] = {
+    "a": (29.25, 25.26, 19.75),
+    "b": (33.92, 28.53, 20.93),
+    "c": (34.53, 28.75, 21.02),
+    "d": (33.21, 26.45, 21.30),
+    "e": (39.08, 29.10, 23.50),
+    "f": (39.10, 29.70, 23.90),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One trained row of the table: a Stage 2 config (configs/train/<config>.yaml) and a Stage 1 view count."""
+
+    key: str  # row letter
+    label: str
+    views: int  # which Stage 1 store it trains on
+    config: str = "default"  # the Stage 2 engineer's variant YAML (each is default.yaml + one change)
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("b", "w/o Token-for-Query", 4, "no_token_for_query"),
+    Variant("c", "w/o spatial consistency", 4, "no_spatial"),
+    Variant("d", "2 views", 2),
+    Variant("e", "8 views", 8),
+    Variant("f", "full (4 views)", 4),
+    Variant("+", "w/o view filtering", 4, "no_view_filter"),
+)
+BASELINE_KEY, BASELINE_LABEL = "a", "2D projection only"
+FULL_KEY = "f"
+
+
+def full_variant() -> Variant:
+    return next(v for v in VARIANTS if v.key == FULL_KEY)
+
+# Settings every variant shares on top of its YAML (the protocol's split is added by train_overrides)
+BENCH_TRAIN: tuple[str, ...] = ("trainer.log_every_n_steps=10",)
+
+
+@dataclass
+class BenchmarkConfig:
+    """Everything that determines the benchmark's numbers (written next to the results)."""
+
+    num_scenes: int = 8
+    seed: int = 0  # synthetic scenes, view sampling, backend and training seed
+    views: tuple[int, ...] = (2, 4, 8)
+    full_views: int = 4
+    failures: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_FAILURES))
+    image_features: bool = True  # the stand-in's query-independent features for L_spatial
+    config_dir: str = "configs/train"  # where the variant YAMLs live
+    train_overrides: tuple[str, ...] = BENCH_TRAIN
+    epochs: int = 6
+    protocol: str = "transductive"  # transductive | heldout
+    variants: tuple[str, ...] = ("b", "c", "d", "e", "f", "+")
+
+    def validate(self) -> None:
+        if self.protocol not in ("transductive", "heldout"):
+            raise BadInputError(f"benchmark protocol must be transductive|heldout, got {self.protocol!r}")
+        if self.full_views not in self.views:
+            raise BadInputError(f"benchmark: full_views {self.full_views} must be one of views {self.views}")
+        needed = {v.views for v in VARIANTS if v.key in self.variants}
+        if not needed <= set(self.views):
+            raise BadInputError(f"benchmark: variants need view counts {sorted(needed)}, views are {self.views}")
+        for v in VARIANTS:
+            if v.key in self.variants and not self.variant_config(v).is_file():
+                raise BadInputError(f"benchmark: training config {self.variant_config(v)} for row ({v.key}) not found")
+        if self.num_scenes < 2 and self.protocol == "heldout":
+            raise BadInputError("benchmark: the heldout protocol needs at least 2 scenes")
+
+    def variant_config(self, variant: Variant) -> Path:
+        return Path(self.config_dir) / f"{variant.config}.yaml"
+
+    @classmethod
+    def quick(cls) -> BenchmarkConfig:
+        """2 scenes, 1 epoch: for tests and smoke runs (numbers meaningless)."""
+        return cls(num_scenes=2, epochs=1)
+
+
+@dataclass
+class BenchmarkResult:
+    """Per-row summaries plus everything needed to reproduce them."""
+
+    config: BenchmarkConfig
+    rows: dict[str, dict[str, float]]  # key -> summary (acc25, acc50, miou, ...)
+    labels: dict[str, str]
+    checkpoints: dict[str, str]
+    num_queries: int
+    seconds: dict[str, float]
+    command: str
+    date: str
+    machine: str
+    evals: dict[str, EvalResult] = field(default_factory=dict, repr=False)
+
+
+# ---------------------------------------------------------------------------------------------- stages
+def backend_config(cfg: BenchmarkConfig) -> dict[str, Any]:
+    return {"seed": cfg.seed, "image_features": cfg.image_features, **cfg.failures}
+
+
+def run_stage1(cfg: BenchmarkConfig, out: Path, views: int, console: Console) -> Path:
+    """Stage 1 (synthetic backend) for every scene and query with k = ``views``; reuses a finished store."""
+    return synthetic_stage1(cfg.num_scenes, cfg.seed, out / f"store-k{views}.zarr", views, backend_config(cfg), console)
+
+
+def train_overrides(cfg: BenchmarkConfig, variant: Variant) -> list[str]:
+    """Shared benchmark settings, the protocol's split, then the variant's one difference."""
+    sets = [*cfg.train_overrides, f"optim.epochs={cfg.epochs}", f"trainer.seed={cfg.seed}", f"data.split_seed={cfg.seed}"]
+    if cfg.protocol == "transductive":
+        sets.append("data.val_fraction=0")
+    return sets
+
+
+def run_variant(cfg: BenchmarkConfig, variant: Variant, store: Path, out: Path) -> str:
+    """Train one variant (or reuse its finished run with the same settings) and return its checkpoint."""
+    slug = "".join(c if c.isalnum() else "_" for c in variant.label).strip("_")
+    run_dir = out / "runs" / f"{'plus' if variant.key == '+' else variant.key}-{slug}"
+    ckpt, _ = train_or_reuse(cfg.variant_config(variant), store, run_dir, train_overrides(cfg, variant))
+    return ckpt
+
+
+def eval_pairs(cfg: BenchmarkConfig, store: Path) -> list[tuple[str, str]]:
+    """The scored pairs: all (transductive) or the DataModule's val split (heldout)."""
+    s = open_store(store, "r")
+    if cfg.protocol == "transductive":
+        return s.complete_pairs()
+    from stage2_train3d.config import load_config
+    from stage2_train3d.datamodule import split_pairs
+
+    full = full_variant()
+    data = load_config(cfg.variant_config(full), train_overrides(cfg, full)).data
+    return sorted(split_pairs(s.complete_pairs(), data)[1])
+
+
+def run_benchmark(cfg: BenchmarkConfig, out: Path, console: Console | None = None, command: str = "") -> BenchmarkResult:
+    """Stage 1 per view count, train every variant, evaluate all rows on the same queries."""
+    cfg.validate()
+    console = console or Console()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmark-config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    seconds: dict[str, float] = {}
+    stores: dict[int, Path] = {}
+    for k in cfg.views:
+        t0 = time.perf_counter()
+        with console.status(f"Stage 1: {cfg.num_scenes} synthetic scenes, {k} views per query"):
+            stores[k] = run_stage1(cfg, out, k, console)
+        seconds[f"stage1 k={k}"] = time.perf_counter() - t0
+        console.print(f"Stage 1, k={k}: {stores[k]} ({seconds[f'stage1 k={k}']:.0f} s)")
+    pairs = eval_pairs(cfg, stores[cfg.full_views])
+    if not pairs:
+        raise BadInputError(f"benchmark: no queries to evaluate in {stores[cfg.full_views]}")
+
+    rows: dict[str, dict[str, float]] = {}
+    labels = {BASELINE_KEY: BASELINE_LABEL}
+    checkpoints: dict[str, str] = {}
+    evals: dict[str, EvalResult] = {}
+    base = evaluate(open_store(stores[cfg.full_views], "r"), pairs,
+                    [ProjectionBaseline(FusionConfig(), name=BASELINE_LABEL)])
+    evals[BASELINE_KEY] = base
+    rows[BASELINE_KEY] = base.rows[0].summary
+    for variant in [v for v in VARIANTS if v.key in cfg.variants]:
+        t0 = time.perf_counter()
+        with console.status(f"Stage 2: training ({variant.key}) {variant.label}, {cfg.epochs} epochs"):
+            ckpt = run_variant(cfg, variant, stores[variant.views], out)
+        seconds[f"train {variant.key}"] = time.perf_counter() - t0
+        method = NetworkMethod.from_checkpoint(variant.label, ckpt)
+        res = evaluate(open_store(stores[variant.views], "r"), pairs, [method])
+        evals[variant.key] = res
+        rows[variant.key] = res.rows[0].summary
+        labels[variant.key] = variant.label
+        checkpoints[variant.key] = ckpt
+        s = rows[variant.key]
+        console.print(
+            f"({variant.key}) {variant.label}: Acc@0.25 {100 * s['acc25']:.2f}  Acc@0.5 {100 * s['acc50']:.2f}  "
+            f"mIoU {100 * s['miou']:.2f}  ({seconds[f'train {variant.key}']:.0f} s)"
+        )
+    result = BenchmarkResult(
+        config=cfg,
+        rows=rows,
+        labels=labels,
+        checkpoints=checkpoints,
+        num_queries=len(pairs),
+        seconds=seconds,
+        command=command,
+        date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        machine=machine_summary(),
+        evals=evals,
+    )
+    (out / "benchmark-results.json").write_text(json.dumps(result_dict(result), indent=2))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- output
+def ordered_keys(result: BenchmarkResult) -> list[str]:
+    order = [BASELINE_KEY, *[v.key for v in VARIANTS]]
+    return [k for k in order if k in result.rows]
+
+
+def direction_checks(result: BenchmarkResult) -> list[tuple[str, bool]]:
+    """The paper's directions (Table 4), checked on mIoU: every trained row beats (a); (f) beats (b), (c), (d)."""
+    r = {k: v["miou"] for k, v in result.rows.items()}
+    checks: list[tuple[str, bool]] = []
+    if "f" in r:
+        checks.append(("(f) full > (a) 2D projection only", r["f"] > r["a"]))
+        for k in ("b", "c", "d"):
+            if k in r:
+                checks.append((f"(f) full > ({k}) {result.labels[k]}", r["f"] > r[k]))
+        if "e" in r:
+            checks.append(("(e) 8 views within 1 mIoU point of (f) full (paper: no consistent gain)",
+                           abs(r["e"] - r["f"]) <= 0.01))
+    for k in ("b", "c", "d"):
+        if k in r:
+            checks.append((f"({k}) {result.labels[k]} > (a) 2D projection only", r[k] > r["a"]))
+    return checks
+
+
+def rich_table(result: BenchmarkResult) -> Table:
+    t = Table(title=f"Ablation on the synthetic benchmark ({result.num_queries} queries, {result.config.protocol}); "
+                    "paper: Instruct3D val, LISA-7B")
+    t.add_column("row")
+    for c in ("Acc@0.25", "Acc@0.5", "mIoU", "paper Acc@0.25", "paper Acc@0.5", "paper mIoU"):
+        t.add_column(c, justify="right")
+    for k in ordered_keys(result):
+        s = result.rows[k]
+        paper = PAPER.get(k)
+        t.add_row(
+            f"({k}) {result.labels[k]}",
+            f"{100 * s['acc25']:.2f}", f"{100 * s['acc50']:.2f}", f"{100 * s['miou']:.2f}",
+            *(f"{v:.2f}" for v in paper) if paper else ("-", "-", "-"),
+        )
+    return t
+
+
+def markdown(result: BenchmarkResult) -> str:
+    """The RESULTS.md section: the table in the paper's format plus seeds, failure rates, machine and checks."""
+    cfg = result.config
+    lines = [
+        "## Controlled synthetic benchmark (ablation, paper Table 4 format)",
+        "",
+        f"Command: `{result.command or 'mllm3d benchmark'}`  ",
+        f"Date: {result.date}  ",
+        f"Machine: {result.machine}  ",
+        f"Wall time: {sum(result.seconds.values()) / 60:.1f} min "
+        f"({', '.join(f'{k} {v:.0f} s' for k, v in result.seconds.items())})",
+        "",
+        f"Data: {cfg.num_scenes} synthetic scenes (`synthetic:{cfg.num_scenes}:{cfg.seed}`), "
+        f"{result.num_queries} scored queries; seed {cfg.seed} for scenes, view sampling, the Stage 1 stand-in "
+        f"and training. Stage 1 backend: `synthetic` (a stand-in that corrupts ground-truth masks, not an MLLM) "
+        "with failure rates per (query, view): "
+        + ", ".join(f"{k} {v}" for k, v in cfg.failures.items())
+        + f"; image features {'on' if cfg.image_features else 'off'}.",
+        "",
+        "Stage 2: the variant configs of `" + cfg.config_dir + "` (" + ", ".join(
+            f"({v.key}) `{v.config}.yaml`" + (f" on the k={v.views} store" if v.views != cfg.full_views else "")
+            for v in VARIANTS if v.key in result.rows
+        ) + f"; each is default.yaml with one change) plus `{' '.join(train_overrides(cfg, full_variant()))}`. "
+        f"Protocol: **{cfg.protocol}** — "
+        + (
+            "Stage 2 trains on the pseudo-labels of all scenes (no ground truth) and every query is scored against "
+            "the ground truth. The stand-in's [SEG] embeddings are random per (scene, query), so nothing could "
+            "transfer to held-out scenes; the paper's train/val protocol needs a real MLLM."
+            if cfg.protocol == "transductive"
+            else "trained on the DataModule's train scenes, scored on its val scenes."
+        ),
+        "",
+        "Per-query point IoU vs the union of the target instances; Acc@k = share of queries with IoU > k "
+        "(strict); mIoU over all queries; percent.",
+        "",
+        "| Method | Acc@0.25 | Acc@0.5 | mIoU | paper Acc@0.25 | paper Acc@0.5 | paper mIoU |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for k in ordered_keys(result):
+        s = result.rows[k]
+        paper = PAPER.get(k)
+        ref = " | ".join(f"{v:.2f}" for v in paper) if paper else "– | – | –"
+        lines.append(
+            f"| ({k}) {result.labels[k]} | {100 * s['acc25']:.2f} | {100 * s['acc50']:.2f} | {100 * s['miou']:.2f} | {ref} |"
+        )
+    lines += ["", "Directions of the paper's Table 4, checked on mIoU:", ""]
+    for text, ok in direction_checks(result):
+        lines.append(f"- {'same as the paper' if ok else '**differs from the paper**'}: {text}")
+    return "\n".join(lines) + "\n"
+
+
+def result_dict(result: BenchmarkResult) -> dict[str, Any]:
+    return {
+        "config": asdict(result.config),
+        "rows": {k: {"label": result.labels[k], **result.rows[k]} for k in ordered_keys(result)},
+        "checkpoints": result.checkpoints,
+        "num_queries": result.num_queries,
+        "seconds": result.seconds,
+        "command": result.command,
+        "date": result.date,
+        "machine": result.machine,
+        "directions": [{"check": t, "holds": ok} for t, ok in direction_checks(result)],
+    }
+
+
+@click.command("benchmark")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("cache/benchmark"), show_default=True,
+              help="Working directory (stores, runs, results JSON); finished stages are reused.")
+@click.option("--results", type=click.Path(path_type=Path), default=None,
+              help="Markdown file whose benchmark section is (re)written, e.g. RESULTS.md.")
+@click.option("--quick", is_flag=True, help="2 scenes, 1 epoch (smoke test; numbers meaningless).")
+@click.option("--scenes", "num_scenes", type=int, default=None, help="Number of synthetic scenes.")
+@click.option("--epochs", type=int, default=None, help="Training epochs per variant.")
+@click.option("--seed", type=int, default=None, help="Seed of everything.")
+@click.option("--protocol", type=click.Choice(["transductive", "heldout"]), default=None)
+@click.option("--config-dir", default=None, help="Directory of the variant training YAMLs [configs/train].")
+@click.option("--variants", default=None, help="Comma-separated subset of rows to train: b,c,d,e,f,+ .")
+def benchmark_cmd(
+    out: Path,
+    results: Path | None,
+    quick: bool,
+    num_scenes: int | None,
+    epochs: int | None,
+    seed: int | None,
+    protocol: str | None,
+    config_dir: str | None,
+    variants: str | None,
+) -> None:
+    """Reproduce the directions of the paper's ablation table on seeded synthetic scenes."""
+    console = Console()
+    cfg = BenchmarkConfig.quick() if quick else BenchmarkConfig()
+    for name, value in (("num_scenes", num_scenes), ("epochs", epochs), ("seed", seed), ("protocol", protocol),
+                        ("config_dir", config_dir)):
+        if value is not None:
+            setattr(cfg, name, value)
+    if variants:
+        cfg.variants = tuple(v.strip() for v in variants.split(",") if v.strip())
+    command = "mllm3d " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "mllm3d benchmark"
+    try:
+        result = run_benchmark(cfg, out, console, command=command)
+    except Mllm3dError as exc:
+        raise click.ClickException(str(exc)) from exc
+    console.print(rich_table(result))
+    for text, ok in direction_checks(result):
+        console.print(("[green]same as the paper[/green]: " if ok else "[red]differs from the paper[/red]: ") + text)
+    (out / "benchmark.md").write_text(markdown(result))
+    console.print(f"results: {out / 'benchmark-results.json'}, {out / 'benchmark.md'}")
+    if results is not None:
+        update_section(results, SECTION, markdown(result))
+        console.print(f"updated the benchmark section of {results}")
