@@ -39,8 +39,9 @@ class DataConfig:
     """Reading, splitting, voxelising and augmenting the store's (scene, query) pairs."""
 
     voxel_size: float = 0.05
-    batch_size: int = 4
+    batch_size: int = 4  # items (scenes) per batch
     val_batch_size: int = 4
+    queries_per_item: int = 1  # queries of one scene sharing a backbone forward (1 = one item per pair)
     num_workers: int = 0
     val_fraction: float = 0.2  # share of scenes held out (at least one when there are >= 2 scenes)
     val_scenes: list[str] = field(default_factory=list)  # explicit val scenes (overrides val_fraction)
@@ -163,20 +164,42 @@ def config_from_dict(data: Mapping[str, Any] | None, where: str = "config") -> T
     return cfg
 
 
+def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config YAML as a dict; ``base: other.yaml`` (relative to the file) is loaded first and
+    deep-merged under it, so a variant only lists what it changes."""
+    p = Path(path)
+    if not p.is_file():
+        raise BadInputError(f"{p}: config file not found")
+    if p.resolve() in _seen:
+        raise BadInputError(f"{p}: circular 'base:' chain {[str(s) for s in _seen]}")
+    try:
+        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise BadInputError(f"{p}: not valid YAML: {exc}") from exc
+    if loaded is not None and not isinstance(loaded, dict):
+        raise BadInputError(f"{p}: expected a mapping at the top level, got {type(loaded).__name__}")
+    data = dict(loaded or {})
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    return deep_merge(read_yaml(p.parent / str(base), (*_seen, p.resolve())), data)
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``, recursing into nested mappings."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
 def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> TrainConfig:
-    """Defaults, then the YAML file (if any), then ``key=value`` overrides."""
+    """Defaults, then the YAML file (if any, with its ``base:`` chain), then ``key=value`` overrides."""
     data: dict[str, Any] = {}
     where = "config"
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise BadInputError(f"{p}: config file not found")
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise BadInputError(f"{p}: not valid YAML: {exc}") from exc
-        data = dict(loaded or {})
-        where = str(p)
+        data = read_yaml(path)
+        where = str(path)
     for item in overrides:
         set_dotted(data, item)
     return config_from_dict(data, where)

@@ -44,21 +44,28 @@ class Stage2Module(pl.LightningModule):
 
     # ------------------------------------------------------------------ forward pieces
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Per-voxel features and per-point query logits (and per-view voxel logits without T4Q)."""
+        """Per-voxel features and the (query, point) logits s = f3D_{voxel(p)} · W q of every query.
+
+        ``qp_logit`` follows the batch's per-(query, point) layout (item blocks, query-major).
+        """
         out = self.net(batch["coords"], batch["feats"], int(batch["batch_size"]))
         sem = out["semantic"]
-        t = self.net.project_query(batch["q"])  # (B,F)
-        vox_logit = (sem * t[batch["voxel_sample"]]).sum(-1)
-        out["point_logit"] = vox_logit[batch["point_voxel"]]
+        t = self.net.project_query(batch["q"])  # (Q,F)
+        vo, po, qo = batch["voxel_offset"].tolist(), batch["point_offset"].tolist(), batch["query_offset"].tolist()
+        blocks = []
+        for b in range(int(batch["batch_size"])):
+            vox_logit = sem[vo[b] : vo[b + 1]] @ t[qo[b] : qo[b + 1]].T  # (M_b, Q_b)
+            inv = batch["point_voxel"][po[b] : po[b + 1]] - vo[b]
+            blocks.append(vox_logit[inv].T.reshape(-1))  # (Q_b * N_b,), query-major
+        out["qp_logit"] = torch.cat(blocks) if blocks else sem.new_zeros(0)
         return out
 
     def _pair_logits(self, batch: dict[str, Any], out: dict[str, torch.Tensor]) -> torch.Tensor:
         """s_pi of every pair: f3D_p·Wq with Token-for-Query, f3D_p·Wê_i (the view's own embedding) without."""
-        pair_point = batch["pair_point"]
-        if self.cfg.fusion.token_for_query or pair_point.numel() == 0:
-            return out["point_logit"][pair_point]
+        if self.cfg.fusion.token_for_query or batch["pair_point"].numel() == 0:
+            return out["qp_logit"][batch["pair_qp"]]
         t_view = self.net.project_query(batch["view_emb"])  # (V,F)
-        vox = batch["point_voxel"][pair_point]
+        vox = batch["point_voxel"][batch["pair_point"]]
         return (out["semantic"][vox] * t_view[batch["pair_view"]]).sum(-1)
 
     def _spatial(self, batch: dict[str, Any], out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, str]:
@@ -83,7 +90,7 @@ class Stage2Module(pl.LightningModule):
         cfg = self.cfg.loss
         out = self.forward(batch)
         if cfg.target == "fused":
-            mms = fused_loss(out["point_logit"], batch["fused_prob"], batch["seen"])
+            mms = fused_loss(out["qp_logit"], batch["fused_prob"], batch["seen"])
         else:
             weights = batch["pair_weight"] if cfg.pair_weighting == "omega" else None
             mms = mms_loss(self._pair_logits(batch, out), batch["pair_target"], weights)
@@ -95,23 +102,22 @@ class Stage2Module(pl.LightningModule):
             parts["spatial"] = spatial.detach()
             parts["spatial_is_features"] = torch.tensor(float(mode == "features"))
         if cfg.with_labels:
-            valid = batch["has_gt"][batch["point_sample"]]
-            lab = label_loss(out["point_logit"], batch["gt"], valid)
+            lab = label_loss(out["qp_logit"], batch["gt"], batch["qp_has_gt"])
             loss = loss + cfg.label_weight * lab
             parts["label"] = lab.detach()
         if not torch.isfinite(loss):
-            pairs = ", ".join(f"{s}/{q}" for s, q in zip(batch["scene_ids"], batch["query_ids"], strict=True))
+            pairs = ", ".join(f"{s}/{q}" for s, q in zip(batch["query_scene_ids"], batch["query_ids"], strict=True))
             detail = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items())
             raise NonFiniteLossError(
                 f"non-finite {stage} loss {float(loss.detach())} ({detail}) at epoch {self.current_epoch}, "
                 f"global step {self.global_step}, in the batch of scene/query: {pairs}. "
                 "Check these queries' stored embeddings/features, or lower optim.lr / set trainer.gradient_clip_val."
             )
-        return {"loss": loss, "parts": parts, "point_logit": out["point_logit"].detach()}
+        return {"loss": loss, "parts": parts, "qp_logit": out["qp_logit"].detach()}
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         res = self.model_step(batch, "train")
-        b = int(batch["batch_size"])
+        b = int(batch["num_queries"])
         self.log("train/loss", res["loss"].detach(), prog_bar=True, batch_size=b)
         for k, v in res["parts"].items():
             self.log(f"train/{k}", v, batch_size=b)
@@ -119,21 +125,22 @@ class Stage2Module(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         res = self.model_step(batch, "val")
-        b = int(batch["batch_size"])
-        self.log("val/loss", res["loss"].detach(), batch_size=b, sync_dist=True)
-        prob = torch.sigmoid(res["point_logit"]).float().cpu().numpy()
-        po = batch["point_offset"].cpu().numpy()
+        self.log("val/loss", res["loss"].detach(), batch_size=int(batch["num_queries"]), sync_dist=True)
+        prob = torch.sigmoid(res["qp_logit"]).float().cpu().numpy()
         gt = batch["gt"].cpu().numpy() > 0.5
         fused = batch["fused_prob"].cpu().numpy()
         seen = batch["seen"].cpu().numpy()
         has_gt = batch["has_gt"].cpu().numpy()
-        for i in range(b):
-            if not has_gt[i]:
-                continue
-            s, e = int(po[i]), int(po[i + 1])
-            self._val_ious.append(point_iou(prob[s:e] >= self.cfg.threshold, gt[s:e]))
-            proj = seen[s:e] & (fused[s:e] >= self.cfg.fusion.vote_threshold)
-            self._val_proj_ious.append(point_iou(proj, gt[s:e]))
+        po, qo, qpo = (batch[k].tolist() for k in ("point_offset", "query_offset", "qp_offset"))
+        for b in range(int(batch["batch_size"])):
+            n = po[b + 1] - po[b]
+            for j in range(qo[b + 1] - qo[b]):
+                if not has_gt[qo[b] + j]:
+                    continue
+                sl = slice(qpo[b] + j * n, qpo[b] + (j + 1) * n)
+                self._val_ious.append(point_iou(prob[sl] >= self.cfg.threshold, gt[sl]))
+                proj = seen[sl] & (fused[sl] >= self.cfg.fusion.vote_threshold)
+                self._val_proj_ious.append(point_iou(proj, gt[sl]))
 
     def on_validation_epoch_start(self) -> None:
         self._val_ious, self._val_proj_ious = [], []

@@ -12,6 +12,7 @@ from stage2_train3d.datamodule import (
     StoreDataModule,
     StoreQueryDataset,
     collate,
+    group_pairs,
     sample_image_features,
     split_pairs,
 )
@@ -115,9 +116,9 @@ def test_item_pairs_match_masks_and_skip_dropped_views(toy_store):
     # image features only at positive pairs
     assert item["f2d"].shape == (int(item["pair_target"].sum()), 4)
     assert np.all(item["pair_target"][item["f2d_pair"]] == 1)
-    assert item["has_gt"] and item["gt"].sum() == np.count_nonzero(scene.instance_ids == 1)
+    assert item["has_gt"].tolist() == [True] and item["gt"].sum() == np.count_nonzero(scene.instance_ids == 1)
     assert item["coords"].shape[0] == item["feats"].shape[0] and item["inverse"].shape == (scene.num_points,)
-    assert item["q"].shape == (8,) and item["seen"].dtype == bool
+    assert item["q"].shape == (1, 8) and item["seen"].dtype == bool and item["query_ids"] == ["q1"]
 
 
 def test_collate_offsets_and_global_indices(toy_store):
@@ -138,9 +139,34 @@ def test_collate_offsets_and_global_indices(toy_store):
     assert np.array_equal(batch["pair_view"][pa:].numpy(), b["pair_view"] + a["num_views"])
     assert np.array_equal(batch["f2d_pair"][a["f2d"].shape[0] :].numpy(), b["f2d_pair"] + pa)
     assert batch["q"].shape == (2, 8) and batch["scene_ids"] == ["toy00", "toy01"]
+    assert batch["query_ids"] == ["q1", "q2"] and batch["query_offset"].tolist() == [0, 1, 2]
+    assert np.array_equal(batch["pair_qp"][pa:].numpy(), na + b["pair_point"])  # block of item b, query 0
     # the same key gives the same augmented item (seeded by (seed, epoch, index)); another epoch differs
     assert np.array_equal(ds[(0, 1)]["coords"], b["coords"])
     assert not np.array_equal(ds[(1, 1)]["coords"], b["coords"])
+
+
+def test_multi_query_items_share_one_scene(toy_store):
+    pairs = [("toy00", "q1"), ("toy00", "q2"), ("toy00", "q3"), ("toy01", "q1")]
+    assert group_pairs(pairs, 2) == [("toy00", ["q1", "q2"]), ("toy00", ["q3"]), ("toy01", ["q1"])]
+    assert [len(q) for _, q in group_pairs([("s", f"q{i}") for i in range(10)], 8)] == [5, 5]
+    ds = StoreQueryDataset(toy_store, pairs, DataConfig(queries_per_item=3), FusionConfig(), train=False)
+    assert len(ds) == 2
+    item = ds[0]
+    store = open_store(toy_store)
+    scene = store.read_scene("toy00")
+    n = scene.num_points
+    assert item["query_ids"] == ["q1", "q2", "q3"] and item["q"].shape == (3, 8)
+    assert item["gt"].shape == (3 * n,) and item["seen"].shape == (3 * n,)
+    for j, obj in enumerate((1, 2, 3)):  # query-major blocks: query j's ground truth is gt[j*N:(j+1)*N]
+        assert np.array_equal(item["gt"][j * n : (j + 1) * n] > 0, scene.instance_ids == obj)
+    batch = collate([item, ds[1]])
+    qp = batch["pair_qp"].numpy()
+    first = batch["pair_offset"][1].item()
+    assert np.array_equal(qp[:first] // n, batch["pair_query"][:first].numpy())
+    assert np.array_equal(qp[:first] % n, batch["pair_point"][:first].numpy())
+    assert batch["qp_offset"].tolist() == [0, 3 * n, 3 * n + ds.scene("toy01").num_points]
+    assert set(np.unique(batch["pair_view"][:first].numpy() // 5).tolist()) == {0, 1, 2}  # 5 views per query
 
 
 def test_scene_cache_is_reused(toy_store):

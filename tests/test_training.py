@@ -24,6 +24,7 @@ TINY = [
     "data.batch_size=3",
     "data.val_batch_size=3",
     "data.val_fraction=0.34",
+    "data.queries_per_item=2",
     "trainer.cpu_threads=1",
     "trainer.log_every_n_steps=1",
 ]
@@ -116,7 +117,7 @@ def test_nan_loss_names_the_batch(toy_store):
     cfg = with_overrides(TrainConfig(), [*TINY, f"model.query_dim={EMBED_DIM}", "model.image_feature_dim=4"])
     dm = StoreDataModule(toy_store, cfg)
     dm.setup()
-    ds = dm._dataset(dm.train_pairs[:2], train=False)
+    ds = dm._dataset(dm.train_pairs[:4], train=False)
     batch = collate([ds[0], ds[1]])
     module = Stage2Module(build_network(cfg.model), cfg)
     module.model_step(batch, "train")  # finite
@@ -135,3 +136,24 @@ def test_nan_loss_stops_a_run(toy_store, tmp_path):
 
     with pytest.raises(NonFiniteLossError, match="scene/query: toy0"):
         _run(toy_store, tmp_path / "nan", epochs=1, evaluate_untrained=False, callbacks=[_Poison()])
+
+
+def test_every_variant_yaml_loads_and_overrides_apply():
+    from pathlib import Path
+
+    from shared.errors import BadInputError
+
+    root = Path(__file__).resolve().parent.parent / "configs" / "train"
+    variants = {p.stem: load_config(p) for p in sorted(root.glob("*.yaml"))}
+    assert {"default", "paper", "tiny", "no_token_for_query", "no_spatial", "no_view_filter"} <= set(variants)
+    d = variants["default"]
+    assert variants["no_token_for_query"].fusion.token_for_query is False
+    assert variants["no_spatial"].loss.spatial is False and variants["no_view_filter"].fusion.view_filter is False
+    assert variants["no_spatial"].model == d.model  # inherited through base:
+    assert variants["paper"].model.down == [32, 64, 128, 256] and variants["paper"].model.feature_dim == 512
+    cfg = load_config(root / "default.yaml", ["model.stem=4", "fusion.view_filter=false", "data.val_scenes=[a, b]"])
+    assert cfg.model.stem == 4 and cfg.fusion.view_filter is False and cfg.data.val_scenes == ["a", "b"]
+    with pytest.raises(BadInputError, match="unknown key 'stme'"):
+        load_config(root / "default.yaml", ["model.stme=4"])
+    with pytest.raises(BadInputError, match="loss.target"):
+        load_config(None, ["loss.target=both"])
