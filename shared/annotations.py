@@ -12,13 +12,23 @@ nr3d (csv)       scan_id / target_id / utterance (+ instance_type, ...)         
 multi3drefer     scene_id / object_ids (list, may be empty) / description, eval_type    {scene}_{ann_id}
 intent3d         scan_id|scene_id / target_id (list) / utterance|description            {scene}_{ann_id|i:05d}
 instruct3d       scene_id / object_id (list, empty = zero-target) / description         {scene}_{ann_id|i:05d}
-reason3d         scene_id / object_id (int or list) / question, type                    {scene}_{i:05d}
+reason3d         scene_id / object_id (int or list) / question, type                    {scene}_{ann_id|id|hash}
 ===============  =====================================================================  =======================
+
+A zero-target record (``object_id`` / ``target_id`` ``[]``) is allowed in every format; in the ids
+that name the target, ``none`` stands for it (``{scene}_none_{ann}``). Reason3D records carry no id:
+their id is ``{scene}_{h}`` with ``h`` a hash of scene, question and object ids, so it does not
+depend on the record's position in the file.
 
 ``extra`` keeps every other field of the record. ``kind`` is Multi3DRefer's ``eval_type``,
 "implicit" for the intention / reasoning benchmarks (Intent3D, Instruct3D, Reason3D) and None for the
-referring ones. A json object whose values are lists of records (the per-scene fixture file
-``{"scanrefer": [...], "nr3d": [...]}``) is read list by list with the key as ``source``.
+referring ones. A json object whose values are lists of records is read list by list; a key that
+is a known benchmark name (the per-scene fixture file ``{"scanrefer": [...], "nr3d": [...]}``) becomes
+the records' ``source``, any other key (e.g. an Intent3D samples dict keyed by scene id) does not.
+
+Auto-detection: a file named like a benchmark's release file is read in that format whatever its keys
+say (``*_samples_dict_vg_format*.json`` -> intent3d, ``reason3d_*.json`` -> reason3d), unless its
+records are in the own format; otherwise the first record's keys decide (:func:`detect_format`).
 
 Policy: a record without text, or with empty / whitespace-only text, is an error
 (BadInputError naming the file and the record index), never a silent skip. Duplicate query ids
@@ -28,6 +38,8 @@ within one file get a ``~2``, ``~3`` ... suffix.
 from __future__ import annotations
 
 import csv
+import fnmatch
+import hashlib
 import json
 import os
 import sys
@@ -40,6 +52,11 @@ from shared.scene import Query
 
 FORMATS = ("own", "scanrefer", "referit", "nr3d", "multi3drefer", "intent3d", "instruct3d", "reason3d")
 _KNOWN_SOURCES = ("multi3drefer", "scanrefer", "nr3d", "sr3d", "intent3d", "instruct3d", "reason3d")
+# release file names that say the format (checked before the record keys; lower-case glob -> fmt)
+FILE_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("*_samples_dict_vg_format*.json", "intent3d"),
+    ("reason3d_*.json", "reason3d"),
+)
 
 
 class _Ctx:
@@ -125,10 +142,16 @@ def _own(rec: dict, i: int, ctx: _Ctx) -> Query:
     )
 
 
+def _target_part(targets: list[int]) -> str:
+    """The target's part of a query id: the first target, ``none`` for a zero-target record."""
+    return str(targets[0]) if targets else "none"
+
+
 def _scanrefer(rec: dict, i: int, ctx: _Ctx) -> Query:
     scene = _scene(rec, ("scene_id",), ctx, i)
     targets = _targets(rec, ("object_id",), ctx, i)
-    return Query(scene, f"{scene}_{targets[0]}_{rec.get('ann_id', i)}", _text(rec, ("description",), ctx, i),
+    return Query(scene, f"{scene}_{_target_part(targets)}_{rec.get('ann_id', i)}",
+                 _text(rec, ("description",), ctx, i),
                  targets, ctx.source, None, _extra(rec, ("scene_id", "object_id", "description")))
 
 
@@ -136,7 +159,7 @@ def _referit(rec: dict, i: int, ctx: _Ctx) -> Query:
     scene = _scene(rec, ("scan_id", "scene_id"), ctx, i)
     targets = _targets(rec, ("target_id", "object_id"), ctx, i)
     text = _text(rec, ("caption", "utterance", "description"), ctx, i)
-    qid = f"{ctx.source}_{scene}_{targets[0]}_{i:04d}"
+    qid = f"{ctx.source}_{scene}_{_target_part(targets)}_{i:04d}"
     return Query(scene, qid, text, targets, ctx.source, None,
                  _extra(rec, ("scan_id", "scene_id", "target_id", "object_id", "caption", "utterance", "description")))
 
@@ -170,10 +193,20 @@ def _instruct3d(rec: dict, i: int, ctx: _Ctx) -> Query:
                               "question")))
 
 
+def content_id(scene: str, text: str, targets: list[int]) -> str:
+    """A position-free id part: 12 hex digits of a hash of scene, text and sorted target ids."""
+    key = json.dumps([scene, text, sorted(int(t) for t in targets)], ensure_ascii=False)
+    return hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
+
+
 def _reason3d(rec: dict, i: int, ctx: _Ctx) -> Query:
     scene = _scene(rec, ("scene_id", "scan_id"), ctx, i)
     targets = _targets(rec, ("object_id", "object_ids"), ctx, i)
-    return Query(scene, f"{scene}_{i:05d}", _text(rec, ("question",), ctx, i), targets, ctx.source, "implicit",
+    text = _text(rec, ("question",), ctx, i)
+    ann = _first(rec, ("ann_id", "id", "question_id"))
+    if ann is None or not str(ann).strip():
+        ann = content_id(scene, text, targets)
+    return Query(scene, f"{scene}_{str(ann).strip()}", text, targets, ctx.source, "implicit",
                  _extra(rec, ("scene_id", "scan_id", "object_id", "object_ids", "question")))
 
 
@@ -203,12 +236,18 @@ def detect_format(rec: dict) -> str | None:
     return None
 
 
+def format_from_name(path: Path) -> str | None:
+    """The format a benchmark's release file name says (:data:`FILE_PATTERNS`), or None."""
+    name = path.name.lower()
+    return next((fmt for pattern, fmt in FILE_PATTERNS if fnmatch.fnmatchcase(name, pattern)), None)
+
+
 def _source_name(path: Path, fmt: str) -> str:
     name = path.name.lower()
     for s in _KNOWN_SOURCES:
         if s in name:
             return s
-    return fmt
+    return format_from_name(path) or fmt
 
 
 # -------------------------------------------------------------------------------- files
@@ -251,6 +290,11 @@ def _load_csv(path: Path) -> list[dict]:
     return rows
 
 
+def _known_source(key: Any) -> str | None:
+    name = str(key).strip().lower()
+    return name if name in _KNOWN_SOURCES else None
+
+
 def _groups(data: Any, path: Path) -> list[tuple[str | None, list]]:
     """(source override, records) lists of a parsed json document."""
     if isinstance(data, list):
@@ -259,7 +303,8 @@ def _groups(data: Any, path: Path) -> list[tuple[str | None, list]]:
         if isinstance(data.get("queries"), list):
             return [(None, data["queries"])]
         if data and all(isinstance(v, list) for v in data.values()):
-            return [(str(k), v) for k, v in data.items()]
+            # a benchmark name as key says the source; other keys (scene ids, splits ...) do not
+            return [(_known_source(k), v) for k, v in data.items()]
         if data and all(isinstance(v, dict) for v in data.values()):
             return [(None, list(data.values()))]
     raise BadInputError(f"{path}: expected a JSON list of records (or an object of lists), got {type(data).__name__}")
@@ -271,6 +316,9 @@ def _parse(records: list, fmt: str, ctx: _Ctx) -> list[Query]:
         if first is None:
             return []
         detected = detect_format(first)
+        named = format_from_name(ctx.path)
+        if named is not None and detected != "own":
+            detected = named  # the release file name wins over the keys (scalar target ids, ...)
         if detected is None:
             raise BadInputError(f"{ctx.path}: cannot tell the annotation format from the keys {sorted(first)}")
         fmt = detected

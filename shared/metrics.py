@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -58,7 +58,9 @@ class QueryScore:
     gt_points: int
     zero_target: bool  # the annotation has no target (empty GT by definition)
     kind: str | None = None
-    missing_targets: bool = False  # targets annotated but none of their points is in the scene
+    missing_targets: bool = False  # targets annotated but none of their points is in the scene (IoU 0)
+    # secondary breakdowns, name -> label, e.g. {"uniqueness": "unique", "difficulty": "hard"}
+    groups: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -71,11 +73,14 @@ def score_query(
     scene_id: str = "",
     query_id: str = "",
     kind: str | None = None,
+    groups: dict[str, str] | None = None,
 ) -> QueryScore:
     """Score one binarised point-mask prediction against the union of the target instances.
 
     ``target_ids`` must be known (a list, possibly empty); ``None`` (unknown) is an error because the
-    query cannot be scored.
+    query cannot be scored. IoU = 1 with an empty GT only for a zero-target query (``target_ids == []``)
+    that predicts nothing (data.md); a targeted query whose target instances have no point in the
+    scene has unusable GT: it scores IoU 0 whatever is predicted and is flagged ``missing_targets``.
     """
     if target_ids is None:
         raise ValueError(f"query {scene_id}/{query_id}: target ids unknown, cannot score it")
@@ -87,20 +92,25 @@ def score_query(
         )
     gt = gt_mask(instance_ids, target_ids)
     zero = len(target_ids) == 0
+    missing = (not zero) and not gt.any()
     return QueryScore(
         scene_id=scene_id,
         query_id=query_id,
-        iou=point_iou(pred, gt),
+        iou=0.0 if missing else point_iou(pred, gt),
         pred_points=int(np.count_nonzero(pred)),
         gt_points=int(np.count_nonzero(gt)),
         zero_target=zero,
         kind=kind,
-        missing_targets=(not zero) and not gt.any(),
+        missing_targets=missing,
+        groups=dict(groups or {}),
     )
 
 
 def grounded_miou(ious: Sequence[float], threshold: float = GROUNDED_THRESHOLD) -> float:
-    """Mean IoU over the queries grounded successfully (IoU strictly greater than ``threshold``)."""
+    """Mean IoU over the queries grounded successfully (IoU strictly greater than ``threshold``).
+
+    Pass the IoUs of *targeted* queries only: a zero-target query's IoU 1 is not a grounding.
+    """
     arr = np.asarray(list(ious), dtype=np.float64)
     ok = arr[arr > threshold]
     return float(ok.mean()) if ok.size else float("nan")
@@ -110,17 +120,18 @@ def summarize_scores(scores: Sequence[QueryScore], thresholds: Sequence[float] =
     """Every number of one evaluation row.
 
     - ``miou`` / ``acc25`` / ``acc50`` / ``n``: over *all* scored queries (zero-target queries count
-      with IoU 1 if nothing was predicted, else 0 — data.md);
-    - ``miou_grounded`` / ``n_grounded``: mean IoU over queries with IoU > 0.25 only;
+      with IoU 1 if nothing was predicted, else 0 — data.md; missing-target queries count with IoU 0);
     - ``n_targeted`` / ``miou_targeted``: the queries that have at least one target;
+    - ``miou_grounded`` / ``n_grounded``: mean IoU over the *targeted* queries with IoU > 0.25 only
+      (one reading of the paper's "after successful grounding"; zero-target queries never count);
     - ``n_zero_target`` / ``zero_target_acc``: zero-target queries and the share predicted empty;
-    - ``n_missing_targets``: targeted queries whose target instances have no points in the scene.
+    - ``n_missing_targets``: targeted queries whose target instances have no points in the scene
+      (scored IoU 0, included in ``n`` and ``n_targeted``).
     """
     out = summarize([s.iou for s in scores], thresholds)
-    grounded = [s.iou for s in scores if s.iou > GROUNDED_THRESHOLD]
-    out["miou_grounded"] = grounded_miou([s.iou for s in scores])
-    out["n_grounded"] = float(len(grounded))
     targeted = [s.iou for s in scores if not s.zero_target]
+    out["miou_grounded"] = grounded_miou(targeted)
+    out["n_grounded"] = float(sum(iou > GROUNDED_THRESHOLD for iou in targeted))
     out["n_targeted"] = float(len(targeted))
     out["miou_targeted"] = float(np.mean(targeted)) if targeted else float("nan")
     zero = [s for s in scores if s.zero_target]
@@ -133,7 +144,7 @@ def summarize_scores(scores: Sequence[QueryScore], thresholds: Sequence[float] =
 def breakdown_by_kind(
     scores: Sequence[QueryScore], thresholds: Sequence[float] = (0.25, 0.5)
 ) -> dict[str, dict[str, float]]:
-    """:func:`summarize_scores` per query kind (explicit / spatial / implicit, unique / multiple …).
+    """:func:`summarize_scores` per query kind (explicit / spatial / implicit, zt_w_d / mt …).
 
     Queries of unknown kind are grouped under ``"unknown"``; an empty dict when no query has a kind.
     """
@@ -143,3 +154,21 @@ def breakdown_by_kind(
     for s in scores:
         groups.setdefault(s.kind or "unknown", []).append(s)
     return {k: summarize_scores(v, thresholds) for k, v in sorted(groups.items())}
+
+
+def breakdown_by_group(
+    scores: Sequence[QueryScore], thresholds: Sequence[float] = (0.25, 0.5)
+) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`summarize_scores` per label of every secondary breakdown in ``QueryScore.groups``.
+
+    ``{"uniqueness": {"unique": {...}, "multiple": {...}, "unknown": {...}}, ...}``; queries without a
+    label for a breakdown go to ``"unknown"``; breakdowns that no query has are absent.
+    """
+    names = sorted({g for s in scores for g in s.groups})
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name in names:
+        by_label: dict[str, list[QueryScore]] = {}
+        for s in scores:
+            by_label.setdefault(s.groups.get(name) or "unknown", []).append(s)
+        out[name] = {k: summarize_scores(v, thresholds) for k, v in sorted(by_label.items())}
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,8 @@ def _ply_type(arr: np.ndarray) -> tuple[str, str]:
     if arr.dtype == np.uint8 or arr.dtype == np.bool_:
         return "uchar", "u1"
     if np.issubdtype(arr.dtype, np.integer):
+        if arr.size and (arr.min() < np.iinfo(np.int32).min or arr.max() > np.iinfo(np.int32).max):
+            raise BadInputError(f"PLY scalar field has values outside the int32 range ({arr.min()}..{arr.max()})")
         return "int", "<i4"
     if np.issubdtype(arr.dtype, np.floating):
         return "float", "<f4"
@@ -44,8 +47,12 @@ def write_ply(
 ) -> Path:
     """Write a binary little-endian PLY point cloud; returns the path written.
 
-    ``points`` (N,3), ``colors`` (N,3) uint8 (floats in [0,1] are scaled by 255), and per-vertex
+    ``points`` (N,3), ``colors`` (N,3) uint8 (floats in [0,1] are scaled by 255, other floats clipped
+    to 0..255; integers outside 0..255 are an error naming the column, never wrapped), and per-vertex
     scalars given by keyword, e.g. ``score=float32 (N,)``, ``label=int32 (N,)``.
+
+    The write is atomic: a temporary file in the same directory, fsync'ed, then ``os.replace``d onto
+    ``path``, so a crash never leaves a truncated PLY under the final name.
     """
     p = Path(path)
     pts = np.asarray(points)
@@ -61,6 +68,14 @@ def write_ply(
             raise BadInputError(f"{p}: colors must be ({n},3) like the points, got shape {col.shape}")
         if np.issubdtype(col.dtype, np.floating):
             col = np.clip(np.rint(col * 255.0 if col.max(initial=0.0) <= 1.0 else col), 0, 255)
+        elif np.issubdtype(col.dtype, np.integer) and col.dtype != np.uint8 and n:
+            for i, c in enumerate(("red", "green", "blue")):
+                lo, hi = int(col[:, i].min()), int(col[:, i].max())
+                if lo < 0 or hi > 255:
+                    raise BadInputError(
+                        f"{p}: colour column {c!r} has integer values {lo}..{hi} outside 0..255 "
+                        f"(dtype {col.dtype}; they would wrap in uchar)"
+                    )
         col = col.astype(np.uint8)
         fields += [(c, "uchar", "u1", col[:, i]) for i, c in enumerate(("red", "green", "blue"))]
     for name, values in scalar_fields.items():
@@ -69,7 +84,10 @@ def write_ply(
             raise BadInputError(f"{p}: bad or duplicate PLY field name {name!r}")
         if arr.shape != (n,):
             raise BadInputError(f"{p}: field {name!r} must have shape ({n},), got {arr.shape}")
-        ptype, dtype = _ply_type(arr)
+        try:
+            ptype, dtype = _ply_type(arr)
+        except BadInputError as exc:
+            raise BadInputError(f"{p}: field {name!r}: {exc}") from None
         fields.append((name, ptype, dtype, arr))
     data = np.empty(n, dtype=[(f[0], f[2]) for f in fields])
     for name, _, _, values in fields:
@@ -78,10 +96,34 @@ def write_ply(
     header += [f"property {ptype} {name}" for name, ptype, _, _ in fields]
     header.append("end_header")
     p.parent.mkdir(parents=True, exist_ok=True)
-    with open(p, "wb") as f:
-        f.write(("\n".join(header) + "\n").encode("ascii"))
-        f.write(data.tobytes())
+    _atomic_write(p, ("\n".join(header) + "\n").encode("ascii"), data.tobytes())
     return p
+
+
+def _atomic_write(path: Path, *chunks: bytes) -> None:
+    """Write ``chunks`` to a temporary sibling of ``path``, fsync it, then rename it onto ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode as open() would give
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable (best effort: not every platform can open a directory)
+        dfd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
 
 
 def _parse_header(f, path: Path) -> tuple[str, list[tuple[str, int, list[tuple]]]]:

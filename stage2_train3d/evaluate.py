@@ -9,6 +9,11 @@ Every *method* turns one stored (scene, query) pair into a binary point mask:
 
 :func:`evaluate` scores all methods on the same pairs, side by side; the GT of a query is the union of
 its target instances' points (instance ids from the stored scene).
+
+Besides the query's own ``kind``, each score carries secondary breakdowns (:func:`query_groups`):
+``uniqueness`` (ScanRefer's unique / multiple: the target's class occurs once / more than once among
+the scene's instance labels), and, where the annotation has them, Nr3D's ``difficulty`` (easy / hard)
+and ``view`` (view-dependent / view-independent).
 """
 
 from __future__ import annotations
@@ -17,15 +22,17 @@ import csv
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from shared.errors import BadInputError
-from shared.metrics import QueryScore, breakdown_by_kind, score_query, summarize_scores
+from shared.errors import BadInputError, StoreError, UnknownSceneError
+from shared.metrics import QueryScore, breakdown_by_group, breakdown_by_kind, score_query, summarize_scores
+from shared.scene import Query
 from shared.store import PseudoLabelStore, QueryRecord, StoredScene
 from stage2_train3d.fusion import FusionConfig, fuse_query
 
@@ -93,6 +100,11 @@ class EvalRow:
     def by_kind(self) -> dict[str, dict[str, float]]:
         return breakdown_by_kind(self.scores)
 
+    @property
+    def by_group(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Secondary breakdowns (uniqueness, difficulty, view) -> label -> summary."""
+        return breakdown_by_group(self.scores)
+
 
 @dataclass
 class EvalResult:
@@ -121,6 +133,7 @@ class EvalResult:
                     "seconds": r.seconds,
                     "summary": _clean(r.summary),
                     "by_kind": {k: _clean(v) for k, v in r.by_kind.items()},
+                    "by_group": {g: {k: _clean(v) for k, v in d.items()} for g, d in r.by_group.items()},
                     "queries": [s.as_dict() for s in r.scores],
                 }
                 for r in self.rows
@@ -134,6 +147,64 @@ def _clean(d: dict[str, float]) -> dict[str, float | None]:
 
 
 Progress = Callable[[int, int], None]
+
+# annotation fields naming the target's class: ScanRefer / Reason3D, the referit-style json, Nr3D csv
+CLASS_FIELDS = ("object_name", "obj_name", "instance_type")
+# (breakdown, annotation fields, label if true, label if false): Nr3D's json / csv flags
+FLAG_GROUPS = (
+    ("difficulty", ("easy", "is_easy_referit3d"), "easy", "hard"),
+    ("view", ("view_dep", "is_vd_referit3d"), "view-dependent", "view-independent"),
+)
+
+
+def normalize_label(name: object) -> str:
+    """Class names compared case-, underscore- and whitespace-insensitively ('Office_chair' = 'office chair')."""
+    return " ".join(str(name).replace("_", " ").lower().split())
+
+
+def _flag(value: object) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    return True if text in ("true", "1", "yes") else False if text in ("false", "0", "no") else None
+
+
+def uniqueness(query: Query, instance_labels: Mapping[int, str], counts: Counter | None = None) -> str | None:
+    """ScanRefer's unique / multiple split: ``"unique"`` when the target's class occurs once among the
+    scene's instances, ``"multiple"`` otherwise; None when it cannot be told.
+
+    A query whose ``kind`` already is unique / multiple keeps it. The class is the annotation's
+    ``object_name`` / ``obj_name`` / ``instance_type`` when some instance of the scene has it (after
+    :func:`normalize_label`), else the label of the single target instance itself. Zero-target
+    queries and scenes without instance labels give None.
+    """
+    if query.kind in ("unique", "multiple"):
+        return query.kind
+    if not query.target_ids or not instance_labels:
+        return None
+    counts = counts if counts is not None else Counter(normalize_label(v) for v in instance_labels.values())
+    name = next((query.extra[k] for k in CLASS_FIELDS if str(query.extra.get(k) or "").strip()), None)
+    cls = normalize_label(name) if name is not None else ""
+    if not counts.get(cls):
+        only = query.target_ids[0] if len(query.target_ids) == 1 else None
+        if only is None or only not in instance_labels:
+            return None
+        cls = normalize_label(instance_labels[only])
+    return "unique" if counts[cls] == 1 else "multiple"
+
+
+def query_groups(query: Query, instance_labels: Mapping[int, str], counts: Counter | None = None) -> dict[str, str]:
+    """The secondary breakdown labels of one query (see the module doc); absent ones are left out."""
+    out: dict[str, str] = {}
+    u = uniqueness(query, instance_labels, counts)
+    if u is not None:
+        out["uniqueness"] = u
+    for group, keys, yes, no in FLAG_GROUPS:
+        value = next((query.extra[k] for k in keys if k in query.extra), None)
+        flag = None if value is None else _flag(value)
+        if flag is not None:
+            out[group] = yes if flag else no
+    return out
 
 
 def select_pairs(
@@ -158,8 +229,9 @@ def evaluate(
     progress: Progress | None = None,
     split: str = "",
 ) -> EvalResult:
-    """Score every method on every pair. Each scene is read once; queries with unknown targets, and
-    scenes without instance ids, are skipped and listed in ``EvalResult.skipped``."""
+    """Score every method on every pair. Each scene is read once; queries with unknown targets,
+    scenes without instance ids, and pairs whose scene or query the store cannot read (StoreError) are
+    skipped and listed in ``EvalResult.skipped`` with the reason."""
     if not methods:
         raise BadInputError("evaluate: no method to evaluate")
     names = [m.name for m in methods]
@@ -173,25 +245,53 @@ def evaluate(
         by_scene.setdefault(sid, []).append(qid)
     n = 0
     for sid, qids in by_scene.items():
-        scene = store.read_scene(sid)
+        try:
+            scene = store.read_scene(sid)
+        except (StoreError, UnknownSceneError) as exc:
+            for qid in qids:
+                n += 1
+                skipped.append((sid, qid, f"store error: {exc}"))
+                if progress is not None:
+                    progress(n, len(pairs))
+            continue
+        counts = Counter(normalize_label(v) for v in scene.instance_labels.values())
         for qid in qids:
             n += 1
-            record = store.read_query(sid, qid, with_features=False)
-            tids = record.query.target_ids
-            if scene.instance_ids is None:
-                skipped.append((sid, qid, "scene has no instance ids"))
-            elif tids is None:
-                skipped.append((sid, qid, "target ids unknown"))
-            else:
-                for m, row in zip(methods, rows, strict=True):
-                    t0 = time.perf_counter()
-                    pred = m.predict_mask(scene, record)
-                    row.seconds += time.perf_counter() - t0
-                    row.scores.append(score_query(pred, scene.instance_ids, tids, sid, qid, record.query.kind))
+            try:
+                why = _score_pair(store, scene, qid, methods, rows, counts)
+            except StoreError as exc:
+                why = f"store error: {exc}"
+            if why is None:
                 done.append((sid, qid))
+            else:
+                skipped.append((sid, qid, why))
             if progress is not None:
                 progress(n, len(pairs))
     return EvalResult(rows=rows, pairs=done, skipped=skipped, split=split)
+
+
+def _score_pair(
+    store: PseudoLabelStore, scene: StoredScene, qid: str, methods: Sequence[Method], rows: list[EvalRow],
+    counts: Counter,
+) -> str | None:
+    """Score one pair with every method (all rows or none get a score); the reason when it is skipped."""
+    sid = scene.scene_id
+    record = store.read_query(sid, qid, with_features=False)
+    tids = record.query.target_ids
+    if scene.instance_ids is None:
+        return "scene has no instance ids"
+    if tids is None:
+        return "target ids unknown"
+    preds, seconds = [], []
+    for m in methods:
+        t0 = time.perf_counter()
+        preds.append(m.predict_mask(scene, record))
+        seconds.append(time.perf_counter() - t0)
+    groups = query_groups(record.query, scene.instance_labels, counts)
+    for row, pred, sec in zip(rows, preds, seconds, strict=True):
+        row.seconds += sec
+        row.scores.append(score_query(pred, scene.instance_ids, tids, sid, qid, record.query.kind, groups))
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- output
@@ -200,13 +300,16 @@ SUMMARY_COLUMNS = [
     ("acc25", "Acc@0.25"),
     ("acc50", "Acc@0.5"),
     ("miou", "mIoU"),
-    ("miou_grounded", "mIoU grounded (IoU>0.25)"),
-    ("n_grounded", "grounded"),
     ("miou_targeted", "mIoU targeted"),
+    ("miou_grounded", "mIoU (targeted, IoU>0.25)"),
+    ("n_grounded", "targeted IoU>0.25"),
     ("n_zero_target", "zero-target"),
     ("zero_target_acc", "zero-target acc"),
 ]
+# the CSV has every table column plus these counts
+CSV_COLUMNS = [*SUMMARY_COLUMNS, ("n_targeted", "targeted"), ("n_missing_targets", "missing-target")]
 PERCENT = {"acc25", "acc50", "miou", "miou_grounded", "miou_targeted", "zero_target_acc"}
+GROUP_TITLES = {"uniqueness": "unique / multiple", "difficulty": "easy / hard", "view": "view-dependent"}
 
 
 def fmt_value(key: str, value: float) -> str:
@@ -217,13 +320,16 @@ def fmt_value(key: str, value: float) -> str:
 
 
 def csv_rows(result: EvalResult) -> list[dict[str, Any]]:
-    """One CSV line per (row, subset): subset 'all' then each query kind."""
+    """One CSV line per (row, breakdown, subset): ``all``/``all``, then ``kind``/each query kind, then
+    each secondary breakdown (``uniqueness``/unique, multiple ...)."""
     out = []
     for r in result.rows:
-        subsets = {"all": r.summary, **r.by_kind}
-        for subset, s in subsets.items():
-            line: dict[str, Any] = {"method": r.name, "subset": subset}
-            line.update({k: s.get(k, float("nan")) for k, _ in SUMMARY_COLUMNS})
+        subsets: list[tuple[str, str, dict[str, float]]] = [("all", "all", r.summary)]
+        subsets += [("kind", k, v) for k, v in r.by_kind.items()]
+        subsets += [(g, k, v) for g, d in r.by_group.items() for k, v in d.items()]
+        for breakdown, subset, s in subsets:
+            line: dict[str, Any] = {"method": r.name, "breakdown": breakdown, "subset": subset}
+            line.update({k: s.get(k, float("nan")) for k, _ in CSV_COLUMNS})
             out.append(line)
     return out
 
@@ -233,7 +339,7 @@ def write_csv(result: EvalResult, path: str | Path) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     lines = csv_rows(result)
     with open(p, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["method", "subset", *[k for k, _ in SUMMARY_COLUMNS]])
+        w = csv.DictWriter(f, fieldnames=["method", "breakdown", "subset", *[k for k, _ in CSV_COLUMNS]])
         w.writeheader()
         w.writerows(lines)
     return p

@@ -14,6 +14,7 @@ from shared.errors import BadInputError, Mllm3dError
 from shared.store import PseudoLabelStore, open_store
 from stage2_train3d.config import DataConfig
 from stage2_train3d.evaluate import (
+    GROUP_TITLES,
     PERCENT,
     SUMMARY_COLUMNS,
     EvalResult,
@@ -38,11 +39,61 @@ def results_table(result: EvalResult, title: str = "evaluation") -> Table:
     for r in result.rows:
         s = r.summary
         t.add_row(r.name, *[fmt_value(k, s.get(k, float("nan"))) for k, _ in SUMMARY_COLUMNS])
-    t.caption = (
-        "Acc@k = share of queries with IoU > k (strict); mIoU over all queries; 'grounded' = mean IoU of "
-        "queries with IoU > 0.25 only; zero-target queries score 1 only when nothing is predicted."
-    )
+    t.caption = table_footnote(result)
     return t
+
+
+def table_footnote(result: EvalResult) -> str:
+    """What the columns mean, and the queries that were skipped or have unusable ground truth."""
+    notes = [
+        "Acc@k = share of queries with IoU > k (strict); mIoU over all queries; 'mIoU targeted' over "
+        "queries with at least one target; 'mIoU (targeted, IoU>0.25)' = mean IoU of the targeted queries "
+        "grounded with IoU > 0.25 only (one reading of the paper's 'after successful grounding'); "
+        "zero-target queries score 1 only when nothing is predicted and are counted in their own columns."
+    ]
+    missing = max((int(r.summary.get("n_missing_targets", 0)) for r in result.rows), default=0)
+    if missing:
+        notes.append(
+            f"{missing} targeted queries have no point of their target instances in the scene: "
+            "unusable ground truth, scored IoU 0 (n_missing_targets)."
+        )
+    if result.skipped:
+        notes.append(
+            f"{len(result.skipped)} (scene, query) pairs skipped and not scored "
+            f"(e.g. {result.skipped[0][0]}/{result.skipped[0][1]}: {result.skipped[0][2]}); "
+            "the JSON output lists them all."
+        )
+    return escape(" ".join(notes))
+
+
+def _cell(s: dict[str, float] | None) -> str:
+    if s is None:
+        return "-"
+    return (
+        f"{fmt_value('acc25', s['acc25'])} / {fmt_value('acc50', s['acc50'])} / "
+        f"{fmt_value('miou', s['miou'])} [{int(s['n'])}]"
+    )
+
+
+def group_tables(result: EvalResult) -> list[Table]:
+    """One table per secondary breakdown (unique / multiple, easy / hard, view-dependent), if any."""
+    names = sorted({g for r in result.rows for g in r.by_group})
+    tables = []
+    for g in names:
+        labels = sorted({k for r in result.rows for k in r.by_group.get(g, {})})
+        t = Table(title=escape(f"by {GROUP_TITLES.get(g, g)}: Acc@0.25 / Acc@0.5 / mIoU (%) [n queries]"))
+        t.add_column("method")
+        for k in labels:
+            t.add_column(k, justify="right")
+        for r in result.rows:
+            t.add_row(r.name, *[_cell(r.by_group.get(g, {}).get(k)) for k in labels])
+        if g == "uniqueness":
+            t.caption = escape(
+                "unique = the target's class occurs once among the scene's instance labels, multiple = more "
+                "than once (ScanRefer); unknown = zero-target, or no instance labels / class name."
+            )
+        tables.append(t)
+    return tables
 
 
 def kind_table(result: EvalResult) -> Table | None:
@@ -70,14 +121,36 @@ def kind_table(result: EvalResult) -> Table | None:
 
 def parse_checkpoint(spec: str) -> tuple[str, Path]:
     """``name=path`` or ``path`` (name = the run directory's name, or the file stem)."""
-    if "=" in spec:
+    name, path, _ = _parse_checkpoint(spec)
+    return name, path
+
+
+def _parse_checkpoint(spec: str) -> tuple[str, Path, bool]:
+    """(name, path, whether the name was given explicitly)."""
+    if "=" in spec and not Path(spec).is_file():  # Lightning names files like epoch=3-step=40.ckpt
         name, _, path = spec.partition("=")
         if not name or not path:
             raise BadInputError(f"--checkpoint {spec!r}: expected NAME=PATH or PATH")
-        return name, Path(path)
+        return name, Path(path), True
     p = Path(spec)
     parent = p.parent.name if p.parent.name not in ("", "checkpoints", ".") else p.parent.parent.name
-    return (parent or p.stem), p
+    return (parent or p.stem), p, False
+
+
+def checkpoint_names(specs: list[str] | tuple[str, ...], taken: tuple[str, ...] = ()) -> list[tuple[str, Path]]:
+    """:func:`parse_checkpoint` for every spec, with automatic names made unique: a derived name shared
+    with another row (two checkpoints of one run) gets the file stem appended, ``run (last)``.
+    Explicit ``NAME=PATH`` names are kept as given (duplicates among them stay an error)."""
+    parsed = [_parse_checkpoint(s) for s in specs]
+    counts: dict[str, int] = {}
+    for name in [*taken, *(n for n, _, _ in parsed)]:
+        counts[name] = counts.get(name, 0) + 1
+    out = []
+    for name, path, explicit in parsed:
+        if not explicit and counts[name] > 1 and path.stem != name:
+            name = f"{name} ({path.stem})"
+        out.append((name, path))
+    return out
 
 
 def val_pairs(store: PseudoLabelStore, data_cfg: DataConfig) -> list[tuple[str, str]]:
@@ -94,7 +167,9 @@ def resolve_pairs(
     """Which (scene, query) pairs to evaluate, and a description of the selection for the table title.
 
     ``--scenes`` wins; ``--split all`` takes every complete pair; ``--split val`` takes the val pairs of
-    the training split (data section of ``--config``, else of the checkpoints, which must agree).
+    the training split (data section of ``--config``, else of the checkpoints, which must agree). When
+    that split holds no pair (trained with ``val_fraction: 0``, or a one-scene store), every complete
+    pair is taken instead and the description says so (it starts with :data:`FALLBACK_PREFIX`).
     """
     if scenes:
         ids = [s.strip() for s in scenes.split(",") if s.strip()]
@@ -121,8 +196,13 @@ def resolve_pairs(
             "pass --config (a training config) or --scenes to choose one"
         )
     pairs = list(splits[0])
+    if not pairs:
+        return store.complete_pairs(), f"{FALLBACK_PREFIX}: the val split of {origin} is empty"
     n_scenes = len({s for s, _ in pairs})
     return pairs, f"val split of {origin}: {n_scenes} scenes"
+
+
+FALLBACK_PREFIX = "all scenes (--split val fallback)"
 
 
 def _progress(console: Console) -> Progress:
@@ -186,12 +266,18 @@ def eval_cmd(
         methods: list[Method] = []
         if not no_baseline:
             methods.append(ProjectionBaseline(FusionConfig(vote_threshold=vote_threshold)))
-        for spec in checkpoints:
-            name, path = parse_checkpoint(spec)
+        for name, path in checkpoint_names(checkpoints, taken=tuple(m.name for m in methods)):
             methods.append(NetworkMethod.from_checkpoint(name, path, device=device))
         if not methods:
             raise BadInputError("nothing to evaluate: give --checkpoint or drop --no-baseline")
         pairs, split_desc = resolve_pairs(store, split, scenes, methods, config)
+        fallback = split_desc.startswith(FALLBACK_PREFIX)
+        if fallback:
+            console.print(
+                f"[yellow]note:[/yellow] {escape(split_desc.removeprefix(FALLBACK_PREFIX + ': '))} "
+                "(trained with val_fraction 0, or too few scenes): evaluating all scenes instead; "
+                "the network may have been trained on them"
+            )
         result = run_eval(store, methods, pairs, split_desc, console)
     except Mllm3dError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -199,9 +285,16 @@ def eval_cmd(
     kt = kind_table(result)
     if kt is not None:
         console.print(kt)
+    for gt in group_tables(result):
+        console.print(gt)
     if result.skipped:
-        console.print(f"[yellow]skipped {len(result.skipped)} queries[/yellow] (e.g. {result.skipped[0]})")
+        console.print(f"[yellow]skipped {len(result.skipped)} queries[/yellow] (e.g. {escape(str(result.skipped[0]))})")
     if json_path is not None:
-        console.print(f"JSON: {write_json(result, json_path, {'store': str(store_path)})}")
+        meta = {
+            "store": str(store_path),
+            "split_requested": "scenes" if scenes else split,
+            "split_used": "scenes" if scenes else ("all" if fallback else split),
+        }
+        console.print(f"JSON: {write_json(result, json_path, meta)}")
     if csv_path is not None:
         console.print(f"CSV: {write_csv(result, csv_path)}")

@@ -34,14 +34,31 @@ class SheetStyle:
         return self.caption_lines * self.line_height if self.caption_lines > 0 else 0
 
 
+def _cell_bounds(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """[start, stop) of the input pixels that overlap each output pixel along one axis (never empty)."""
+    i = np.arange(n_out, dtype=np.int64)
+    start = (i * n_in) // n_out
+    stop = np.maximum(-(-((i + 1) * n_in) // n_out), start + 1)
+    return start, np.minimum(stop, n_in)
+
+
 def resize_mask(mask: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
-    """Downsample (or upsample) a boolean mask to ``size_hw``: area average, then >= 0.5."""
+    """Resize a boolean mask to ``size_hw`` for display: an output pixel is set when *any* input pixel
+    in its cell is (max-pool), so a mask smaller than one thumbnail pixel still shows; upsampling is
+    nearest-neighbour."""
     mask = np.asarray(mask, dtype=bool)
-    if mask.shape == tuple(size_hw):
+    h, w = int(size_hw[0]), int(size_hw[1])
+    if mask.shape == (h, w):
         return mask.copy()
-    img = Image.fromarray(mask.astype(np.uint8) * 255)
-    small = img.resize((int(size_hw[1]), int(size_hw[0])), Image.BOX)
-    return np.asarray(small) >= 128
+    if mask.size == 0 or h == 0 or w == 0:
+        return np.zeros((h, w), dtype=bool)
+    # summed-area table: the count of set pixels of every cell in O(H*W + h*w)
+    sat = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
+    sat[1:, 1:] = mask.cumsum(axis=0, dtype=np.int64).cumsum(axis=1)
+    r0, r1 = _cell_bounds(mask.shape[0], h)
+    c0, c1 = _cell_bounds(mask.shape[1], w)
+    count = sat[r1][:, c1] - sat[r0][:, c1] - sat[r1][:, c0] + sat[r0][:, c0]
+    return count > 0
 
 
 def overlay_mask(image: np.ndarray, mask: np.ndarray, color: RGB, alpha: float) -> np.ndarray:

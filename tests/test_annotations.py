@@ -153,3 +153,60 @@ def test_real_fixture_files(query_annotations_dir, scannet_scene_dir):
     assert [q.source for q in per_scene] == ["scanrefer"] * 4 + ["nr3d"] * 2
     assert [q.target_ids[0] for q in per_scene] == [43, 40, 37, 35, 40, 37]
     assert {q.scene_id for q in per_scene} == {"scene0378_00"}
+
+
+def test_zero_target_records_in_single_target_formats(tmp_path):
+    sr = load_queries(_write(tmp_path, "scanrefer_zt.json", [
+        {"scene_id": "s", "object_id": [], "ann_id": 4, "description": "the piano (there is none)"},
+        {"scene_id": "s", "object_id": "7", "ann_id": 4, "description": "the chair"},
+    ]), fmt="scanrefer")  # (auto would call a list object_id instruct3d)
+    assert [(q.query_id, q.target_ids) for q in sr] == [("s_none_4", []), ("s_7_4", [7])]
+    ri = load_queries(_write(tmp_path, "nr3d_zt.json", [
+        {"scan_id": "s", "target_id": [], "caption": "the missing lamp"},
+    ]))
+    assert (ri[0].query_id, ri[0].target_ids) == ("nr3d_s_none_0000", [])
+    p = tmp_path / "nr3d_zt.csv"
+    with open(p, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["scan_id", "target_id", "utterance"])
+        w.writerow(["s", "[]", "no such thing"])
+    (q,) = load_queries(p)
+    assert q.target_ids == [] and q.query_id == "nr3d_s_none_0000"
+
+
+def test_object_of_lists_uses_only_benchmark_names_as_source(tmp_path):
+    by_scene = {
+        "scene0000_00": [{"scan_id": "scene0000_00", "target_id": [4], "utterance": "I want to sit"}],
+        "scene0001_00": [{"scan_id": "scene0001_00", "target_id": [2, 3], "utterance": "I need light"}],
+    }
+    qs = load_queries(_write(tmp_path, "val_samples_dict_vg_format_clean_duplicate.json", by_scene))
+    assert [q.source for q in qs] == ["intent3d", "intent3d"]
+    assert [q.scene_id for q in qs] == ["scene0000_00", "scene0001_00"]
+    mixed = {"ScanRefer": [{"scene_id": "s", "object_id": 1, "ann_id": 0, "description": "a chair"}],
+             "whatever": [{"scan_id": "s", "target_id": 2, "caption": "a lamp"}]}
+    assert [q.source for q in load_queries(_write(tmp_path, "mixed.json", mixed))] == ["scanrefer", "referit"]
+
+
+def test_file_name_pattern_beats_record_keys(tmp_path):
+    # a scalar target_id with `utterance` looks like referit by its keys; the file name says intent3d
+    recs = [{"scan_id": "scene0002_00", "target_id": 5, "utterance": "I am thirsty", "ann_id": 9}]
+    (q,) = load_queries(_write(tmp_path, "train_samples_dict_vg_format.json", recs))
+    assert (q.source, q.kind, q.query_id, q.target_ids) == ("intent3d", "implicit", "scene0002_00_9", [5])
+    (r,) = load_queries(_write(tmp_path, "other.json", recs))
+    assert r.source == "referit" and r.kind is None
+    # own-format records keep their format whatever the file is called
+    own = save_queries(tmp_path / "reason3d_val.json", [Query("s", "q1", "where to sleep?", [3], "reason3d",
+                                                              "implicit")])
+    assert load_queries(own)[0].query_id == "q1"
+
+
+def test_reason3d_ids_do_not_depend_on_position(tmp_path):
+    a = {"scene_id": "scene0005_00", "object_id": 7, "question": "where can I sleep?", "type": "scannet"}
+    b = {"scene_id": "scene0005_00", "object_id": [2, 1], "question": "where to sit?", "type": "scannet"}
+    c = {"scene_id": "scene0005_00", "object_id": [3], "question": "where to sit?", "type": "scannet"}
+    first = {q.text + str(q.target_ids): q.query_id for q in load_queries(_write(tmp_path, "reason3d_a.json", [a, b, c]))}
+    second = {q.text + str(q.target_ids): q.query_id for q in load_queries(_write(tmp_path, "reason3d_b.json", [c, a, b]))}
+    assert first == second and len(set(first.values())) == 3
+    assert all(v.startswith("scene0005_00_") for v in first.values())
+    with_id = load_queries(_write(tmp_path, "reason3d_c.json", [{**a, "ann_id": 12}]))
+    assert with_id[0].query_id == "scene0005_00_12"

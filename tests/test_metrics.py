@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from shared.metrics import (
+    breakdown_by_group,
     breakdown_by_kind,
     grounded_miou,
     gt_mask,
@@ -76,15 +77,32 @@ def test_summarize_scores_separates_zero_target_queries() -> None:
     assert s["miou"] == pytest.approx(0.5)
     assert s["n_targeted"] == 2 and s["miou_targeted"] == pytest.approx(0.5)
     assert s["n_zero_target"] == 2 and s["zero_target_acc"] == pytest.approx(0.5)
-    assert s["miou_grounded"] == 1.0 and s["n_grounded"] == 2
+    # grounded-only mIoU is over targeted queries: zero_ok's IoU 1 is not a grounding
+    assert s["miou_grounded"] == 1.0 and s["n_grounded"] == 1
     by_kind = breakdown_by_kind([full, miss, zero_ok, zero_bad])
     assert sorted(by_kind) == ["explicit", "implicit", "spatial"]
     assert by_kind["spatial"]["miou"] == 0.0 and by_kind["implicit"]["n"] == 2
 
 
-def test_missing_targets_flagged_and_unknown_targets_rejected() -> None:
+def test_grounded_miou_excludes_zero_target_queries() -> None:
+    half = score_query(np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0], bool), INST, [1])  # 2/4
+    zero_ok = [score_query(np.zeros(10, bool), INST, []) for _ in range(3)]
+    s = summarize_scores([half, *zero_ok])
+    assert s["n_grounded"] == 1 and s["miou_grounded"] == 0.5  # not (0.5 + 3) / 4
+    assert s["n_zero_target"] == 3 and s["zero_target_acc"] == 1.0
+    assert math.isnan(summarize_scores(zero_ok)["miou_grounded"])
+
+
+def test_missing_targets_score_zero_and_unknown_targets_rejected() -> None:
+    # targets annotated, but instance 99 has no point in the scene: the GT is unusable -> IoU 0,
+    # whether or not something is predicted (IoU 1 with an empty GT is for zero-target queries only)
     s = score_query(np.zeros(10, bool), INST, [99])
-    assert s.missing_targets and s.gt_points == 0 and s.iou == 1.0
+    assert s.missing_targets and not s.zero_target and s.gt_points == 0 and s.iou == 0.0
+    some = score_query(INST == 1, INST, [99])
+    assert some.missing_targets and some.iou == 0.0
+    summary = summarize_scores([s, some, score_query(INST == 1, INST, [1])])
+    assert summary["n_missing_targets"] == 2 and summary["n"] == 3
+    assert summary["miou"] == pytest.approx(1 / 3) and summary["n_targeted"] == 3
     with pytest.raises(ValueError, match="s/q"):
         score_query(np.zeros(10, bool), INST, None, "s", "q")
     with pytest.raises(ValueError, match="shape"):
@@ -96,3 +114,17 @@ def test_empty_inputs_give_nan() -> None:
     assert s["n"] == 0 and math.isnan(s["miou"]) and math.isnan(s["zero_target_acc"])
     assert math.isnan(grounded_miou([0.1, 0.2]))
     assert breakdown_by_kind([score_query(INST == 1, INST, [1])]) == {}
+    assert breakdown_by_group([score_query(INST == 1, INST, [1])]) == {}
+
+
+def test_breakdown_by_group_is_separate_from_kind() -> None:
+    a = score_query(INST == 1, INST, [1], kind="explicit", groups={"uniqueness": "unique", "difficulty": "easy"})
+    b = score_query(np.zeros(10, bool), INST, [2], kind="explicit", groups={"uniqueness": "multiple"})
+    c = score_query(np.zeros(10, bool), INST, [], kind="explicit")
+    g = breakdown_by_group([a, b, c])
+    assert sorted(g) == ["difficulty", "uniqueness"]
+    assert sorted(g["uniqueness"]) == ["multiple", "unique", "unknown"]
+    assert g["uniqueness"]["unique"]["miou"] == 1.0 and g["uniqueness"]["multiple"]["miou"] == 0.0
+    assert g["difficulty"]["easy"]["n"] == 1 and g["difficulty"]["unknown"]["n"] == 2
+    assert list(breakdown_by_kind([a, b, c])) == ["explicit"]
+    assert a.as_dict()["groups"] == {"uniqueness": "unique", "difficulty": "easy"}

@@ -80,3 +80,46 @@ def test_errors_name_the_file(tmp_path):
         read_ply(tmp_path / "missing.ply")
     with pytest.raises(BadInputError, match="score"):
         write_ply(tmp_path / "w.ply", np.zeros((4, 3)), score=np.zeros(3))
+
+
+def test_integer_colours_outside_uchar_raise_naming_the_column(tmp_path):
+    col = np.array([[10, 20, 30], [40, 300, 60]], dtype=np.int64)  # 300 would wrap to 44
+    with pytest.raises(ValueError, match=r"'green'.*20\.\.300"):
+        write_ply(tmp_path / "c.ply", np.zeros((2, 3)), col)
+    with pytest.raises(ValueError, match="'blue'"):
+        write_ply(tmp_path / "c.ply", np.zeros((1, 3)), np.array([[0, 0, -1]]))
+    assert not (tmp_path / "c.ply").exists() and list(tmp_path.iterdir()) == []
+    write_ply(tmp_path / "ok.ply", np.zeros((2, 3)), np.array([[0, 255, 7], [1, 2, 3]], dtype=np.int32))
+    assert ply_points_colors(read_ply(tmp_path / "ok.ply"))[1].tolist() == [[0, 255, 7], [1, 2, 3]]
+    with pytest.raises(ValueError, match="'label'.*int32"):
+        write_ply(tmp_path / "l.ply", np.zeros((1, 3)), label=np.array([2**40]))
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    import os
+
+    path = write_ply(tmp_path / "a.ply", np.zeros((3, 3)))
+    before = path.read_bytes()
+    replaced = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        src, dst = str(src), str(dst)
+        assert os.path.dirname(src) == os.path.dirname(dst) and src != dst  # temp file in the same directory
+        assert dst == str(path) and path.read_bytes() == before  # the old file is intact until the rename
+        replaced.append(src)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    write_ply(path, np.ones((5, 3)))
+    assert len(replaced) == 1 and read_ply(path)["x"].tolist() == [1.0] * 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ply"]
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_ply(path, np.full((7, 3), 2.0))
+    assert read_ply(path)["x"].tolist() == [1.0] * 5  # unchanged, and no temp file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ply"]

@@ -66,3 +66,30 @@ def test_highlight_colors_dims_scene_and_marks_mask_red() -> None:
     out = highlight_colors(colors, np.array([True, False, False, True]), dim=0.5)
     assert out[0].tolist() == [255, 0, 0] and out[3].tolist() == [255, 0, 0]
     assert out[1].tolist() == [100, 100, 100]
+
+
+def test_one_pixel_mask_survives_downsampling() -> None:
+    # a box filter + >= 0.5 makes a 1-pixel mask vanish at 4x; any-pixel-in-the-cell keeps it
+    mask = np.zeros((48, 64), bool)
+    mask[13, 38] = True
+    small = resize_mask(mask, (12, 16))
+    assert small.sum() == 1 and small[13 // 4, 38 // 4]
+    img = np.full((12, 16, 3), 100, np.uint8)
+    out = overlay_mask(img, mask, (200, 0, 0), 0.5)
+    assert (out[3, 9] == [150, 50, 50]).all() and (np.delete(out.reshape(-1, 3), 3 * 16 + 9, axis=0) == 100).all()
+    style = SheetStyle(columns=1, frame=2, gap=1, caption_lines=0, alpha=0.5)
+    sheet = contact_sheet(img[None], mask[None], [True], style=style)
+    r0, c0 = tile_origin(0, 1, (12, 16), style)
+    tile = sheet[r0 : r0 + 12, c0 : c0 + 16]
+    assert (tile != 100).any(axis=2).sum() == 1
+
+
+def test_resize_mask_non_integer_factor_and_upsampling() -> None:
+    m = np.zeros((5, 7), bool)
+    m[4, 6] = True  # bottom-right corner pixel
+    small = resize_mask(m, (2, 3))
+    assert small.tolist() == [[False, False, False], [False, False, True]]
+    up = resize_mask(np.eye(2, dtype=bool), (4, 4))
+    assert up.tolist() == [[True, True, False, False], [True, True, False, False],
+                           [False, False, True, True], [False, False, True, True]]
+    assert not resize_mask(np.zeros((9, 9), bool), (3, 3)).any()
