@@ -29,6 +29,8 @@ class View:
     pose: np.ndarray  # (4, 4) camera-to-world
     color_intrinsic: np.ndarray | None = None  # (3, 3) for the color image; None = same as depth
     instance_map: np.ndarray | None = None  # (H, W) int32 object id per depth pixel (synthetic only), -1 = none
+    # object id -> (category, colour name) of the objects in ``instance_map`` (synthetic only)
+    instance_attributes: dict[int, tuple[str, str]] | None = None
 
     @property
     def depth_size(self) -> tuple[int, int]:

@@ -147,6 +147,11 @@ class Layout:
     box_faces: np.ndarray  # (B,6) bool: faces to sample (-x,+x,-y,+y,-z,+z)
     instance_labels: dict[int, str] = field(default_factory=dict)
 
+    def instance_attributes(self) -> dict[int, tuple[str, str]]:
+        """Object id -> (category, colour name); windows, walls and floor have no colour name."""
+        colors = {o.instance_id: o.color_name for o in self.objects}
+        return {i: (label, colors.get(i, "")) for i, label in self.instance_labels.items()}
+
 
 def uniform_in(rng: np.random.Generator, lohi: tuple[float, float]) -> float:
     return float(rng.uniform(lohi[0], lohi[1]))

@@ -144,8 +144,9 @@ def render_views(layout: Layout, seed: int, cfg: SyntheticConfig = SyntheticConf
     k = intrinsic_matrix(cfg)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 4]))
     views = []
+    attributes = layout.instance_attributes()
     for v, pose in enumerate(camera_poses(layout, seed, cfg)):
         depth, color, inst = render_view(layout, pose, k, cfg.image_size, rng, cfg.image_noise)
         views.append(View(frame_id=v * cfg.frame_step, color=color, depth=depth, intrinsic=k.copy(), pose=pose,
-                          instance_map=inst))
+                          instance_map=inst, instance_attributes=attributes))
     return views

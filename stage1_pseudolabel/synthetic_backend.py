@@ -14,9 +14,15 @@ describes for LISA, each with a configurable rate:
 - *partial mask* (``partial_rate``): a chunk (a random half-plane cut removing
   ``partial_fraction`` of it) is dropped.
 
-``[SEG]`` embeddings are a per-query unit vector (seeded from the query id) plus Gaussian noise in
-correct views and another object's unit vector plus noise in hallucinated ones; confidence
-(predicted-IoU stand-in) and attention are noisy but higher for correct views on average. With
+``[SEG]`` embeddings describe *what was segmented*, as LISA's do: each object has a unit vector
+``normalise(w_cat·u(category) + w_color·u(colour) + w_inst·u(scene, object))``, where the category and
+colour directions are shared by every scene (seeded by ``seed`` only) and the instance direction is
+the object's own. A correct view returns its target's vector plus a query-specific direction
+(``query_weight``, the wording) plus Gaussian noise; a hallucinated view returns the *distractor's*
+vector instead. So queries about the same kind of object get similar embeddings in every scene, and a
+3D network can learn to map them to points (without attributes, e.g. in hand-made test views, only
+the instance direction is used). Confidence (predicted-IoU stand-in) and attention are noisy but
+higher for correct views on average. With
 ``image_features: true`` every view also gets query-independent features (C, h, w): a random unit
 vector per instance, rendered through the instance map, average-pooled by ``feature_stride`` and
 noised - the shape Stage 2's spatial loss expects.
@@ -58,6 +64,10 @@ class SyntheticBackendConfig:
     partial_fraction: tuple[float, float] = (0.25, 0.6)  # share of the mask a partial cut removes
     min_object_pixels: int = 16  # smaller visible objects are not picked for hallucinations
     embedding_noise: float = 0.5  # noise norm relative to the unit query vector
+    category_weight: float = 1.0  # object vector = w_cat*u(category) + w_color*u(colour) + w_inst*u(object)
+    color_weight: float = 0.6
+    instance_weight: float = 0.4
+    query_weight: float = 0.3  # a query-specific direction added to the target's vector (the wording)
     image_features: bool = False
     feature_dim: int = 32
     feature_stride: int = 8
@@ -92,6 +102,11 @@ class SyntheticBackendConfig:
             raise BadInputError(
                 f"synthetic backend: partial_fraction must satisfy 0 < lo <= hi < 1, got {self.partial_fraction}"
             )
+        for name in ("category_weight", "color_weight", "instance_weight", "query_weight", "embedding_noise"):
+            if getattr(self, name) < 0:
+                raise BadInputError(f"synthetic backend: {name} must be >= 0, got {getattr(self, name)}")
+        if self.category_weight + self.color_weight + self.instance_weight <= 0:
+            raise BadInputError("synthetic backend: category_weight + color_weight + instance_weight must be > 0")
         for name in ("embed_dim", "feature_dim", "feature_stride", "attention_stride", "boundary_width"):
             if getattr(self, name) < 1:
                 raise BadInputError(f"synthetic backend: {name} must be >= 1, got {getattr(self, name)}")
@@ -158,7 +173,7 @@ class SyntheticSegmenter:
         targets = {int(t) for t in query.target_ids}
         truth = np.isin(labels, list(targets)) if targets else np.zeros(labels.shape, dtype=bool)
         out = Outcome(target_visible=bool(truth.any()))
-        qvec = unit_vector(cfg.embed_dim, cfg.seed, query.scene_id, "query", query.query_id)
+        qvec = self.query_vector(view, query)
 
         if u_miss < cfg.miss_rate:
             out.missed = True
@@ -181,7 +196,7 @@ class SyntheticSegmenter:
             if other is not None:
                 out.hallucinated_id = other
                 mask = labels == other
-                vec = unit_vector(cfg.embed_dim, cfg.seed, query.scene_id, "object", other)
+                vec = self.object_vector(view, query.scene_id, other)
         if mask.any() and u_bound < cfg.boundary_rate:
             mask, out.boundary = _boundary_noise(mask, rng, cfg.boundary_width)
         if mask.any() and u_part < cfg.partial_rate:
@@ -201,6 +216,32 @@ class SyntheticSegmenter:
             attention_map=self._attention_map(mask, labels.shape, rng) if cfg.attention_maps else None,
         )
         return res, out
+
+    def object_vector(self, view: View, scene_id: str, instance_id: int) -> np.ndarray:
+        """Unit vector of one object: shared category and colour directions plus its own direction."""
+        cfg = self.config
+        category, color = (view.instance_attributes or {}).get(int(instance_id), ("", ""))
+        v = cfg.instance_weight * unit_vector(cfg.embed_dim, cfg.seed, scene_id, "object", int(instance_id))
+        if category:
+            v = v + cfg.category_weight * unit_vector(cfg.embed_dim, cfg.seed, "category", category)
+        if color:
+            v = v + cfg.color_weight * unit_vector(cfg.embed_dim, cfg.seed, "color", color)
+        n = float(np.linalg.norm(v))
+        if n == 0.0:  # no attributes and instance_weight 0
+            v, n = unit_vector(cfg.embed_dim, cfg.seed, scene_id, "object", int(instance_id)), 1.0
+        return v / n
+
+    def query_vector(self, view: View, query: Query) -> np.ndarray:
+        """The embedding direction of a correct answer: the target objects' mean vector plus the query's
+        own direction (``query_weight``), normalised; a zero-target query has only its own direction."""
+        cfg = self.config
+        own = unit_vector(cfg.embed_dim, cfg.seed, query.scene_id, "query", query.query_id)
+        targets = query.target_ids or []
+        if not targets:
+            return own
+        v = np.mean([self.object_vector(view, query.scene_id, t) for t in targets], axis=0)
+        v = v / max(float(np.linalg.norm(v)), 1e-12) + cfg.query_weight * own
+        return v / float(np.linalg.norm(v))
 
     def image_features(self, labels: np.ndarray, scene_id: str, frame_id: int) -> np.ndarray:
         """Query-independent (C, h, w) float32 features: per-instance vectors, pooled, plus noise."""

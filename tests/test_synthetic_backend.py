@@ -52,7 +52,7 @@ def test_failure_rates_match_config_over_many_views() -> None:
             counts["visible"] += 1
             counts["boundary"] += out.boundary is not None
             counts["partial"] += out.partial
-            qvec = unit_vector(256, 3, "s0", "query", q.query_id)
+            qvec = seg.query_vector(view, q)
             cos = float(res.seg_embedding @ qvec / np.linalg.norm(res.seg_embedding))
             if out.hallucinated_id is not None:
                 counts["hall"] += 1
@@ -164,3 +164,32 @@ def test_registered_backend_and_config_dict() -> None:
     assert d["embed_dim"] == 64 and d["hallucination_rate"] == 0.15 and d["partial_fraction"] == [0.25, 0.6]
     res = seg.segment_view(make_view(0), queries(1)).results[0]
     assert res.seg_embedding.shape == (64,)
+
+
+def test_embeddings_describe_the_segmented_object_across_scenes() -> None:
+    clean = {"miss_rate": 0.0, "boundary_rate": 0.0, "partial_rate": 0.0, "embedding_noise": 0.0}
+    seg, hall = build({**clean, "hallucination_rate": 0.0}), build({**clean, "hallucination_rate": 1.0})
+    attrs = {0: ("chair", "red"), 1: ("chair", "blue"), 2: ("sofa", "red"), 3: ("lamp", "white"), 4: ("bed", "gray")}
+    view = make_view(0)
+    view.instance_attributes = attrs
+
+    def emb(s, scene: str, target: int, qid: str = "q") -> np.ndarray:
+        e = s.segment_query(view, Query(scene, qid, "t", [target]))[0].seg_embedding
+        return e / np.linalg.norm(e)
+
+    # the red chair of two different scenes (other instance and query directions) stays close ...
+    same = float(emb(seg, "sA", 0) @ emb(seg, "sB", 0, "q2"))
+    # ... closer than a chair of another colour, much closer than a red object of another category
+    other_color = float(emb(seg, "sA", 0) @ emb(seg, "sB", 1, "q2"))
+    other_cat = float(emb(seg, "sA", 0) @ emb(seg, "sB", 2, "q2"))
+    unrelated = float(emb(seg, "sA", 0) @ emb(seg, "sB", 4, "q2"))
+    assert same > 0.65 and same > other_color + 0.15 and other_color > other_cat + 0.3
+    assert abs(unrelated) < 0.25
+    # a hallucination returns the distractor's vector, not the target's
+    res, out = hall.segment_query(view, Query("sA", "q", "t", [0]))
+    e = res.seg_embedding / np.linalg.norm(res.seg_embedding)
+    assert out.hallucinated_id is not None and out.hallucinated_id != 0
+    assert float(e @ hall.object_vector(view, "sA", out.hallucinated_id)) == pytest.approx(1.0, abs=1e-5)
+    # without attributes (real-data-like views) only the instance direction is used
+    view.instance_attributes = None
+    assert abs(float(emb(seg, "sA", 0) @ emb(seg, "sB", 0, "q2"))) < 0.3
