@@ -5,6 +5,12 @@ and ``<scene>_vh_clean_2.0.010000.segs.json`` when present), otherwise from back
 view's depth, merged and voxel-downsampled. Views are lazy: ``Scene.views`` loads one frame per
 ``__getitem__``; what can be checked cheaply (files present, poses, image sizes, empty depth) is
 checked when the scene is loaded.
+
+Frames are subsampled at discovery: ``frame_stride`` keeps every N-th frame *file* of the export
+(sorted numerically; an export already written every 20th frame has ids 0, 20, 40, ... and stride 1
+keeps them all) and ``max_frames`` caps the count. Discovery decodes each kept depth map once (empty
+check) and remembers its share of valid pixels, so view sampling needs no further decode
+(:meth:`LazyViews.valid_depth_fraction`, :meth:`LazyViews.pose_at`, :meth:`LazyViews.depth_at`).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ class Frame:
     color_path: Path
     depth_path: Path
     pose: np.ndarray  # (4,4) camera-to-world
+    valid_depth: float | None = None  # share of valid (> 0) depth pixels, when measured at discovery
 
 
 def scene_id_from_dir(scene_dir: Path) -> str:
@@ -81,6 +88,17 @@ def _image_size(path: Path) -> tuple[tuple[int, int], str]:
         raise BadInputError(f"{path}: unreadable image: {exc}") from None
 
 
+#: PIL modes of a 16-bit single-channel PNG ("I" is how some Pillow versions open them)
+DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I")
+
+
+def _eight_bit_depth(path: Path, what: str) -> BadInputError:
+    return BadInputError(
+        f"{path}: depth must be a 16-bit PNG (uint16 millimetres), got an 8-bit image ({what}); "
+        "8-bit values cannot hold millimetre depth (max 255 mm) - re-export the depth maps as 16-bit"
+    )
+
+
 def read_depth(path: Path) -> np.ndarray:
     """Depth PNG (uint16 millimetres) -> float32 metres, 0 = invalid."""
     try:
@@ -88,9 +106,17 @@ def read_depth(path: Path) -> np.ndarray:
             d = np.asarray(im)
     except OSError as exc:
         raise BadInputError(f"{path}: unreadable depth image: {exc}") from None
+    if d.ndim == 2 and d.dtype in (np.uint8, np.int8, np.bool_):
+        raise _eight_bit_depth(path, f"dtype {d.dtype}")
     if d.ndim != 2 or not np.issubdtype(d.dtype, np.integer):
         raise BadInputError(f"{path}: depth must be a single-channel 16-bit PNG, got {d.dtype} {d.shape}")
     return (d.astype(np.float32) / DEPTH_SHIFT).astype(np.float32)
+
+
+def valid_depth_fraction(depth: np.ndarray) -> float:
+    """Share of valid depth pixels (finite and > 0), as view sampling's ``min_valid_depth`` counts them."""
+    d = np.asarray(depth)
+    return float(np.mean(np.isfinite(d) & (d > 0)))
 
 
 def read_color(path: Path) -> np.ndarray:
@@ -103,12 +129,17 @@ def read_color(path: Path) -> np.ndarray:
 
 
 class LazyViews(Sequence[View]):
-    """Views of a ScanNet scene, each loaded from disk when indexed."""
+    """Views of a ScanNet scene, each loaded from disk when indexed.
+
+    Indexing decodes colour and depth; :meth:`pose_at`, :meth:`depth_at` and
+    :meth:`valid_depth_fraction` give the cheaper per-frame facts without decoding the colour image.
+    """
 
     def __init__(self, frames: list[Frame], intrinsic: np.ndarray, color_intrinsic: np.ndarray) -> None:
         self.frames = frames
         self.intrinsic = intrinsic
         self.color_intrinsic = color_intrinsic
+        self._valid: dict[int, float] = {}
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -130,6 +161,23 @@ class LazyViews(Sequence[View]):
     def frame_ids(self) -> list[int]:
         """Frame numbers in order, without loading anything."""
         return [f.frame_id for f in self.frames]
+
+    def pose_at(self, index: int) -> np.ndarray:
+        """The (4,4) camera-to-world pose of view ``index`` (read at discovery; nothing decoded)."""
+        return self.frames[index].pose.copy()
+
+    def depth_at(self, index: int) -> np.ndarray:
+        """The depth map of view ``index`` (float32 metres) without decoding its colour image."""
+        return read_depth(self.frames[index].depth_path)
+
+    def valid_depth_fraction(self, index: int) -> float:
+        """Share of valid depth pixels of view ``index``: measured at discovery, else read (depth only) once."""
+        f = self.frames[index]
+        if f.valid_depth is not None:
+            return f.valid_depth
+        if index not in self._valid:
+            self._valid[index] = valid_depth_fraction(self.depth_at(index))
+        return self._valid[index]
 
 
 def _intrinsics(scene_dir: Path, depth_hw: tuple[int, int], color_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -157,10 +205,14 @@ def discover_frames(
     """Validated frames (sorted numerically, every ``frame_stride``-th, at most ``max_frames``), depth and color sizes.
 
     Frames with a non-finite pose or an all-zero depth map are skipped with one warning each that
-    counts them; a missing file, a non-rigid pose or an image of another size raises BadInputError.
+    counts them; a missing file, a non-rigid pose, an 8-bit depth map or an image of another size raises
+    BadInputError. With ``check_depth`` each kept frame's depth is decoded once here and its share of
+    valid pixels is kept in :attr:`Frame.valid_depth`.
     """
-    if frame_stride < 1:
-        raise BadInputError(f"{scene_dir}: frame_stride must be >= 1, got {frame_stride}")
+    if not isinstance(frame_stride, int) or isinstance(frame_stride, bool) or frame_stride < 1:
+        raise BadInputError(f"{scene_dir}: frame_stride must be an integer >= 1, got {frame_stride!r}")
+    if max_frames is not None and (not isinstance(max_frames, int) or isinstance(max_frames, bool) or max_frames < 1):
+        raise BadInputError(f"{scene_dir}: max_frames must be an integer >= 1 (or None), got {max_frames!r}")
     colors = _numbered(scene_dir / "color", COLOR_EXTS)
     depths = _numbered(scene_dir / "depth", (".png",))
     poses = _numbered(scene_dir / "pose", (".txt",))
@@ -191,7 +243,9 @@ def discover_frames(
         if problem is not None:
             raise BadInputError(f"{poses[fid]}: invalid camera-to-world pose: {problem}")
         dhw, mode = _image_size(depths[fid])
-        if mode not in ("I;16", "I;16B", "I;16L", "I", "L"):
+        if mode in ("L", "P", "1", "LA", "PA"):
+            raise _eight_bit_depth(depths[fid], f"PIL mode {mode}")
+        if mode not in DEPTH_MODES:
             raise BadInputError(f"{depths[fid]}: depth must be a 16-bit PNG, got PIL mode {mode}")
         chw, _ = _image_size(colors[fid])
         if depth_hw is None:
@@ -200,10 +254,11 @@ def discover_frames(
             raise BadInputError(f"{depths[fid]}: depth size {dhw} differs from {depth_hw} of {first_depth}")
         elif chw != color_hw:
             raise BadInputError(f"{colors[fid]}: color size {chw} differs from {color_hw} of {first_color}")
-        if check_depth and not read_depth(depths[fid]).any():
+        valid = valid_depth_fraction(read_depth(depths[fid])) if check_depth else None
+        if valid == 0.0:
             empty.append(fid)
             continue
-        frames.append(Frame(fid, colors[fid], depths[fid], pose))
+        frames.append(Frame(fid, colors[fid], depths[fid], pose, valid))
     if bad_pose:
         warnings.warn(
             f"{scene_dir}: skipped {len(bad_pose)} frame(s) with non-finite poses (frames {bad_pose[:10]}"
@@ -345,7 +400,8 @@ class ScanNetSource:
     """ScanNet scenes under ``root`` (a directory of scene dirs, or one scene dir); a shared.scene.SceneSource.
 
     ``queries()`` returns the queries of any ``queries_*.json`` file found in the scene directories
-    (as in the fixtures), read with shared.annotations.load_queries.
+    (as in the fixtures), read with shared.annotations.load_queries. ``frame_stride`` / ``max_frames``
+    subsample every scene's frames (see :func:`discover_frames`); ``options`` records what was used.
     """
 
     name = "scannet"
@@ -361,6 +417,11 @@ class ScanNetSource:
         self.root = Path(root)
         if not self.root.is_dir():
             raise BadInputError(f"{self.root}: ScanNet root is not a directory")
+        for key, value, optional in (("frame_stride", frame_stride, False), ("max_frames", max_frames, True)):
+            if optional and value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise BadInputError(f"{self.root}: {key} must be an integer >= 1, got {value!r}")
         self.options = {"frame_stride": frame_stride, "max_frames": max_frames, "point_stride": point_stride,
                         "voxel": voxel}
         dirs = [self.root] if is_scene_dir(self.root) else sorted(p for p in self.root.iterdir() if is_scene_dir(p))

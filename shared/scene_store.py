@@ -1,11 +1,16 @@
-"""Write a scene's query-independent group (geometry, correspondences, thumbnails) to the store."""
+"""Write a scene's query-independent group (geometry, correspondences, thumbnails) to the store.
+
+Views are streamed: each one is loaded once (colour + depth), gives its correspondences and thumbnail,
+and is dropped before the next is loaded, so a scene with thousands of lazily-read frames never holds
+more than one decoded frame (plus the small per-view results).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-from shared.geometry import DepthTest, compute_correspondences
+from shared.geometry import Correspondences, DepthTest, compute_correspondences
 from shared.scene import Scene
 from shared.store import PseudoLabelStore
 
@@ -19,6 +24,18 @@ def thumbnail(color: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
     return np.asarray(Image.fromarray(color).resize((width, height), Image.BILINEAR))
 
 
+def _concat(parts: list[Correspondences]) -> Correspondences:
+    """Per-view correspondences (one view each) -> one CSR table, as compute_correspondences builds it."""
+    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(p.point_idx) for p in parts])
+    return Correspondences(
+        np.concatenate([p.point_idx for p in parts]),
+        np.concatenate([p.rows for p in parts]),
+        np.concatenate([p.cols for p in parts]),
+        offsets,
+    )
+
+
 def store_scene(
     store: PseudoLabelStore,
     scene: Scene,
@@ -28,31 +45,44 @@ def store_scene(
     """Compute correspondences of all the scene's views once and write the scene group.
 
     All views must share one depth resolution (the mask resolution of the store).
-    Returns False when the scene was already in the store.
+    Returns False when the scene was already in the store (nothing is loaded then).
     """
     if store.has_scene(scene.scene_id) and not overwrite:
         return False
-    views = [scene.views[i] for i in range(len(scene.views))]
-    if not views:
+    n = len(scene.views)
+    if n == 0:
         raise ValueError(f"scene {scene.scene_id}: no usable views")
-    sizes = {v.depth_size for v in views}
-    if len(sizes) != 1:
-        raise ValueError(f"scene {scene.scene_id}: views have different depth sizes {sorted(sizes)}")
-    corr = compute_correspondences(
-        scene.points, [v.intrinsic for v in views], [v.pose for v in views], [v.depth for v in views], depth_test
-    )
+    points = np.asarray(scene.points, dtype=np.float64)  # converted once, not per view
+    size: tuple[int, int] | None = None
+    frame_ids, intrinsics, poses, thumbs, parts = [], [], [], [], []
+    for i in range(n):
+        v = scene.views[i]
+        if size is None:
+            size = v.depth_size
+        elif v.depth_size != size:
+            raise ValueError(
+                f"scene {scene.scene_id}: views have different depth sizes {sorted({size, v.depth_size})} "
+                f"(frame {v.frame_id})"
+            )
+        parts.append(compute_correspondences(points, [v.intrinsic], [v.pose], [v.depth], depth_test))
+        frame_ids.append(v.frame_id)
+        intrinsics.append(np.asarray(v.intrinsic, dtype=np.float64)[:3, :3])
+        poses.append(np.asarray(v.pose, dtype=np.float64))
+        thumbs.append(thumbnail(v.color))
+        del v  # the decoded frame goes before the next one is read
+    assert size is not None
     return store.write_scene(
         scene.scene_id,
         points=scene.points,
         colors=scene.colors,
-        frame_ids=np.array([v.frame_id for v in views], dtype=np.int32),
-        intrinsics=np.stack([np.asarray(v.intrinsic, dtype=np.float64)[:3, :3] for v in views]),
-        poses=np.stack([np.asarray(v.pose, dtype=np.float64) for v in views]),
-        image_size=sizes.pop(),
-        correspondences=corr,
+        frame_ids=np.array(frame_ids, dtype=np.int32),
+        intrinsics=np.stack(intrinsics),
+        poses=np.stack(poses),
+        image_size=size,
+        correspondences=_concat(parts),
         instance_ids=scene.instance_ids,
         instance_labels=scene.instance_labels,
-        thumbnails=np.stack([thumbnail(v.color) for v in views]),
+        thumbnails=np.stack(thumbs),
         source=scene.source,
         depth_test=depth_test,
         overwrite=overwrite,

@@ -76,6 +76,15 @@ def build_config(
 @click.option("--views", default=None, help="Views per query (int) or 'all'. [default: 4]")
 @click.option("--seed", default=None, type=int, help="View-sampling seed. [default: 0]")
 @click.option(
+    "--frame-stride",
+    default=None,
+    type=click.IntRange(min=1),
+    help="ScanNet: use every N-th frame file of the export. [default: the source spec's, else 1]",
+)
+@click.option(
+    "--max-frames", default=None, type=click.IntRange(min=1), help="ScanNet: at most N frames per scene."
+)
+@click.option(
     "--shard", default=None, help="This worker's shard i/n. Default: SLURM array / torchrun env, else 0/1."
 )
 @click.option(

@@ -59,3 +59,59 @@ def average_pool(a: np.ndarray, stride: int) -> np.ndarray:
     s = p.reshape(shape).sum(axis=(-3, -1))
     n = ones.reshape(gh, stride, gw, stride).sum(axis=(1, 3))
     return s / n
+
+
+def color_to_depth_lookup(
+    depth_hw: tuple[int, int],
+    color_hw: tuple[int, int],
+    depth_intrinsic: np.ndarray,
+    color_intrinsic: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every depth pixel (u, v): the nearest colour pixel at ``K_c · K_d⁻¹ · [u, v, 1]``.
+
+    Assumes the colour and depth cameras share the pose (as ScanNet's exported frames do) and pixel
+    centres at integer coordinates (the ScanNet intrinsics convention). Returns (rows, cols, inside),
+    each (H, W); ``inside`` is False where the ray leaves the colour image.
+    """
+    h, w = int(depth_hw[0]), int(depth_hw[1])
+    kd = np.asarray(depth_intrinsic, dtype=np.float64)[:3, :3]
+    kc = np.asarray(color_intrinsic, dtype=np.float64)[:3, :3]
+    m = kc @ np.linalg.inv(kd)
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    z = m[2, 0] * u + m[2, 1] * v + m[2, 2]
+    x = (m[0, 0] * u + m[0, 1] * v + m[0, 2]) / z
+    y = (m[1, 0] * u + m[1, 1] * v + m[1, 2]) / z
+    cols = np.floor(x + 0.5)
+    rows = np.floor(y + 0.5)
+    inside = (cols >= 0) & (cols < color_hw[1]) & (rows >= 0) & (rows < color_hw[0])
+    rows = np.where(inside, rows, 0).astype(np.intp)
+    cols = np.where(inside, cols, 0).astype(np.intp)
+    return rows, cols, inside
+
+
+def color_mask_to_depth(
+    mask: np.ndarray,
+    depth_hw: tuple[int, int],
+    depth_intrinsic: np.ndarray | None = None,
+    color_intrinsic: np.ndarray | None = None,
+    lookup: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """A colour-resolution mask on the depth (projection) grid.
+
+    With both intrinsics, each depth pixel takes the colour mask at ``K_c · K_d⁻¹ · [u, v, 1]``
+    (nearest; outside the colour image -> False); ``lookup`` (from :func:`color_to_depth_lookup`) saves
+    recomputing the pixel map for several masks of one view. Without ``color_intrinsic`` the scaled
+    colour camera is assumed to equal the depth camera: a plain :func:`resize_nearest`.
+    """
+    m = np.asarray(mask, dtype=bool)
+    hw = (int(depth_hw[0]), int(depth_hw[1]))
+    if lookup is None:
+        if color_intrinsic is None or depth_intrinsic is None:
+            return resize_nearest(m, hw)
+        kd = np.asarray(depth_intrinsic, dtype=np.float64)[:3, :3]
+        kc = np.asarray(color_intrinsic, dtype=np.float64)[:3, :3]
+        if m.shape == hw and np.array_equal(kd, kc):
+            return m.copy()  # same camera, same grid
+        lookup = color_to_depth_lookup(hw, m.shape, kd, kc)
+    rows, cols, inside = lookup
+    return m[rows, cols] & inside

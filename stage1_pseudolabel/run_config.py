@@ -22,6 +22,10 @@ class RunConfig:
     """Everything that determines what a Stage 1 run writes, and how it behaves."""
 
     source: str = "synthetic"  # shared.sources.open_source spec
+    # ScanNet frame subsampling: every frame_stride-th frame file of the export, at most max_frames per
+    # scene; None = the source spec's own (``scannet:PATH?frame_stride=N``), else 1 / all
+    frame_stride: int | None = None
+    max_frames: int | None = None
     queries: str | None = None  # annotation file; None = the source's own queries (synthetic)
     store: str = "cache/store.zarr"
     backend: str = "synthetic"
@@ -48,6 +52,10 @@ class RunConfig:
             raise BadInputError(f"shard_strategy must be one of {STRATEGIES}, got {self.shard_strategy!r}")
         if self.max_scenes is not None and self.max_scenes < 1:
             raise BadInputError(f"max_scenes must be >= 1, got {self.max_scenes}")
+        for name in ("frame_stride", "max_frames"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise BadInputError(f"{name} must be an integer >= 1, got {value!r}")
         if not 0.0 <= self.min_valid_depth <= 1.0:
             raise BadInputError(f"min_valid_depth must be in [0, 1], got {self.min_valid_depth}")
         if self.heartbeat_s <= 0 or self.lease_timeout_s <= self.heartbeat_s:
@@ -73,6 +81,10 @@ class RunConfig:
         data.update({k: v for k, v in overrides.items() if v is not None})
         data["backend_config"] = {**(data.get("backend_config") or {}), **extra_backend}
         return cls.from_dict(data, where=str(path))
+
+    def source_options(self) -> dict[str, Any]:
+        """Reader options for ``shared.sources.open_source`` (only those set)."""
+        return {k: v for k, v in (("frame_stride", self.frame_stride), ("max_frames", self.max_frames)) if v is not None}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

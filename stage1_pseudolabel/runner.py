@@ -3,13 +3,15 @@
 The unit of work is one scene with all its queries. Per scene: take the scene's lease, write the
 query-independent scene group once, skip queries already complete (resume), draw each query's
 views, call the segmenter once per sampled frame with every query that sampled it (the backend
-shares the view encoding), resize masks from colour to the store's mask resolution, and write
-each query group atomically as soon as all its views are done. A failing scene is reported and
-the run goes on; :class:`RunSummary` says what was written, skipped and why.
+shares the view encoding), map masks from the colour image onto the store's mask (depth) grid
+through the two cameras' intrinsics, and write each query group atomically as soon as all its views
+are done. A failing scene is reported and the run goes on; :class:`RunSummary` says what was
+written, skipped and why.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -32,12 +34,12 @@ from rich.progress import (
 
 from shared.errors import BadInputError, StoreError, UnknownSceneError
 from shared.geometry import DepthTest
-from shared.scene import Query, Scene, SceneSource
+from shared.scene import Query, Scene, SceneSource, View
 from shared.scene_store import store_scene
 from shared.store import PseudoLabelStore, QueryRecord, open_store
 from stage1_pseudolabel import crash_hooks
 from stage1_pseudolabel.leases import SceneLease, lease_path, remove_dead_temporaries
-from stage1_pseudolabel.mask_ops import resize_nearest
+from stage1_pseudolabel.mask_ops import color_mask_to_depth, color_to_depth_lookup, resize_nearest
 from stage1_pseudolabel.run_config import RunConfig
 from stage1_pseudolabel.segmenter import SegmentationResult, Segmenter, build_segmenter
 from stage1_pseudolabel.sharding import Shard, resolve_shard, shard_scenes
@@ -65,6 +67,8 @@ class RunSummary:
     queries_lost_race: int = 0  # another writer published the same group first
     unknown_scene_queries: int = 0
     unknown_scenes: list[str] = field(default_factory=list)
+    queries_from: str = ""  # the annotation file (or other origin) of the queries
+    source_options: dict[str, Any] = field(default_factory=dict)  # e.g. ScanNet frame_stride / max_frames
     duplicate_queries: int = 0
     failed: list[SceneFailure] = field(default_factory=list)
     views_segmented: int = 0
@@ -102,10 +106,13 @@ class RunSummary:
             )
         if self.queries_lost_race:
             out.append(f"published first by another worker: {self.queries_lost_race} queries")
+        if self.source_options:
+            out.append("source options: " + ", ".join(f"{k}={v}" for k, v in sorted(self.source_options.items())))
         if self.unknown_scene_queries:
             out.append(
                 f"skipped, scene not in the source: {self.unknown_scene_queries} queries on "
                 f"{len(self.unknown_scenes)} scenes {self.unknown_scenes[:10]}"
+                + (f" (queries from {self.queries_from})" if self.queries_from else "")
             )
         if self.duplicate_queries:
             out.append(f"skipped duplicate query ids: {self.duplicate_queries}")
@@ -144,6 +151,36 @@ def group_queries(
     summary.unknown_scene_queries = sum(unknown.values())
     summary.unknown_scenes = sorted(unknown)
     return dict(by_scene)
+
+
+def queries_origin(cfg: RunConfig, source: SceneSource, given: bool) -> str:
+    """Where the run's queries come from, for messages: the annotation file, or what else."""
+    if given:
+        return "the queries passed to run_pseudolabels"
+    if cfg.queries:
+        return f"annotation file {cfg.queries}"
+    if getattr(source, "name", "") == "scannet":
+        return f"the queries_*.json files beside the scenes of {cfg.source}"
+    return f"the queries of source {cfg.source!r}"
+
+
+def open_run_source(cfg: RunConfig, source: SceneSource | None = None) -> SceneSource:
+    """``cfg.source`` opened with the run's source options; a given source must agree with them."""
+    options = cfg.source_options()
+    if source is None:
+        from shared.sources import open_source
+
+        return open_source(cfg.source, **options)
+    have = getattr(source, "options", None)
+    for key, value in options.items():
+        if key == "frame_stride" and value == 1 and have is None:
+            continue
+        if have is None or have.get(key) != value:
+            raise BadInputError(
+                f"run config sets {key}={value} but the source object passed to run_pseudolabels has "
+                f"{key}={None if have is None else have.get(key)}; build the source with it or leave it unset"
+            )
+    return source
 
 
 def load_run_queries(cfg: RunConfig, source: SceneSource) -> list[Query]:
@@ -230,8 +267,14 @@ def assemble_record(
     features: dict[int, np.ndarray | None],
     image_size: tuple[int, int],
     segmenter: Segmenter,
+    views: Mapping[int, View] | None = None,
 ) -> QueryRecord:
-    """A QueryRecord from per-view results (masks resized to ``image_size`` by nearest neighbour)."""
+    """A QueryRecord from per-view results, masks on the ``image_size`` (depth) grid.
+
+    With ``views`` (frame index -> View), each colour mask is mapped through that view's intrinsics
+    (:func:`map_mask_to_depth`); masks of views not given are resized by nearest neighbour (a copy when
+    they already have ``image_size``, as the runner's are).
+    """
     idx = [int(i) for i in choice.view_index]
     rs = [results[i] for i in idx]
     dim = int(segmenter.embed_dim)
@@ -245,7 +288,11 @@ def assemble_record(
             )
         emb[j] = e
         if r.has_seg:
-            masks[j] = resize_nearest(np.asarray(r.mask, dtype=bool), image_size)
+            view = None if views is None else views.get(idx[j])
+            if view is not None:
+                masks[j] = map_mask_to_depth(np.asarray(r.mask, dtype=bool), view, image_size)
+            else:
+                masks[j] = resize_nearest(np.asarray(r.mask, dtype=bool), image_size)
     maps = None
     present = [r.attention_map for r in rs if r.attention_map is not None]
     if present:
@@ -277,16 +324,67 @@ def assemble_record(
     )
 
 
-def scene_image_size(store: PseudoLabelStore, scene_id: str, num_views: int) -> tuple[int, int]:
-    """The mask resolution recorded in the scene group (checked against the scene's view count)."""
+def map_mask_to_depth(mask: np.ndarray, view: View, image_size: tuple[int, int], lookup=None) -> np.ndarray:
+    """A colour-resolution mask of ``view`` on its depth grid (``image_size``).
+
+    With ``view.color_intrinsic`` each depth pixel samples the colour mask at K_c·K_d⁻¹·[u, v, 1]
+    (nearest, outside the colour image -> False); without it the plain nearest-neighbour resize.
+    """
+    return color_mask_to_depth(mask, image_size, view.intrinsic, view.color_intrinsic, lookup=lookup)
+
+
+def _view_lookup(view: View, image_size: tuple[int, int]):
+    """The colour->depth pixel map of one view (None when a resize or a copy does)."""
+    if view.color_intrinsic is None:
+        return None
+    kd = np.asarray(view.intrinsic, dtype=np.float64)[:3, :3]
+    kc = np.asarray(view.color_intrinsic, dtype=np.float64)[:3, :3]
+    if view.color_size == tuple(image_size) and np.array_equal(kd, kc):
+        return None
+    return color_to_depth_lookup(image_size, view.color_size, kd, kc)
+
+
+def scene_image_size(
+    store: PseudoLabelStore, scene_id: str, num_views: int, frame_ids: Sequence[int] | None = None
+) -> tuple[int, int]:
+    """The mask resolution recorded in the scene group (checked against the scene's views).
+
+    The view count is checked from the group's attributes; with ``frame_ids`` the stored frame ids are
+    compared too (a changed ``frame_stride`` / ``max_frames`` would otherwise misplace view indices).
+    """
     meta = store.scene_dir(scene_id) / "zarr.json"
     attrs = json.loads(meta.read_text(encoding="utf-8"))["attributes"]
+    hint = "the source changed since the scene group was written (another frame_stride / max_frames?); use a new store"
     if int(attrs["num_views"]) != num_views:
         raise StoreError(
-            f"{meta}: stored scene has {attrs['num_views']} views but the source now gives {num_views}; "
-            "the source changed since the scene group was written (use a new store)"
+            f"{meta}: stored scene has {attrs['num_views']} views but the source now gives {num_views}; {hint}"
         )
+    if frame_ids is not None:
+        stored = _stored_frame_ids(store, scene_id)
+        if stored is not None and stored != [int(f) for f in frame_ids]:
+            diff = next(i for i, (a, b) in enumerate(zip(stored, frame_ids, strict=True)) if a != int(b))
+            raise StoreError(
+                f"{meta}: stored view {diff} is frame {stored[diff]} but the source now gives frame "
+                f"{int(frame_ids[diff])}; {hint}"
+            )
     return int(attrs["image_size"][0]), int(attrs["image_size"][1])
+
+
+def _stored_frame_ids(store: PseudoLabelStore, scene_id: str) -> list[int] | None:
+    """The scene group's frame ids (a small array), or None if it cannot be read this way."""
+    try:
+        import zarr
+
+        arr = zarr.open_array(str(store.scene_dir(scene_id) / "frame_ids"), mode="r")
+        return [int(f) for f in np.asarray(arr[:]).tolist()]
+    except Exception:  # layout owned by shared.store; the view count check above still holds
+        return None
+
+
+def _frame_ids(scene: Scene) -> list[int]:
+    """Frame ids of a scene's views without loading them when the sequence can say (LazyViews)."""
+    ids = getattr(scene.views, "frame_ids", None)
+    return list(ids()) if callable(ids) else [v.frame_id for v in scene.views]
 
 
 # ---------------------------------------------------------------------------------------------- one scene
@@ -305,7 +403,7 @@ def process_scene(
     if store_scene(store, scene, depth_test):
         summary.scene_groups_written += 1
         crash_hooks.fire("scene.after_publish", scene.scene_id)
-    image_size = scene_image_size(store, scene.scene_id, len(scene.views))
+    image_size = scene_image_size(store, scene.scene_id, len(scene.views), _frame_ids(scene))
     todo = [q for q in queries if not store.has_query(scene.scene_id, q.query_id)]
     summary.queries_skipped_complete += len(queries) - len(todo)
     progress.query_done(len(queries) - len(todo))
@@ -341,12 +439,16 @@ def process_scene(
         progress.views_done(1)
         summary.views_segmented += 1
         features[fi] = out.image_features
+        lookup = _view_lookup(view, image_size)
         for q, r in zip(qs, out.results, strict=True):
-            if r.has_seg and tuple(np.asarray(r.mask).shape) != view.color_size:
-                raise BadInputError(
-                    f"backend {segmenter.name}: mask of shape {np.asarray(r.mask).shape} for frame {view.frame_id}, "
-                    f"expected the colour resolution {view.color_size}"
-                )
+            if r.has_seg:
+                if tuple(np.asarray(r.mask).shape) != view.color_size:
+                    raise BadInputError(
+                        f"backend {segmenter.name}: mask of shape {np.asarray(r.mask).shape} for frame "
+                        f"{view.frame_id}, expected the colour resolution {view.color_size}"
+                    )
+                # on the depth grid now: smaller to keep, and assemble_record's resize is then a copy
+                r = dataclasses.replace(r, mask=map_mask_to_depth(r.mask, view, image_size, lookup))
             results[q.query_id][fi] = r
             pending[q.query_id].discard(fi)
             if not pending[q.query_id]:
@@ -416,10 +518,10 @@ def run_pseudolabels(
     crash_hooks.install_from_env()
     shard = resolve_shard(cfg.shard)
     summary = RunSummary(shard=str(shard))
-    if source is None:
-        from shared.sources import open_source
-
-        source = open_source(cfg.source)
+    source = open_run_source(cfg, source)
+    summary.source_options = {k: v for k, v in (getattr(source, "options", None) or {}).items()
+                              if k in ("frame_stride", "max_frames")}
+    summary.queries_from = queries_origin(cfg, source, queries is not None)
     qs = list(queries) if queries is not None else load_run_queries(cfg, source)
     by_scene = group_queries(qs, set(source.scene_ids()), summary)
     scenes = plan_scenes(cfg, by_scene, shard)

@@ -4,8 +4,14 @@ Every scene goes to exactly one shard for any n: the default ``round_robin`` ass
 ``sorted(scene_ids)[i::n]`` (balanced, but every worker must see the same scene list - they do,
 since they get the same arguments); ``hash`` assigns by a stable SHA-256 of the scene id (stable
 when scenes are added, less balanced for few scenes). When ``--shard`` is not given, the shard
-comes from SLURM job arrays (``SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN`` of
-``SLURM_ARRAY_TASK_COUNT``) or torchrun (``RANK`` of ``WORLD_SIZE``), else 0/1.
+comes from a SLURM job array (``SLURM_ARRAY_TASK_ID`` of ``MLLM3D_NUM_SHARDS``) or torchrun (``RANK``
+of ``WORLD_SIZE``), else 0/1.
+
+Under SLURM the number of shards must be given explicitly (``MLLM3D_NUM_SHARDS``, which
+scripts/slurm_pseudolabel.sh sets from its argument): the array's own size cannot be used, because a
+resubmission of failed tasks (``sbatch --array=3`` or ``--array=3,5``) is a new array whose
+``SLURM_ARRAY_TASK_COUNT``/``_MIN`` describe only the resubmitted tasks. The task id itself is the
+shard index, so resubmitted task 3 redoes exactly shard 3.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from shared.errors import BadInputError
 from stage1_pseudolabel.seeding import stable_seed
 
 STRATEGIES = ("round_robin", "hash")
+#: environment variable with the total number of shards of a SLURM array run
+NUM_SHARDS_ENV = "MLLM3D_NUM_SHARDS"
 
 
 @dataclass(frozen=True)
@@ -58,20 +66,29 @@ def _int_env(env: Mapping[str, str], name: str) -> int | None:
 
 
 def shard_from_env(env: Mapping[str, str] | None = None) -> Shard | None:
-    """The shard implied by SLURM array or torchrun variables, or None outside both."""
+    """The shard implied by SLURM array or torchrun variables, or None outside both.
+
+    SLURM: shard ``SLURM_ARRAY_TASK_ID`` of ``MLLM3D_NUM_SHARDS`` (required; the array's own
+    ``SLURM_ARRAY_TASK_COUNT``/``_MIN`` are ignored, see the module docstring). torchrun: ``RANK`` of
+    ``WORLD_SIZE``. SLURM wins when both are set.
+    """
     env = os.environ if env is None else env
     task = _int_env(env, "SLURM_ARRAY_TASK_ID")
     if task is not None:
-        lo = _int_env(env, "SLURM_ARRAY_TASK_MIN") or 0
-        count = _int_env(env, "SLURM_ARRAY_TASK_COUNT")
+        count = _int_env(env, NUM_SHARDS_ENV)
         if count is None:
-            hi = _int_env(env, "SLURM_ARRAY_TASK_MAX")
-            if hi is None:
-                raise BadInputError(
-                    "SLURM_ARRAY_TASK_ID is set but neither SLURM_ARRAY_TASK_COUNT nor _MAX is"
-                )
-            count = hi - lo + 1
-        return Shard(task - lo, count)
+            raise BadInputError(
+                f"running as SLURM array task {task}, but the number of shards is not known: set "
+                f"{NUM_SHARDS_ENV}=N (the shard index is SLURM_ARRAY_TASK_ID, so submit --array=0-(N-1) and "
+                "resubmit failed indices as they are; scripts/slurm_pseudolabel.sh CONFIG N does this) "
+                "or pass --shard i/n"
+            )
+        if count < 1 or not 0 <= task < count:
+            raise BadInputError(
+                f"SLURM_ARRAY_TASK_ID={task} is not a shard of {NUM_SHARDS_ENV}={count}: the array indices "
+                f"must lie in 0-{max(count - 1, 0)} (the task id is the shard index)"
+            )
+        return Shard(task, count)
     rank = _int_env(env, "RANK")
     world = _int_env(env, "WORLD_SIZE")
     if rank is not None and world is not None:

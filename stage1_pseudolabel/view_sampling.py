@@ -48,17 +48,38 @@ def view_seed(seed: int, scene_id: str, query_id: str) -> int:
 
 
 def usable_frames(views: Sequence[View], min_valid_depth: float = 0.0) -> np.ndarray:
-    """Indices of views with a valid rigid pose and at least ``min_valid_depth`` valid depth pixels."""
+    """Indices of views with a valid rigid pose and at least ``min_valid_depth`` valid depth pixels.
+
+    A lazy view sequence that offers ``pose_at(i)`` and ``valid_depth_fraction(i)`` (the ScanNet
+    reader: pose and depth statistics from discovery) is answered without decoding any image; one that
+    offers ``pose_at(i)`` and ``depth_at(i)`` is read depth only; anything else is indexed.
+    """
+    pose_at = getattr(views, "pose_at", None)
+    fraction_at = getattr(views, "valid_depth_fraction", None)
+    depth_at = getattr(views, "depth_at", None)
     keep = []
     for i in range(len(views)):
+        if pose_at is not None and (fraction_at is not None or depth_at is not None):
+            if pose_problem(pose_at(i)) is not None:
+                continue
+            if min_valid_depth > 0:
+                share = fraction_at(i) if fraction_at is not None else _valid_share(depth_at(i))
+                if share < min_valid_depth:
+                    continue
+            keep.append(i)
+            continue
         v = views[i]
         if pose_problem(v.pose) is not None:
             continue
-        d = np.asarray(v.depth)
-        if min_valid_depth > 0 and float(np.mean(np.isfinite(d) & (d > 0))) < min_valid_depth:
+        if min_valid_depth > 0 and _valid_share(v.depth) < min_valid_depth:
             continue
         keep.append(i)
     return np.asarray(keep, dtype=np.int32)
+
+
+def _valid_share(depth: np.ndarray) -> float:
+    d = np.asarray(depth)
+    return float(np.mean(np.isfinite(d) & (d > 0)))
 
 
 def sample_views(usable: np.ndarray, k: int | None, seed: int, scene_id: str, query_id: str) -> ViewChoice:

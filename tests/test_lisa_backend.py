@@ -78,3 +78,19 @@ def test_no_hard_coded_cuda_calls():
     for f in files:
         tree = ast.parse(f.read_text())
         assert not [n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "cuda"], f
+
+
+def test_min_seg_prob_option_hash_and_results(segmenter):
+    assert "min_seg_prob" not in segmenter.config_dict()  # off: the config hash of older stores is kept
+    gated = build_segmenter("lisa", {"checkpoint": str(tiny_checkpoint()), "attention_map": True,
+                                     "image_features": True, "feature_pool": 8, "min_seg_prob": 1.0})
+    cfg = gated.config_dict()
+    assert cfg["min_seg_prob"] == 1.0 and {k: v for k, v in cfg.items() if k != "min_seg_prob"} == segmenter.config_dict()
+    out = gated.segment_view(make_view(36, 80, seed=7), QUERIES)
+    assert [r.has_seg for r in out.results] == [False] * len(QUERIES)
+    assert all(not r.mask.any() and r.mask.shape == (36, 80) and r.confidence == 0.0 for r in out.results)
+    for bad, match in (({"min_seg_prob": 1.5}, "min_seg_prob must be a number in"),
+                       ({"min_seg_prob": "high"}, "min_seg_prob must be a number in"),
+                       ({"min_seg_prob": 0.1, "decoding": "generate"}, "min_seg_prob applies to decoding: forced")):
+        with pytest.raises(BadInputError, match=match):
+            build_segmenter("lisa", {"checkpoint": str(tiny_checkpoint()), **bad})

@@ -255,3 +255,22 @@ def test_sam_weights_from_a_separate_official_sam_file(tmp_path):
     got = lo.model.state_dict()
     for k in ("sam.image_encoder.patch_embed.proj.weight", "sam.mask_decoder.iou_token.weight"):
         torch.testing.assert_close(got[k], ref[k], rtol=0, atol=0)
+
+
+def test_wrapped_vision_tower_keys_are_ignored_under_strict(tmp_path):
+    """``base_model.model.model.vision_tower.*`` is the CLIP tower behind a wrapper: ignored, not unexpected."""
+    from stage1_pseudolabel.lisa.checkpoint import is_ignored_key
+
+    assert is_ignored_key("base_model.model.model.vision_tower.vision_model.post_layernorm.weight")
+    assert is_ignored_key("module.model.layers.0.self_attn.rotary_emb.inv_freq")
+    assert not is_ignored_key("base_model.model.model.extra.weight")
+    ckpt = _copy(tiny_checkpoint(), tmp_path)
+    wrapped = "base_model.model.model.vision_tower.vision_model.embeddings.class_embedding"
+
+    def add(sd, weight_map, shard):
+        sd[wrapped] = torch.zeros(4)
+        weight_map[wrapped] = shard
+
+    _edit_shard(ckpt, add)
+    lo = load_lisa(LisaConfig(checkpoint=str(ckpt), strict=True))
+    assert wrapped in lo.report.ignored_keys and lo.report.unexpected_keys == []

@@ -210,3 +210,56 @@ def test_bfloat16_runs_and_stays_close_to_float32():
     a, b = out16[0].embedding, out32[0].embedding
     assert a.dtype == np.float32
     assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) > 0.98
+
+
+def test_forced_seg_prob_is_the_models_own_p_seg_and_min_seg_prob_gates_has_seg():
+    ckpt = tiny_checkpoint()
+    color = smooth_image(44, 60, seed=8)
+    texts = [q.text for q in QUERIES]
+    eng = engine(ckpt)
+    outputs, _ = eng.segment(color, texts)
+    assert all(o.has_seg for o in outputs)  # teacher forcing alone always "finds" [SEG]
+    # p([SEG]) = softmax(lm_head(h))[SEG] at the position before [SEG], from the hand-written forward
+    for o, text in zip(outputs, texts, strict=True):
+        ref = manual_forward(eng, color, text)
+        seg_pos = ref["ids"].index(eng.ids.seg)
+        with torch.no_grad():
+            expected = torch.softmax(eng.model.lm.lm_head(ref["hidden"][seg_pos - 1]), -1)[eng.ids.seg]
+        assert o.seg_prob == pytest.approx(float(expected), rel=1e-4)
+        assert 0.0 < o.seg_prob < 1.0
+    naive, _ = engine(ckpt, shared_encodings=False).segment(color, texts)
+    for a, b in zip(outputs, naive, strict=True):
+        assert a.seg_prob == pytest.approx(b.seg_prob, rel=1e-4)
+    # a threshold between the queries' probabilities: the low ones become "no [SEG]"
+    probs = sorted(o.seg_prob for o in outputs)
+    assert probs[0] < probs[-1]
+    threshold = (probs[0] + probs[-1]) / 2
+    gated, _ = engine(ckpt, min_seg_prob=threshold).segment(color, texts)
+    for g, o in zip(gated, outputs, strict=True):
+        assert g.has_seg == (o.seg_prob >= threshold)
+        assert g.seg_prob == pytest.approx(o.seg_prob, rel=1e-6)
+        if g.has_seg:
+            np.testing.assert_allclose(g.embedding, o.embedding, atol=1e-6)
+            assert np.array_equal(g.mask, o.mask)
+        else:  # as for a missing [SEG]: zero mask and embedding, confidence and attention 0
+            assert g.mask.shape == (44, 60) and not g.mask.any() and not g.embedding.any()
+            assert g.confidence == 0.0 and g.attention == 0.0 and g.attention_map is None
+    off, _ = engine(ckpt, min_seg_prob=0.0).segment(color, texts)
+    assert all(o.has_seg for o in off)
+    none, _ = engine(ckpt, min_seg_prob=1.0).segment(color, texts)
+    assert not any(o.has_seg for o in none)
+
+
+def test_generate_reports_p_seg_of_the_generated_seg():
+    ckpt = tiny_checkpoint()
+    color = smooth_image(seed=4)
+    text = QUERIES[0].text
+    lo = _seg_emitting_model(ckpt, color, text)
+    cfg = LisaConfig(checkpoint=str(ckpt), decoding="generate", max_new_tokens=2)
+    eng = LisaEngine(lo.model, lo.tokenizer, lo.token_ids, lo.clip_preprocess, cfg)
+    out, _ = eng.segment(color, [text])
+    assert out[0].has_seg and out[0].answer_ids[0] == lo.token_ids.seg
+    ref = manual_forward(eng, color, text, answer_ids=[lo.token_ids.seg], answer_text=None)
+    with torch.no_grad():
+        expected = torch.softmax(lo.model.lm.lm_head(ref["hidden"][len(ref["ids"]) - 2]), -1)[lo.token_ids.seg]
+    assert out[0].seg_prob == pytest.approx(float(expected), rel=1e-4)

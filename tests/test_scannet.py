@@ -199,3 +199,64 @@ def test_source_on_the_fixture_ships_its_queries(scannet_scene_dir):
     qs = src.queries()
     assert len(qs) == 6 and {q.scene_id for q in qs} == {"scene0378_00"}
     assert src.load("scene0378_00").views.frame_ids() == [0, 60, 120, 180]
+
+
+def test_8bit_depth_png_is_rejected_naming_the_file(tmp_path):
+    d = fake_scene(tmp_path)
+    Image.fromarray(np.full((48, 64), 200, dtype=np.uint8)).save(d / "depth" / "10.png")  # PIL mode L
+    with pytest.raises(BadInputError, match=r"depth/10\.png: depth must be a 16-bit PNG \(uint16 millimetres\), "
+                                            r"got an 8-bit image \(PIL mode L\)"):
+        load_scannet_scene(d)
+    from shared.scannet import read_depth
+
+    with pytest.raises(BadInputError, match=r"depth/10\.png: depth must be a 16-bit PNG"):
+        read_depth(d / "depth" / "10.png")
+
+
+def test_frame_stride_and_max_frames_are_validated(tmp_path):
+    d = fake_scene(tmp_path)
+    for kw in ({"frame_stride": 0}, {"frame_stride": 1.5}, {"max_frames": 0}):
+        with pytest.raises(BadInputError, match="must be an integer >= 1"):
+            ScanNetSource(d, **kw)
+    src = ScanNetSource(d, frame_stride=2, max_frames=5)
+    assert src.options["frame_stride"] == 2 and src.options["max_frames"] == 5
+    assert src.load("scene0001_00").views.frame_ids() == [0, 20]
+
+
+def test_lazy_views_answer_usable_frames_without_decoding(tmp_path, monkeypatch):
+    """Depth is decoded once per frame at discovery; sampling needs no decode; store_scene one each."""
+    import shared.scannet as scannet
+    from shared.scene_store import store_scene
+    from shared.store import open_store
+    from stage1_pseudolabel.view_sampling import usable_frames
+
+    d = fake_scene(tmp_path, name="scene0006_00", frames=(0, 10, 20, 30), depth_hw=(48, 64), color_hw=(96, 128))
+    half = np.zeros((48, 64), dtype=np.uint16)
+    half[:, :16] = 1500  # 25 % valid
+    Image.fromarray(half).save(d / "depth" / "20.png")
+    write_ply(d / "scene0006_00_vh_clean_2.ply", np.random.default_rng(0).random((50, 3)) + [0, 0, 2],
+              np.full((50, 3), 9, dtype=np.uint8))  # a mesh: no back-projection pass at load
+    calls = {"depth": [], "color": []}
+    real_depth, real_color = scannet.read_depth, scannet.read_color
+    monkeypatch.setattr(scannet, "read_depth", lambda p: calls["depth"].append(p.name) or real_depth(p))
+    monkeypatch.setattr(scannet, "read_color", lambda p: calls["color"].append(p.name) or real_color(p))
+    scene = load_scannet_scene(d)
+    assert sorted(calls["depth"]) == ["0.png", "10.png", "20.png", "30.png"] and calls["color"] == []
+    views = scene.views
+    assert views.valid_depth_fraction(2) == pytest.approx(0.25) and views.valid_depth_fraction(0) == 1.0
+    np.testing.assert_array_equal(views.pose_at(1), _pose(0.1))
+    calls["depth"].clear()
+    assert usable_frames(views, 0.3).tolist() == [0, 1, 3] and usable_frames(views, 0.0).tolist() == [0, 1, 2, 3]
+    assert calls == {"depth": [], "color": []}  # answered from discovery: nothing decoded
+    # the same answer as from the decoded views
+    decoded = [views[i] for i in range(len(views))]
+    assert usable_frames(decoded, 0.3).tolist() == [0, 1, 3]
+    calls["depth"].clear(), calls["color"].clear()
+    store_scene(open_store(tmp_path / "s.zarr", "a"), scene)
+    assert sorted(calls["depth"]) == sorted(calls["color"]) == ["0.png", "10.png", "20.png", "30.png"]
+    # without discovery statistics (check_depth off) sampling reads depth only, once per frame
+    frames, _, _ = scannet.discover_frames(d, check_depth=False)
+    lazy = scannet.LazyViews(frames, views.intrinsic, views.color_intrinsic)
+    calls["depth"].clear(), calls["color"].clear()
+    assert usable_frames(lazy, 0.3).tolist() == [0, 1, 3] and usable_frames(lazy, 0.3).tolist() == [0, 1, 3]
+    assert len(calls["depth"]) == 4 and calls["color"] == []

@@ -38,6 +38,8 @@ class LisaSegmenter:
     def config_dict(self) -> dict[str, Any]:
         """Output-determining config: options plus the checkpoint's name, fingerprint and [SEG] id."""
         out = {k: v for k, v in self.cfg.to_dict().items() if k not in _RUNTIME_KEYS}
+        if not out.get("min_seg_prob"):  # off: left out, so stores made before the option keep their hash
+            out.pop("min_seg_prob", None)
         out.update(
             checkpoint_name=self.loaded.checkpoint_dir.resolve().name,
             checkpoint_fingerprint=self.loaded.fingerprint,

@@ -59,11 +59,17 @@ INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 SINGLE_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-def map_checkpoint_key(key: str) -> str | None:
-    """LisaModel parameter name for a checkpoint key, or None when no rule matches."""
+def strip_wrappers(key: str) -> str:
+    """A checkpoint key without the wrapper prefixes (:data:`WRAPPER_PREFIXES`) some saving paths add."""
     for wrapper in WRAPPER_PREFIXES:
         if key.startswith(wrapper):
             key = key[len(wrapper):]
+    return key
+
+
+def map_checkpoint_key(key: str) -> str | None:
+    """LisaModel parameter name for a checkpoint key, or None when no rule matches."""
+    key = strip_wrappers(key)
     for src, dst in KEY_PREFIXES:
         if key.startswith(src):
             return dst + key[len(src):]
@@ -79,7 +85,9 @@ def checkpoint_key_for(target: str) -> str:
 
 
 def is_ignored_key(key: str) -> bool:
-    return any(rx.search(key) for rx in IGNORED_KEYS)
+    """True for keys deliberately not loaded (:data:`IGNORED_KEYS`), matched after stripping wrappers."""
+    bare = strip_wrappers(key)
+    return any(rx.search(bare) for rx in IGNORED_KEYS)
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")

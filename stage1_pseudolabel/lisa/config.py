@@ -37,6 +37,9 @@ class LisaConfig:
     dtype: str = "float32"  # float32 | bfloat16 | float16
     decoding: str = "forced"  # forced (teacher-forced answer, one pass) | generate (greedy)
     forced_answer: str = DEFAULT_FORCED_ANSWER
+    # forced decoding: has_seg=False when the model's own p([SEG]) at the [SEG]-predicting position is
+    # below this (LISA's "no [SEG]" failure, which teacher forcing otherwise hides); 0 = off
+    min_seg_prob: float = 0.0
     max_new_tokens: int = 32
     shared_encodings: bool = True  # False = naive per-(view, query) recomputation (benchmark baseline)
     query_batch_size: int = 16  # queries of one view run through the LM together
@@ -73,6 +76,15 @@ class LisaConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise BadInputError(f"{source}: {name} must be a positive integer, got {value!r}")
+        p = self.min_seg_prob
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
+            raise BadInputError(f"{source}: min_seg_prob must be a number in [0, 1], got {p!r}")
+        self.min_seg_prob = float(p)
+        if self.min_seg_prob > 0 and self.decoding != "forced":
+            raise BadInputError(
+                f"{source}: min_seg_prob applies to decoding: forced only (greedy decoding decides has_seg "
+                f"itself), got decoding {self.decoding!r}"
+            )
         for name in ("shared_encodings", "image_features", "attention_map", "strict"):
             if not isinstance(getattr(self, name), bool):
                 raise BadInputError(f"{source}: {name} must be true or false, got {getattr(self, name)!r}")

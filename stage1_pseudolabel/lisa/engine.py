@@ -8,6 +8,9 @@ Both compute the same numbers (tested to 1e-4 in float32).
 
 The ``[SEG]`` embedding is the final-layer hidden state (after the last norm) at the position that
 *predicts* ``[SEG]`` (one-token shift), found from the actual token layout — never a constant offset.
+The same hidden state through ``lm_head`` gives the model's own probability of ``[SEG]`` there
+(``seg_prob``); forced decoding can turn a low one into ``has_seg=False`` (``min_seg_prob``), the
+"no [SEG]" failure that teacher forcing otherwise hides.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class LmOutcome:
     answer_ids: list[int]  # teacher-forced or generated answer tokens
     seg_hidden: torch.Tensor | None  # (H,) hidden state at the [SEG]-predicting position; None = no [SEG]
     image_attention: torch.Tensor | None  # (n_img,) attention of that position to the image tokens
+    seg_prob: float | None = None  # softmax p([SEG]) at the [SEG]-predicting position; None = no such position
 
 
 @dataclass
@@ -62,6 +66,7 @@ class QueryOutput:
     attention: float
     attention_map: np.ndarray | None
     answer_ids: list[int]  # the answer's token ids (teacher-forced or generated)
+    seg_prob: float | None = None  # the model's p([SEG]) where [SEG] is predicted (see LmOutcome)
 
 
 class LisaEngine:
@@ -106,6 +111,11 @@ class LisaEngine:
         return torch.cat([self.model.embed(ids), enc.image_tokens], dim=1)
 
     # --- language model ---------------------------------------------------------------------------
+    def _seg_prob(self, hidden: torch.Tensor) -> float:
+        """Softmax probability of ``[SEG]`` from one final hidden state (H,): one lm_head row-vector product."""
+        logits = self.model.logits(hidden).float()
+        return float(torch.softmax(logits, dim=-1)[self.ids.seg])
+
     def _image_attention(self, attentions, rows: torch.Tensor, pos: torch.Tensor, img: slice) -> torch.Tensor:
         """Mean over heads and the last ``attention_layers`` layers of attention rows → (B, n_img)."""
         layers = attentions[-self.cfg.attention_layers:]
@@ -162,8 +172,13 @@ class LisaEngine:
                     continue
                 j = answer_starts[i] + answer.index(self.ids.seg)  # [SEG] position in the suffix (j ≥ 1)
                 pos = torch.tensor([base + j - 1], device=device)  # the position that predicts [SEG]
+                h = hidden[i, base + j - 1]
+                p_seg = self._seg_prob(h)
+                if p_seg < self.cfg.min_seg_prob:  # the model would not have said [SEG] here
+                    outcomes.append(LmOutcome(answer, None, None, p_seg))
+                    continue
                 att = self._image_attention(atts, rows[i : i + 1], pos, image_slice)[0]
-                outcomes.append(LmOutcome(answer, hidden[i, base + j - 1].clone(), att))
+                outcomes.append(LmOutcome(answer, h.clone(), att, p_seg))
             return outcomes
         return self._greedy(out, hidden, atts, lens, base, p_len, image_slice, attn_mask)
 
@@ -179,9 +194,11 @@ class LisaEngine:
         answers: list[list[int]] = [[] for _ in range(n_q)]
         seg_h: list[torch.Tensor | None] = [None] * n_q
         seg_a: list[torch.Tensor | None] = [None] * n_q
+        seg_p: list[float | None] = [None] * n_q
         done = torch.zeros(n_q, dtype=torch.bool)
         for step in range(self.cfg.max_new_tokens):
-            nxt = m.logits(step_hidden).argmax(dim=-1).cpu()
+            logits = m.logits(step_hidden)
+            nxt = logits.argmax(dim=-1).cpu()
             for i in range(n_q):
                 if done[i]:
                     continue
@@ -192,6 +209,7 @@ class LisaEngine:
                 answers[i].append(tok)
                 if tok == self.ids.seg and seg_h[i] is None:
                     seg_h[i], seg_a[i] = step_hidden[i].clone(), step_att[i].clone()
+                    seg_p[i] = float(torch.softmax(logits[i].float(), dim=-1)[self.ids.seg])
             if bool(done.all()) or step == self.cfg.max_new_tokens - 1:
                 break
             positions = (p_len + lens + step).unsqueeze(1).to(device)
@@ -203,7 +221,7 @@ class LisaEngine:
             step_hidden = out.last_hidden_state[:, -1]
             last = torch.full((n_q,), out.last_hidden_state.shape[1] - 1, device=device)
             step_att = self._image_attention(out.attentions, rows, last, image_slice)
-        return [LmOutcome(a, h, att) for a, h, att in zip(answers, seg_h, seg_a, strict=True)]
+        return [LmOutcome(a, h, att, p) for a, h, att, p in zip(answers, seg_h, seg_a, seg_p, strict=True)]
 
     # --- masks ------------------------------------------------------------------------------------
     @torch.inference_mode()
@@ -268,7 +286,7 @@ class LisaEngine:
             text = self.tokenizer.decode(o.answer_ids, skip_special_tokens=False).strip()
             if o.seg_hidden is None:
                 results.append(QueryOutput(False, text, np.zeros((h, w), bool), np.zeros(out_dim, np.float32),
-                                           0.0, 0.0, None, o.answer_ids))
+                                           0.0, 0.0, None, o.answer_ids, o.seg_prob))
                 continue
             k = with_seg.index(i)
             att = o.image_attention.float()
@@ -277,5 +295,5 @@ class LisaEngine:
                 side = int(round(att.numel() ** 0.5))
                 amap = att.reshape(side, side).cpu().numpy() if side * side == att.numel() else att.cpu().numpy()[None]
             results.append(QueryOutput(True, text, masks[k], embs[k], float(confs[k]), float(att.sum()), amap,
-                                       o.answer_ids))
+                                       o.answer_ids, o.seg_prob))
         return results
