@@ -11,6 +11,13 @@ Crash safety: every scene group and query group is written into a hidden tempora
 is then renamed into place (atomic on a local POSIX filesystem). A group is therefore either
 absent or complete under its final name; readers never see a half-written group, and nothing
 already complete is ever modified except by an explicit ``overwrite``.
+
+"Complete" always means: the group's ``zarr.json`` parses and has ``attributes.complete is True``.
+A folder under a final name without that marker (an older version, a hand copy, a crash on a
+filesystem without atomic rename) counts as absent: ``has_scene``/``has_query`` say False, the
+next write moves it aside (``.trash-…``) and publishes a fresh group, and reading it raises a
+:class:`StoreError` that names it. Every chunk of every array is written, even one that holds only
+the fill value, so a lost chunk file is detectable (``mllm3d inspect --check``).
 """
 
 from __future__ import annotations
@@ -40,6 +47,10 @@ SCHEMA_VERSION = 1
 STORE_FORMAT = "mllm3d-pseudolabel-store"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
+# Group attribute (written with ``complete``): every chunk of the group's arrays exists on disk, so a
+# missing chunk file is a lost one (not an all-fill-value chunk that zarr skipped). Groups written
+# before this was done lack it; inspect --check then only warns about missing chunks.
+ALL_CHUNKS_ATTR = "all_chunks_written"
 
 
 # Observers of group writes, called as hook(event, key) with event in "scene.before_publish",
@@ -149,6 +160,9 @@ def _write_array(group: zarr.Group, name: str, data: np.ndarray, chunks: tuple[i
         dtype=data.dtype,
         chunks=chunks if chunks is not None else tuple(max(1, s) for s in data.shape),
         compressors=[compressor()],
+        # store all-fill-value chunks too (an all-False mask chunk is ~40 bytes), so that a chunk file that is
+        # missing is known to be lost: zarr would otherwise read it back silently as the fill value
+        config={"write_empty_chunks": True},
     )
     if data.size:
         arr[...] = data
@@ -157,6 +171,22 @@ def _write_array(group: zarr.Group, name: str, data: np.ndarray, chunks: tuple[i
 def _read_json(path: Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def group_attrs(group_dir: Path) -> dict[str, Any] | None:
+    """The attributes of the group at ``group_dir``, or None if its zarr.json is missing or unparseable."""
+    try:
+        meta = _read_json(group_dir / "zarr.json")
+    except (OSError, ValueError):
+        return None
+    attrs = meta.get("attributes") if isinstance(meta, dict) else None
+    return attrs if isinstance(attrs, dict) else None
+
+
+def group_is_complete(group_dir: Path) -> bool:
+    """True when the group's zarr.json parses and has ``complete: true`` (set last by the writer)."""
+    attrs = group_attrs(group_dir)
+    return attrs is not None and attrs.get("complete") is True
 
 
 def _fsync_tree(path: Path) -> None:
@@ -197,28 +227,61 @@ class PseudoLabelStore:
         if not self.writable:
             raise StoreError(f"{self.path}: store opened read-only")
 
+    def _trash_dir(self, final: Path) -> Path:
+        return final.parent / f"{TRASH_PREFIX}{final.name}.{uuid.uuid4().hex[:8]}"
+
+    def _set_aside_incomplete(self, final: Path) -> Path | None:
+        """Move an incomplete group at ``final`` to a ``.trash-*`` name; returns where it went.
+
+        Returns None when nothing incomplete was moved: the folder vanished, or a concurrent writer
+        published a complete group between our look and the rename (it is then put back untouched;
+        if yet another writer published meanwhile, that copy is kept and the moved one dropped).
+        """
+        trash = self._trash_dir(final)
+        try:
+            os.rename(final, trash)
+        except FileNotFoundError:
+            return None
+        if group_is_complete(trash):
+            try:
+                os.rename(trash, final)
+            except OSError:
+                shutil.rmtree(trash, ignore_errors=True)
+            return None
+        return trash
+
     def _publish(self, tmp: Path, final: Path, overwrite: bool) -> bool:
-        """Rename a finished temporary group into place. Returns False if another writer won."""
+        """Rename a finished temporary group into place. Returns False if another writer won.
+
+        Without ``overwrite`` an existing complete group is never touched (our copy is discarded); an
+        existing incomplete one is moved aside and replaced. With ``overwrite`` any group is replaced.
+        """
         _fsync_tree(tmp)
+        trash: Path | None = None
         if final.exists():
-            if not overwrite:
+            if overwrite:
+                trash = self._trash_dir(final)
+                os.rename(final, trash)
+            elif group_is_complete(final):
                 shutil.rmtree(tmp, ignore_errors=True)
                 return False
-            trash = final.parent / f"{TRASH_PREFIX}{final.name}.{uuid.uuid4().hex[:8]}"
-            os.rename(final, trash)
-            os.rename(tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
-            return True
+            else:
+                trash = self._set_aside_incomplete(final)
         try:
             os.rename(tmp, final)
         except OSError:  # a concurrent writer published first (ENOTEMPTY/EEXIST)
             shutil.rmtree(tmp, ignore_errors=True)
+            if trash is not None:
+                shutil.rmtree(trash, ignore_errors=True)
             return False
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
         return True
 
     # ------------------------------------------------------------------ scenes
     def has_scene(self, scene_id: str) -> bool:
-        return (self.scene_dir(scene_id) / "zarr.json").is_file()
+        """True when the scene group is complete (a folder without ``complete: true`` does not count)."""
+        return group_is_complete(self.scene_dir(scene_id))
 
     def scene_ids(self) -> list[str]:
         """Ids of all complete scenes, sorted."""
@@ -244,10 +307,14 @@ class PseudoLabelStore:
         depth_test: DepthTest | None = None,
         overwrite: bool = False,
     ) -> bool:
-        """Write a scene group atomically. Returns False if it already existed (and overwrite is False)."""
+        """Write a scene group atomically. Returns False if it already existed (and overwrite is False).
+
+        An incomplete folder under the scene's name (with whatever query groups it holds, which no
+        reader can use without their scene) is moved aside and replaced.
+        """
         self._require_writable()
         final = self.scene_dir(scene_id)
-        if final.exists() and not overwrite:
+        if not overwrite and group_is_complete(final):
             return False
         v = int(len(frame_ids))
         n = int(points.shape[0])
@@ -291,6 +358,7 @@ class PseudoLabelStore:
                     "instance_labels": {str(k): str(val) for k, val in (instance_labels or {}).items()},
                     "depth_test": {"abs_tol": dt.abs_tol, "rel_tol": dt.rel_tol, "border": dt.border},
                     "written_at": time.time(),
+                    ALL_CHUNKS_ATTR: True,
                 }
             )
             g.attrs["complete"] = True  # last: marks the group finished
@@ -309,6 +377,7 @@ class PseudoLabelStore:
             known = self.scene_ids()
             hint = f" (store has {len(known)} scenes, e.g. {known[:5]})" if known else " (store has no scenes)"
             raise UnknownSceneError(f"{self.path}: unknown scene {scene_id!r}{hint}")
+        _require_complete(d, "scene")
         try:
             return zarr.open_group(str(d), mode="r")
         except (KeyError, ValueError, RuntimeError, OSError) as exc:
@@ -354,7 +423,8 @@ class PseudoLabelStore:
 
     # ------------------------------------------------------------------ queries
     def has_query(self, scene_id: str, query_id: str) -> bool:
-        return (self.query_dir(scene_id, query_id) / "zarr.json").is_file()
+        """True when the query group and its scene group are both complete (what Stage 2 can read)."""
+        return group_is_complete(self.query_dir(scene_id, query_id)) and self.has_scene(scene_id)
 
     def write_query(self, record: QueryRecord, overwrite: bool = False) -> bool:
         """Write one query group atomically. Returns False if it already existed (and overwrite is False)."""
@@ -363,14 +433,14 @@ class PseudoLabelStore:
         scene_dir = self.scene_dir(q.scene_id)
         if not (scene_dir / "zarr.json").is_file():
             raise UnknownSceneError(f"{self.path}: write the scene group {q.scene_id!r} before its queries")
-        scene_attrs = _read_json(scene_dir / "zarr.json")["attributes"]
+        scene_attrs = _require_complete(scene_dir, "scene")
         image_size = tuple(scene_attrs["image_size"])
         record.validate(image_size)
         num_views = int(scene_attrs["num_views"])
         if record.num_views and (record.view_index.min() < 0 or record.view_index.max() >= num_views):
             raise StoreError(f"query {q.scene_id}/{q.query_id}: view_index out of range 0..{num_views - 1}")
         final = self.query_dir(q.scene_id, q.query_id)
-        if final.exists() and not overwrite:
+        if not overwrite and group_is_complete(final):
             return False
         tmp = self._tmp_dir(final)
         try:
@@ -403,6 +473,7 @@ class PseudoLabelStore:
                     "segmenter": record.segmenter,
                     "generated_text": list(record.generated_text),
                     "written_at": time.time(),
+                    ALL_CHUNKS_ATTR: True,
                 }
             )
             g.attrs["complete"] = True  # last
@@ -421,6 +492,7 @@ class PseudoLabelStore:
         d = self.query_dir(scene_id, query_id)
         if not (d / "zarr.json").is_file():
             raise StoreError(f"{self.path}: no complete query {query_id!r} in scene {scene_id!r}")
+        _require_complete(d, "query")
         try:
             g = zarr.open_group(str(d), mode="r")
             a = dict(g.attrs)
@@ -512,6 +584,23 @@ class PseudoLabelStore:
             except FileNotFoundError:
                 continue
         return removed
+
+
+def _require_complete(group_dir: Path, kind: str) -> dict[str, Any]:
+    """The attributes of a complete group; StoreError naming the folder if it is unreadable or incomplete."""
+    try:
+        meta = _read_json(group_dir / "zarr.json")
+        attrs = meta["attributes"]
+        if not isinstance(attrs, dict):
+            raise ValueError("attributes is not a JSON object")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"{group_dir}: {kind} group is corrupt: unreadable group metadata: {exc}") from exc
+    if attrs.get("complete") is not True:
+        raise StoreError(
+            f"{group_dir}: incomplete group ({kind} group without complete=true: written by an older version, "
+            "copied by hand or interrupted on a filesystem without atomic rename); rerun Stage 1 to rewrite it"
+        )
+    return attrs
 
 
 def _check_root(path: Path, attrs: dict[str, Any]) -> None:

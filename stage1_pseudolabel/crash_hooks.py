@@ -10,18 +10,28 @@
 
 The crash/resume tests use it to kill ``mllm3d pseudolabel`` at exact points. It does nothing
 unless the variable is set.
+
+``MLLM3D_TEST_WRITE_BARRIER=<dir>:<n>[:<timeout_s>]`` makes the concurrency tests' workers overlap
+for certain: at its first group write (just before the rename), each process creates
+``<dir>/<host>-<pid>`` and sleeps until ``n`` such files exist (or ``timeout_s``, default 60, pass;
+it then also writes ``<dir>/timeout-<host>-<pid>``). So ``n`` workers are all inside a write at the
+same moment, none has published anything yet.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
+import time
 from collections import Counter
+from pathlib import Path
 
 from shared import store as store_module
 from shared.errors import BadInputError
 
 ENV_VAR = "MLLM3D_TEST_KILL_AT"
+BARRIER_ENV_VAR = "MLLM3D_TEST_WRITE_BARRIER"
 KINDS = ("query", "scene")
 POINTS = ("before_write", "mid_write", "before_publish", "after_publish")
 
@@ -49,12 +59,53 @@ def parse(spec: str) -> KillSwitch:
     return KillSwitch(parts[0], int(parts[1]), parts[2])
 
 
+class WriteBarrier:
+    """Holds this process at its first ``*.before_publish`` until ``n`` processes have reached theirs."""
+
+    def __init__(self, directory: Path, n: int, timeout_s: float = 60.0) -> None:
+        self.directory, self.n, self.timeout_s = directory, n, timeout_s
+        self.passed = False
+
+    def __call__(self, event: str, key: str = "") -> None:
+        if self.passed or not event.endswith(".before_publish"):
+            return
+        self.passed = True
+        me = f"{socket.gethostname()}-{os.getpid()}"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / me).write_text(f"{event} {key}\n", encoding="utf-8")
+        deadline = time.monotonic() + self.timeout_s
+        while sum(1 for p in self.directory.iterdir() if not p.name.startswith("timeout-")) < self.n:
+            if time.monotonic() > deadline:
+                (self.directory / f"timeout-{me}").write_text("", encoding="utf-8")
+                return
+            time.sleep(0.05)
+
+
+def parse_barrier(spec: str) -> WriteBarrier:
+    parts = spec.split(":")
+    ok = len(parts) in (2, 3) and parts[0] != "" and parts[1].isdigit() and int(parts[1]) >= 1
+    try:
+        timeout = float(parts[2]) if ok and len(parts) == 3 else 60.0
+    except ValueError:
+        ok = False
+    if not ok or timeout <= 0:
+        raise BadInputError(
+            f"${BARRIER_ENV_VAR}={spec!r}: expected <dir>:<n>[:<timeout_s>] with n >= 1 (no ':' in dir)"
+        )
+    return WriteBarrier(Path(parts[0]), int(parts[1]), timeout)
+
+
 _active: KillSwitch | None = None
+_barrier: WriteBarrier | None = None
 
 
 def install_from_env() -> KillSwitch | None:
-    """Install the kill switch named by the environment (once per process)."""
-    global _active
+    """Install the kill switch and write barrier named by the environment (once per process)."""
+    global _active, _barrier
+    barrier_spec = os.environ.get(BARRIER_ENV_VAR)
+    if barrier_spec and _barrier is None:
+        _barrier = parse_barrier(barrier_spec)
+        store_module.WRITE_HOOKS.append(_barrier)
     spec = os.environ.get(ENV_VAR)
     if not spec or _active is not None:
         return _active

@@ -75,6 +75,12 @@ def overview_table(ov: StoreOverview) -> Table:
     )
     tmp = ov.temporary_groups
     t.add_row("incomplete (temporary) groups", str(len(tmp)) + (f": {', '.join(p.name for p in tmp[:3])}" if tmp else ""))
+    bad = ov.unreadable_groups
+    t.add_row(
+        "unreadable groups",
+        "0" if not bad else f"[red]{len(bad)}[/red]: {escape(', '.join(bad[:5]))}"
+        + (", ..." if len(bad) > 5 else "") + " (left out above; see --check)",
+    )
     return t
 
 
@@ -133,6 +139,25 @@ def export_fused_ply(ins: QueryInspection, path: Path, vote_threshold: float) ->
     return path
 
 
+DEFAULT_OUT_DIR = Path("cache/inspect")
+
+
+def output_paths(scene: str, query_id: str, sheet: Path | None, ply: Path | None) -> tuple[Path, Path]:
+    """Where ``inspect --scene --query`` writes the contact sheet and the fused PLY: both, next to each
+    other. A path not given is the other one's with the other suffix; neither given:
+    ``cache/inspect/<scene>__<query>.png`` and ``.ply``."""
+    if sheet is None and ply is None:
+        sheet = DEFAULT_OUT_DIR / f"{safe_key(scene)}__{safe_key(query_id)}.png"
+    if sheet is None:
+        assert ply is not None
+        sheet = ply.with_suffix(".png")
+    if ply is None:
+        ply = sheet.with_suffix(".ply")
+        if ply == sheet:  # --sheet was given a .ply name
+            ply = sheet.with_name(sheet.name + ".ply")
+    return sheet, ply
+
+
 def _run_check(store_path: Path, console: Console) -> int:
     with _progress(console) as prog:
         task = prog.add_task("checking groups", total=None)
@@ -159,9 +184,10 @@ def _open(store_path: Path) -> PseudoLabelStore:
 @click.option("--store", "store_path", required=True, type=click.Path(path_type=Path), help="Pseudo-label store.")
 @click.option("--scene", default=None, help="Scene id of the query to inspect (with --query).")
 @click.option("--query", "query_id", default=None, help="Query id to inspect (with --scene).")
-@click.option("--sheet", type=click.Path(path_type=Path), default=None,
-              help="Contact sheet PNG path [default: cache/inspect/<scene>__<query>.png].")
-@click.option("--ply", type=click.Path(path_type=Path), default=None, help="Export the fused 3D pseudo-label as PLY.")
+@click.option("--sheet", "--png", "sheet", type=click.Path(path_type=Path), default=None,
+              help="Contact sheet PNG path [default: beside --ply, else cache/inspect/<scene>__<query>.png].")
+@click.option("--ply", type=click.Path(path_type=Path), default=None,
+              help="Fused 3D pseudo-label PLY path [default: beside the contact sheet, same name, .ply].")
 @click.option("--check", is_flag=True, help="Validate every group (read-only); exit 1 on any error.")
 @click.option("--min-confidence", type=float, default=FusionConfig.min_confidence, show_default=True)
 @click.option("--min-area", type=float, default=FusionConfig.min_area, show_default=True)
@@ -207,10 +233,11 @@ def inspect_cmd(
             f"fused pseudo-label: {int(label.sum())} of {ins.scene.num_points} points "
             f"({int(ins.fused.seen.sum())} seen by a weighted view)"
         )
-        out = sheet or Path("cache/inspect") / f"{safe_key(scene)}__{safe_key(query_id)}.png"
-        save_png(query_sheet(ins), out)
-        console.print(f"contact sheet: {out}" + ("" if ins.thumbnails is not None else " (no thumbnails in store)"))
-        if ply is not None:
-            console.print(f"fused pseudo-label PLY: {export_fused_ply(ins, ply, cfg.vote_threshold)}")
+        sheet_path, ply_path = output_paths(scene, query_id, sheet, ply)
+        save_png(query_sheet(ins), sheet_path)
+        note = "" if ins.thumbnails is not None else " (no thumbnails in store)"
+        console.print(f"contact sheet: {sheet_path}{note}", soft_wrap=True)
+        export_fused_ply(ins, ply_path, cfg.vote_threshold)
+        console.print(f"fused pseudo-label PLY: {ply_path}", soft_wrap=True)
     except Mllm3dError as exc:
         raise click.ClickException(str(exc)) from exc

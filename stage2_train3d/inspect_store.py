@@ -5,6 +5,7 @@ Nothing here writes to the store: groups are opened with ``mode="r"`` and files 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -19,6 +20,7 @@ import zarr
 
 from shared.errors import StoreError
 from shared.store import (
+    ALL_CHUNKS_ATTR,
     STORE_FORMAT,
     TMP_PREFIX,
     PseudoLabelStore,
@@ -71,6 +73,8 @@ class StoreOverview:
     mask_stored_bytes: int  # bytes of the mask arrays' chunk files
     kinds: dict[str, int] = field(default_factory=dict)
     temporary_groups: list[Path] = field(default_factory=list)
+    # "scene/query" of complete groups that could not be read (left out of the statistics above)
+    unreadable_groups: list[str] = field(default_factory=list)
 
     @property
     def compression_ratio(self) -> float:
@@ -88,7 +92,11 @@ def _mean(values: list[float]) -> float:
 
 
 def store_overview(store: PseudoLabelStore, progress: Progress | None = None) -> StoreOverview:
-    """Read every complete query group once and summarise the store."""
+    """Read every complete query group once and summarise the store.
+
+    A group that cannot be read (corrupt chunk or metadata) is listed in ``unreadable_groups`` and
+    left out of the statistics; the overview goes on with the others (``check_store`` says why).
+    """
     pairs = store.complete_pairs()
     scene_ids = store.scene_ids()
     per_scene = Counter(s for s, _ in pairs)
@@ -99,8 +107,15 @@ def store_overview(store: PseudoLabelStore, progress: Progress | None = None) ->
     has_seg_total = 0
     raw = stored = 0
     kinds: Counter[str] = Counter()
+    unreadable: list[str] = []
     for n, (sid, qid) in enumerate(pairs):
-        rec = store.read_query(sid, qid, with_features=False)
+        try:
+            rec = store.read_query(sid, qid, with_features=False)
+        except StoreError:
+            unreadable.append(f"{sid}/{qid}")
+            if progress is not None:
+                progress(n + 1, len(pairs))
+            continue
         k = rec.num_views
         views.append(k)
         seg = rec.has_seg.astype(bool)
@@ -140,6 +155,7 @@ def store_overview(store: PseudoLabelStore, progress: Progress | None = None) ->
         mask_stored_bytes=stored,
         kinds=dict(sorted(kinds.items())),
         temporary_groups=store.temporary_groups(),
+        unreadable_groups=unreadable,
     )
 
 
@@ -247,6 +263,11 @@ QUERY_ARRAYS = [
 ]
 
 
+INCOMPLETE_MESSAGE = (
+    "group has no complete=True marker (invisible to Stage 2; the next Stage 1 run rewrites it)"
+)
+
+
 def _read_attrs(group_dir: Path) -> dict[str, Any]:
     with open(group_dir / "zarr.json", encoding="utf-8") as f:
         meta = json.load(f)
@@ -255,11 +276,55 @@ def _read_attrs(group_dir: Path) -> dict[str, Any]:
     return dict(meta.get("attributes") or {})
 
 
+def missing_chunks(arr: Any, array_dir: Path) -> list[str]:
+    """Keys (``c/0/1``…) of the chunks in ``arr``'s chunk grid that have no file under ``array_dir``.
+
+    zarr reads a missing chunk back as the fill value without any error, so this is the only way to
+    notice a lost chunk file (the writer stores every chunk, see ``shared.store.ALL_CHUNKS_ATTR``).
+    """
+    encoding = arr.metadata.chunk_key_encoding
+    grid = tuple(int(n) for n in arr.cdata_shape)
+    return [
+        key
+        for idx in itertools.product(*(range(n) for n in grid))
+        if not (array_dir / (key := encoding.encode_chunk_key(idx))).is_file()
+    ]
+
+
+def _report_missing_chunks(
+    where: str, arr: Any, array_dir: Path, all_chunks: bool, problems: list[Problem]
+) -> None:
+    missing = missing_chunks(arr, array_dir)
+    if not missing:
+        return
+    total = math.prod(int(n) for n in arr.cdata_shape)
+    shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+    if all_chunks:
+        problems.append(
+            Problem(where, f"{len(missing)} of {total} chunk files missing ({shown}): lost, they read back as fill value")
+        )
+    else:
+        problems.append(
+            Problem(
+                where,
+                f"{len(missing)} of {total} chunk files missing ({shown}); the group predates "
+                f"{ALL_CHUNKS_ATTR!r}, so they may be empty chunks zarr skipped or lost ones",
+                "warning",
+            )
+        )
+
+
 def _check_arrays(
-    group_dir: Path, specs: list[ArraySpec], sizes: dict[str, int], problems: list[Problem]
+    group_dir: Path,
+    specs: list[ArraySpec],
+    sizes: dict[str, int],
+    problems: list[Problem],
+    all_chunks: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Open and fully decode each array; check dtype, shape against ``sizes`` (learning unknown sizes
-    from the first array that has them) and finiteness. Returns the arrays that decoded."""
+    """Open and fully decode each array; check that every chunk file of the chunk grid exists (an
+    error if ``all_chunks``: the writer stored every chunk; else a warning), dtype, shape against
+    ``sizes`` (learning unknown sizes from the first array that has them) and finiteness. Returns the
+    arrays that decoded."""
     out: dict[str, np.ndarray] = {}
     for spec in specs:
         where = str(group_dir / spec.name)
@@ -273,6 +338,7 @@ def _check_arrays(
         except Exception as exc:  # noqa: BLE001 - any decode failure is a finding, not a crash
             problems.append(Problem(where, f"cannot read/decode: {type(exc).__name__}: {exc}"))
             continue
+        _report_missing_chunks(where, arr, group_dir / spec.name, all_chunks, problems)
         if str(data.dtype) != spec.dtype:
             problems.append(Problem(where, f"dtype {data.dtype}, expected {spec.dtype}"))
         if data.ndim != len(spec.shape):
@@ -305,7 +371,7 @@ def _check_scene(scene_dir: Path, problems: list[Problem]) -> dict[str, Any] | N
         problems.append(Problem(where, f"unreadable group metadata: {exc}"))
         return None
     if attrs.get("complete") is not True:
-        problems.append(Problem(where, "group has no complete=True marker (half-written under its final name)"))
+        problems.append(Problem(where, INCOMPLETE_MESSAGE))
     for key in ("scene_id", "num_points", "num_views", "image_size"):
         if key not in attrs:
             problems.append(Problem(where, f"attribute {key!r} missing"))
@@ -314,7 +380,7 @@ def _check_scene(scene_dir: Path, problems: list[Problem]) -> dict[str, Any] | N
         sizes["N"] = attrs["num_points"]
     if isinstance(attrs.get("num_views"), int):
         sizes["V"] = attrs["num_views"]
-    arrays = _check_arrays(scene_dir, SCENE_ARRAYS, sizes, problems)
+    arrays = _check_arrays(scene_dir, SCENE_ARRAYS, sizes, problems, attrs.get(ALL_CHUNKS_ATTR) is True)
     corr_dir = scene_dir / "correspondences"
     if corr_dir.is_dir():  # readers open the arrays through this sub-group
         try:
@@ -346,7 +412,7 @@ def _check_query(query_dir: Path, scene_attrs: dict[str, Any], problems: list[Pr
         problems.append(Problem(where, f"unreadable group metadata: {exc}"))
         return
     if attrs.get("complete") is not True:
-        problems.append(Problem(where, "group has no complete=True marker (half-written under its final name)"))
+        problems.append(Problem(where, INCOMPLETE_MESSAGE))
     for key in ("scene_id", "query_id", "text"):
         if key not in attrs:
             problems.append(Problem(where, f"attribute {key!r} missing"))
@@ -354,7 +420,7 @@ def _check_query(query_dir: Path, scene_attrs: dict[str, Any], problems: list[Pr
         problems.append(Problem(where, f"scene_id {attrs['scene_id']!r} but it sits in scene {scene_attrs['scene_id']!r}"))
     ssz = scene_attrs.get("_sizes") or {}
     sizes = {k: v for k, v in (("H", ssz.get("H")), ("W", ssz.get("W"))) if v is not None}
-    arrays = _check_arrays(query_dir, QUERY_ARRAYS, sizes, problems)
+    arrays = _check_arrays(query_dir, QUERY_ARRAYS, sizes, problems, attrs.get(ALL_CHUNKS_ATTR) is True)
     vi = arrays.get("view_index")
     nv = ssz.get("V")
     if vi is not None and vi.size and nv is not None and (vi.min() < 0 or vi.max() >= nv):
@@ -365,7 +431,8 @@ def check_store(path: str | os.PathLike[str], progress: Progress | None = None) 
     """Validate every scene and query group of a store; never modifies anything.
 
     Checks the root metadata, each group's ``complete`` marker and attributes, every array's
-    dtype/shape/finiteness, that every chunk decodes, and the correspondence/view index ranges.
+    dtype/shape/finiteness, that every chunk of its chunk grid has a file and decodes, and the
+    correspondence/view index ranges.
     Leftover temporary groups of interrupted writes are reported as warnings.
     """
     root = Path(path)

@@ -34,7 +34,7 @@ from shared.scene import Query, View
 from shared.store import SCHEMA_VERSION, open_store
 from stage1_pseudolabel.runner import RunSummary, run_pseudolabels
 from stage1_pseudolabel.segmenter import SegmentationResult, ViewSegmentation
-from tests.stage1_helpers import hidden_entries, run_config
+from tests.stage1_helpers import hidden_entries, run_config, snapshot
 from tests.test_scannet import fake_scene
 
 GOOD, BAD = "scene0001_00", "scene0002_00"
@@ -394,6 +394,61 @@ def test_corrupted_group_gives_store_error_naming_it_and_check_reports_it(seeded
     errors = [p for p in check_store(store) if p.severity == "error"]
     assert errors and all(p.where.startswith(str(group)) for p in errors), errors
     assert tree_digest(store) == before
+
+
+def _strip_complete(group: Path) -> None:
+    meta = group / "zarr.json"
+    doc = json.loads(meta.read_text())
+    del doc["attributes"]["complete"]
+    meta.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("which", ["query", "scene"])
+def test_group_without_complete_marker_is_rewritten_by_the_next_run(seeded, which: str) -> None:
+    """A folder under a final name without complete=true (older version, hand copy, crash on a filesystem
+    without atomic rename) is not "done": Stage 1 rewrites it (and only it), Stage 2 then sees it."""
+    scans, store = seeded
+    assert run(store, scans, [Q_GOOD, Q_BAD]).ok
+    reference = snapshot(store)
+    other = tree_digest(store / "scenes" / BAD)
+    group = store / "scenes" / GOOD / ("queries/q_good" if which == "query" else "")
+    _strip_complete(group)
+    s = open_store(store)
+    assert s.complete_pairs() == [(BAD, "q_bad")] and not s.has_query(GOOD, "q_good")
+    with pytest.raises(StoreError, match=re.escape(str(group).rstrip("/")) + ": incomplete group"):
+        s.read_query(GOOD, "q_good") if which == "query" else s.read_scene(GOOD)
+    from stage2_train3d.inspect_store import check_store
+
+    problems = check_store(store)
+    assert [(p.where, p.severity) for p in problems] == [(str(group).rstrip("/"), "error")], problems
+    assert "no complete=True marker" in problems[0].message
+    assert invoke("inspect", "--store", store, "--check").exit_code == 1
+    summary = run(store, scans, [Q_GOOD, Q_BAD])
+    assert summary.ok and summary.queries_written == 1, summary.lines()
+    assert summary.scene_groups_written == (1 if which == "scene" else 0)
+    assert summary.queries_skipped_complete == 1  # the other scene's query
+    assert open_store(store).complete_pairs() == [(GOOD, "q_good"), (BAD, "q_bad")]
+    assert snapshot(store) == reference and hidden_entries(store) == []
+    assert tree_digest(store / "scenes" / BAD) == other  # complete groups untouched
+
+
+def test_lost_chunk_repair_recipe(seeded) -> None:
+    """docs/reliability.md: ``inspect --check`` names the group with a lost chunk; delete that folder and
+    rerun Stage 1, which rewrites only it."""
+    scans, store = seeded
+    assert run(store, scans, [Q_GOOD, Q_BAD]).ok
+    reference = snapshot(store)
+    group = store / "scenes" / BAD / "queries" / "q_bad"
+    untouched = {g: tree_digest(g) for g in (store / "scenes" / GOOD, store / "scenes" / BAD / "points")}
+    _first_chunk(group / "masks").unlink()
+    res = invoke("inspect", "--store", store, "--check")
+    assert res.exit_code == 1 and str(group / "masks") in check_table_where(res.output), res.output
+    shutil.rmtree(group)
+    summary = run(store, scans, [Q_GOOD, Q_BAD])
+    assert summary.ok and summary.queries_written == 1 and summary.scene_groups_written == 0
+    assert invoke("inspect", "--store", store, "--check").exit_code == 0
+    assert snapshot(store) == reference
+    assert all(tree_digest(g) == d for g, d in untouched.items())
 
 
 def test_disk_full_midway_through_a_query_group(tmp_path: Path, monkeypatch) -> None:

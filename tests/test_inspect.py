@@ -87,6 +87,48 @@ def test_check_detects_corrupt_chunk_without_modifying_anything(store, tmp_path:
     assert tree_hash(store.path) == before
 
 
+@pytest.mark.parametrize("query", ["nothing", "chair"])  # empty masks (all fill value) and non-empty ones
+def test_check_detects_a_lost_chunk_without_modifying_anything(store, query: str) -> None:
+    array = store.query_dir(SCENE, query) / "masks"
+    chunks = sorted(p.relative_to(array).as_posix() for p in (array / "c").rglob("*") if p.is_file())
+    assert chunks == ["c/0/0/0", "c/1/0/0", "c/2/0/0"], "every chunk is written, even an all-False one"
+    (array / "c" / "1" / "0" / "0").unlink()  # zarr alone reads this back silently as all-False
+    before = tree_hash(store.path)
+    errors = [p for p in check_store(store.path) if p.severity == "error"]
+    assert len(errors) == 1, errors
+    assert errors[0].where == str(array) and "1 of 3 chunk files missing (c/1/0/0)" in errors[0].message
+    res = CliRunner(env={"COLUMNS": "250"}).invoke(inspect_cmd, ["--store", str(store.path), "--check"])
+    assert res.exit_code == 1 and "chunk files missing" in res.output, res.output
+    assert tree_hash(store.path) == before
+
+
+def test_check_only_warns_about_missing_chunks_in_groups_written_before_every_chunk_was(store) -> None:
+    import json
+
+    from shared.store import ALL_CHUNKS_ATTR
+
+    group = store.query_dir(SCENE, "nothing")
+    meta = json.loads((group / "zarr.json").read_text())
+    del meta["attributes"][ALL_CHUNKS_ATTR]  # as an older version wrote it: empty chunks skipped
+    (group / "zarr.json").write_text(json.dumps(meta))
+    (group / "masks" / "c" / "0" / "0" / "0").unlink()
+    problems = check_store(store.path)
+    assert [p.severity for p in problems] == ["warning"] and "may be empty chunks" in problems[0].message
+
+
+def test_overview_reports_unreadable_groups_and_goes_on(store) -> None:
+    chunk = store.query_dir(SCENE, "chair") / "masks" / "c" / "0" / "0" / "0"
+    chunk.write_bytes(b"\x00garbage\xff" * 3)
+    (store.query_dir(SCENE, "table") / "zarr.json").write_text('{"zarr_format": 3, "attributes": {"complete": true')
+    ov = store_overview(store)
+    assert ov.unreadable_groups == [f"{SCENE}/chair"]  # table's zarr.json no longer parses: not listed at all
+    assert ov.num_queries == 3 and ov.views_per_query == (3, 3.0, 3)
+    assert ov.kinds == {"implicit": 2}
+    res = CliRunner(env={"COLUMNS": "200"}).invoke(inspect_cmd, ["--store", str(store.path)])
+    assert res.exit_code == 0, res.output
+    assert "unreadable groups" in res.output and f"1: {SCENE}/chair" in res.output
+
+
 def test_check_reports_missing_arrays_bad_ranges_and_leftovers(store) -> None:
     import shutil
 
@@ -106,16 +148,37 @@ def test_check_on_a_non_store(tmp_path: Path) -> None:
     assert len(problems) == 1 and "not a pseudo-label store" in problems[0].message
 
 
-def test_cli_query_writes_sheet(store, tmp_path: Path) -> None:
-    out = tmp_path / "sheet.png"
-    res = CliRunner(env={"COLUMNS": "200"}).invoke(
-        inspect_cmd, ["--store", str(store.path), "--scene", SCENE, "--query", "table", "--sheet", str(out)]
-    )
-    assert res.exit_code == 0, res.output
-    assert out.is_file() and "filtered: confidence 0.10 < 0.5" in res.output
-    assert "288 of 768" in res.output
-    res = CliRunner().invoke(inspect_cmd, ["--store", str(store.path), "--scene", SCENE, "--query", "nope"])
+def test_cli_query_writes_sheet_and_ply_by_default(store, tmp_path: Path) -> None:
+    from shared.ply import read_ply
+
+    runner = CliRunner(env={"COLUMNS": "200"})
+    with runner.isolated_filesystem(temp_dir=tmp_path) as cwd:
+        res = runner.invoke(inspect_cmd, ["--store", str(store.path), "--scene", SCENE, "--query", "table"])
+        assert res.exit_code == 0, res.output
+        sheet = Path("cache/inspect") / f"{SCENE}__table.png"
+        ply = sheet.with_suffix(".ply")
+        assert f"contact sheet: {sheet}" in res.output and f"fused pseudo-label PLY: {ply}" in res.output
+        assert (Path(cwd) / sheet).is_file() and read_ply(Path(cwd) / ply)["label"].sum() == 12 * 24
+    assert "filtered: confidence 0.10 < 0.5" in res.output and "288 of 768" in res.output
+    res = runner.invoke(inspect_cmd, ["--store", str(store.path), "--scene", SCENE, "--query", "nope"])
     assert res.exit_code != 0 and "nope" in res.output
+
+
+def test_cli_query_explicit_paths(store, tmp_path: Path) -> None:
+    tmp_path = tmp_path / "out"
+    runner = CliRunner(env={"COLUMNS": "200"})
+    base = ["--store", str(store.path), "--scene", SCENE, "--query", "table"]
+    res = runner.invoke(inspect_cmd, [*base, "--sheet", str(tmp_path / "a" / "sheet.png")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "a" / "sheet.png").is_file() and (tmp_path / "a" / "sheet.ply").is_file()  # side by side
+    res = runner.invoke(inspect_cmd, [*base, "--ply", str(tmp_path / "b" / "fused.ply")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "b" / "fused.ply").is_file() and (tmp_path / "b" / "fused.png").is_file()
+    res = runner.invoke(inspect_cmd, [*base, "--png", str(tmp_path / "s.png"), "--ply", str(tmp_path / "c/p.ply")])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
+        "a/sheet.ply", "a/sheet.png", "b/fused.ply", "b/fused.png", "c/p.ply", "s.png",
+    ]
 
 
 def test_fused_ply_export_reads_back(store, tmp_path: Path) -> None:

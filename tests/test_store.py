@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +188,133 @@ def test_empty_correspondences_round_trip(tmp_path: Path) -> None:
     s.write_scene("s0", np.zeros((1, 3), np.float32), np.zeros((1, 3), np.uint8), np.array([0]),
                   K[None], np.eye(4)[None], (H, W), empty)
     assert len(s.read_scene("s0").correspondences.point_idx) == 0
+
+
+def tree_digest(path: Path) -> str:
+    """sha256 over every file's relative path, bytes and mtime under ``path``."""
+    import hashlib
+    import os
+
+    h = hashlib.sha256()
+    for dirpath, dirs, files in sorted(os.walk(path)):
+        dirs.sort()
+        for name in sorted(files):
+            p = Path(dirpath) / name
+            h.update(p.relative_to(path).as_posix().encode() + b"\0" + p.read_bytes())
+            h.update(str(p.stat().st_mtime_ns).encode())
+    return h.hexdigest()
+
+
+def _strip_complete(group: Path) -> None:
+    meta = group / "zarr.json"
+    doc = json.loads(meta.read_text())
+    del doc["attributes"]["complete"]
+    meta.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("damage", ["no-complete", "empty-attrs", "unparseable"])
+def test_incomplete_query_group_is_rewritten_and_complete_ones_never_touched(store, damage: str) -> None:
+    assert store.write_query(_record(query_id="keep", seed=5))
+    keep = store.query_dir("scene0001_00", "keep")
+    keep_digest = tree_digest(keep)
+    assert store.write_query(_record(seed=0))
+    qdir = store.query_dir("scene0001_00", "q/1")
+    if damage == "no-complete":  # e.g. an older version, a hand copy, a crash without atomic rename
+        _strip_complete(qdir)
+    elif damage == "empty-attrs":
+        (qdir / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}))
+    else:
+        (qdir / "zarr.json").write_text('{"zarr_format": 3, "node_ty')
+    assert not store.has_query("scene0001_00", "q/1")
+    assert store.complete_pairs() == [("scene0001_00", "keep")]
+    expected = "incomplete group" if damage != "unparseable" else "query group is corrupt"
+    with pytest.raises(StoreError, match=re.escape(str(qdir)) + ": " + expected):
+        store.read_query("scene0001_00", "q/1")
+    if damage != "unparseable":
+        with pytest.raises(StoreError, match="rerun Stage 1"):
+            store.read_query("scene0001_00", "q/1")
+    # not overwrite, yet the incomplete folder is replaced: Stage 1 can repair it
+    assert store.write_query(_record(seed=1))
+    assert store.has_query("scene0001_00", "q/1")
+    assert np.array_equal(store.read_query("scene0001_00", "q/1").masks, _record(seed=1).masks)
+    assert store.complete_pairs() == [("scene0001_00", "keep"), ("scene0001_00", "q/1")]
+    assert store.temporary_groups() == []
+    # a complete group is never modified without overwrite
+    complete = tree_digest(qdir)
+    assert not store.write_query(_record(seed=2))
+    assert not store.write_query(_record(query_id="keep", seed=6))
+    assert tree_digest(qdir) == complete and tree_digest(keep) == keep_digest
+    assert store.temporary_groups() == []
+
+
+def test_incomplete_scene_group_is_rewritten_with_its_queries(store) -> None:
+    assert store.write_query(_record())
+    sdir = store.scene_dir("scene0001_00")
+    _strip_complete(sdir)
+    assert not store.has_scene("scene0001_00")
+    assert not store.has_query("scene0001_00", "q/1")  # its scene is unusable, so the query is not done
+    assert store.scene_ids() == [] and store.complete_pairs() == []
+    with pytest.raises(StoreError, match=re.escape(str(sdir)) + r": incomplete group .*rerun Stage 1"):
+        store.read_scene("scene0001_00")
+    with pytest.raises(StoreError, match="incomplete group"):
+        store.write_query(_record(query_id="q2"))
+    _write_toy_scene(store)  # asserts write_scene returned True
+    assert store.has_scene("scene0001_00") and store.read_scene("scene0001_00").num_views == 2
+    assert store.query_ids("scene0001_00") == []  # the old queries went with the incomplete scene
+    assert store.write_query(_record())
+    assert store.complete_pairs() == [("scene0001_00", "q/1")]
+    assert store.temporary_groups() == []
+    before = tree_digest(sdir)
+    assert not store.write_scene(
+        "scene0001_00", np.zeros((1, 3), np.float32), np.zeros((1, 3), np.uint8), np.array([0]), K[None],
+        np.eye(4)[None], (H, W),
+        Correspondences(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(2, np.int64)),
+    )
+    assert tree_digest(sdir) == before
+
+
+@pytest.mark.parametrize("when", ["mid_write", "at_rename"])
+def test_two_writers_of_one_query_group_first_rename_wins(store, monkeypatch, when: str) -> None:
+    """Writers A and B (two store instances) write the same group with different content; B's whole
+    write runs while A's temporary group exists: while it is half written (A then finds a complete
+    group at publish time), or right before A's rename (which then fails with ENOTEMPTY/EEXIST).
+    B renames first and wins, A returns False and discards its copy."""
+    import os
+
+    from shared import store as store_module
+
+    a = store
+    b = open_store(store.path, "a")
+    qdir = a.query_dir("scene0001_00", "q/1")
+    rec_a, rec_b = _record(seed=10), _record(seed=11)
+    state: dict[str, object] = {}
+
+    def b_writes() -> None:
+        state["b_started"] = True
+        state["b"] = b.write_query(rec_b)
+
+    def hook(event: str, key: str) -> None:
+        if event == "query.mid_write" and when == "mid_write" and "b_started" not in state:
+            b_writes()
+        elif event == "query.before_publish" and "b_started" in state and "tmps" not in state:
+            # B is about to rename: A's and B's temporaries are both on disk
+            state["tmps"] = [p for p in a.temporary_groups() if p.name.startswith(f".tmp-{qdir.name}.")]
+
+    real_rename = os.rename
+
+    def rename(src, dst, *args, **kw):
+        if "b_started" not in state and Path(dst) == qdir and Path(src).name.startswith(".tmp-"):
+            b_writes()
+        return real_rename(src, dst, *args, **kw)
+
+    monkeypatch.setattr(store_module, "WRITE_HOOKS", [hook])
+    if when == "at_rename":
+        monkeypatch.setattr(os, "rename", rename)
+    assert a.write_query(rec_a) is False  # A lost
+    assert state["b"] is True  # B won
+    assert len(state["tmps"]) == 2
+    assert a.temporary_groups() == [] and not list(qdir.parent.glob(".*"))
+    for s in (a, b, open_store(store.path, "r")):
+        got = s.read_query("scene0001_00", "q/1")
+        assert np.array_equal(got.masks, rec_b.masks) and not np.array_equal(got.masks, rec_a.masks)
+        np.testing.assert_allclose(got.seg_embeddings, rec_b.seg_embeddings, atol=2e-3)
