@@ -5,8 +5,9 @@ cloud is resampled to 150k points and its 19 real views are repeated cyclically 
 (identical poses/depths reused: the cost of a view does not depend on which view it is, only on the
 number of points and pixels). Without the fixture, a synthetic room is used instead (stated in the output).
 
-The reference loop is timed on a subset (a few views x all points) and extrapolated linearly in the
-number of views; both implementations are checked to give identical correspondences on that subset.
+The reference loop is timed on every distinct view (all points), each view on its own, and the full
+problem's loop time is the sum of the per-view medians weighted by how often each view occurs among the
+100; both implementations are checked to give identical correspondences on those views.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (  # noqa: E402
+    Timing,
     fmt_rate,
     fmt_s,
     format_stats,
@@ -36,7 +39,7 @@ from bench.common import (  # noqa: E402
     report,
     target,
 )
-from bench.reference_projection import compare, compute_correspondences_loop  # noqa: E402
+from bench.reference_projection import compare, compute_correspondences_loop, project_view_loop  # noqa: E402
 from shared.geometry import DepthTest, compute_correspondences  # noqa: E402
 
 TARGET_SPEEDUP = 20.0
@@ -114,12 +117,31 @@ def time_vectorised_single_blas(n_points: int, n_views: int, repeat: int) -> dic
         return None
 
 
+def time_reference_per_view(
+    pts: np.ndarray, ks: list[np.ndarray], ps: list[np.ndarray], ds: list[np.ndarray], views: list[int],
+    test: DepthTest, repeat: int, warmup: int = 1,
+) -> dict[int, Timing]:
+    """Per-view timings of the reference loop: each listed view once per pass, ``repeat`` passes after
+    ``warmup`` untimed call(s) of the first view; {view: Timing}."""
+    for _ in range(warmup):
+        v0 = views[0]
+        project_view_loop(pts, ks[v0], ps[v0], ds[v0], test)
+    times: dict[int, list[float]] = {v: [] for v in views}
+    for _ in range(repeat):
+        for v in views:
+            t0 = time.perf_counter()
+            project_view_loop(pts, ks[v], ps[v], ds[v], test)
+            times[v].append(time.perf_counter() - t0)
+    return {v: Timing(float(np.median(t)), float(min(t)), float(max(t)), t, warmup) for v, t in times.items()}
+
+
 def run(quick: bool = False, repeat: int = 5) -> dict:
     """Measure both implementations; return the report dict (see bench.common)."""
     if quick:
-        n_points, n_views, ref_views = 20_000, 10, 2
+        # 24 views > the fixture's 19, so the cyclic repetition and its weighting are exercised
+        n_points, n_views = 5_000, 24
     else:
-        n_points, n_views, ref_views = 150_000, 100, 10
+        n_points, n_views = 150_000, 100
     data_in = load_input(n_points, n_views)
     test = DepthTest()
     pts, ks, ps, ds = data_in.points, data_in.intrinsics, data_in.poses, data_in.depths
@@ -128,23 +150,26 @@ def run(quick: bool = False, repeat: int = 5) -> dict:
     full = compute_correspondences(pts, ks, ps, ds, test)
     t_vec = measure(lambda: compute_correspondences(pts, ks, ps, ds, test), repeat=repeat)
 
-    # reference loop: a subset of distinct views x all points; extrapolated linearly in views
-    sub_views = list(range(min(ref_views, n_views)))
-    sub_pts = pts  # all points: the loop's per-view overhead (depth map to list) is then extrapolated exactly
-    sk, sp, sd = [ks[i] for i in sub_views], [ps[i] for i in sub_views], [ds[i] for i in sub_views]
-    ref = compute_correspondences_loop(sub_pts, sk, sp, sd, test)
-    vec_sub = compute_correspondences(sub_pts, sk, sp, sd, test)
+    # reference loop: every distinct view (the full problem cycles them) x all points, each timed on its
+    # own; the full-problem loop time = sum over distinct views of (its median) x (times it occurs)
+    distinct = list(range(min(data_in.real_views, n_views)))
+    weight = {v: sum(1 for i in range(n_views) if i % data_in.real_views == v) for v in distinct}
+    sk, sp, sd = [ks[i] for i in distinct], [ps[i] for i in distinct], [ds[i] for i in distinct]
+    ref = compute_correspondences_loop(pts, sk, sp, sd, test)
+    vec_sub = compute_correspondences(pts, sk, sp, sd, test)
     agree = compare(vec_sub, ref)
-    t_ref = measure(lambda: compute_correspondences_loop(sub_pts, sk, sp, sd, test), repeat=repeat)
-    t_vec_sub = measure(lambda: compute_correspondences(sub_pts, sk, sp, sd, test), repeat=repeat)
+    t_ref_views = time_reference_per_view(pts, ks, ps, ds, distinct, test, repeat)
+    t_vec_sub = measure(lambda: compute_correspondences(pts, sk, sp, sd, test), repeat=repeat)
 
     pv_full = n_points * n_views
-    pv_sub = len(sub_pts) * len(sub_views)
-    ref_extrap = t_ref.median * pv_full / pv_sub
+    pv_sub = n_points * len(distinct)
+    ref_once = sum(t.median for t in t_ref_views.values())  # each distinct view once
+    ref_extrap = sum(t_ref_views[v].median * weight[v] for v in distinct)
+    per_view = np.array([t_ref_views[v].median for v in distinct])
     speedup = ref_extrap / t_vec.median
-    speedup_sub = t_ref.median / t_vec_sub.median
+    speedup_sub = ref_once / t_vec_sub.median
     vec_rate = pv_full / t_vec.median
-    ref_rate = pv_sub / t_ref.median
+    ref_rate = pv_sub / ref_once
 
     tgt = target(
         f"vectorised vs per-point loop, {n_points:,} points x {n_views} views",
@@ -152,40 +177,36 @@ def run(quick: bool = False, repeat: int = 5) -> dict:
         TARGET_SPEEDUP,
         unit="×",
     )
-    one = time_vectorised_single_blas(n_points, n_views, repeat)
+    one = None if quick else time_vectorised_single_blas(n_points, n_views, repeat)
     profile = None
     miss: list[str] = []
     if not tgt["met"]:
         stats = profile_stats(lambda: compute_correspondences(pts, ks, ps, ds, test))
-        _, w2c_s, w2c_share = profile_share(stats, "geometry.py", "world_to_camera")
+        _, w2c_s, w2c_share = profile_share(stats, "geometry.py", "_world_to_camera_cols")
+        _, pv_s, pv_share = profile_share(stats, "geometry.py", "_project_view_cols")
         profile = format_stats(stats, limit=15, sort="tottime")
         miss.append(
-            f"Where the vectorised time goes: `world_to_camera` — one (N,3)@(3,3) float64 matmul per view through "
-            f"OpenBLAS — takes {w2c_share * 100:.0f} % of the profiled run ({fmt_s(w2c_s)}); the rest is the "
-            "projection, bounds and depth-test arithmetic and fancy indexing of `project_view`."
+            f"Where the vectorised time goes (profile below): `_project_view_cols` (one view) takes "
+            f"{pv_share * 100:.0f} % of the profiled run ({fmt_s(pv_s)}), of which the world→camera transform "
+            f"(`_world_to_camera_cols`, 9 multiply-adds per point, no BLAS) is {w2c_share * 100:.0f} % "
+            f"({fmt_s(w2c_s)}); the rest is the projection, bounds and depth-test arithmetic and the fancy "
+            "indexing of the depth map. The loop baseline is in the same run, so a loaded CPU slows both."
         )
-        if one is not None:
-            miss.append(
-                f"The same vectorised run in a subprocess with OPENBLAS_NUM_THREADS=1 takes {fmt_s(one['median'])} "
-                f"({ref_extrap / one['median']:.1f}× the extrapolated loop) vs {fmt_s(t_vec.median)} with the default "
-                "2 BLAS threads: when other processes load the 2 cores, OpenBLAS's threads wait for each other on a "
-                "tiny 3×3 product. Fix for the owner of shared/geometry.py (not done here): compute the 3×3 transform "
-                "without BLAS (three fused column expressions or np.einsum), or run Stage 1/2 workers with "
-                "OPENBLAS_NUM_THREADS=1."
-            )
 
+    weights = sorted(set(weight.values()))
     rows = [
         [
             "per-point Python loop (reference)",
-            f"{len(sub_pts):,} × {len(sub_views)}",
-            fmt_s(t_ref.median),
-            f"{fmt_s(ref_extrap)} (extrapolated ×{pv_full / pv_sub:.0f})",
+            f"{n_points:,} × {len(distinct)} distinct views, each timed",
+            f"{fmt_s(ref_once)} (Σ of per-view medians; {fmt_s(float(per_view.min()))}–"
+            f"{fmt_s(float(per_view.max()))} per view)",
+            f"{fmt_s(ref_extrap)} (Σ per-view median × occurrences, {' or '.join(map(str, weights))} per view)",
             fmt_rate(ref_rate, "pt·view/s"),
             "1.00× (baseline)",
         ],
         [
-            "vectorised compute_correspondences, same subset",
-            f"{len(sub_pts):,} × {len(sub_views)}",
+            "vectorised compute_correspondences, the same distinct views",
+            f"{n_points:,} × {len(distinct)}",
             fmt_s(t_vec_sub.median),
             "—",
             fmt_rate(pv_sub / t_vec_sub.median, "pt·view/s"),
@@ -202,7 +223,7 @@ def run(quick: bool = False, repeat: int = 5) -> dict:
     ]
     if one is not None:
         rows.append([
-            "vectorised, full, OpenBLAS limited to 1 thread (subprocess)",
+            "vectorised, full, OPENBLAS/OMP/MKL_NUM_THREADS=1 (subprocess)",
             f"{n_points:,} × {n_views}",
             fmt_s(one["median"]),
             fmt_s(one["median"]),
@@ -214,14 +235,20 @@ def run(quick: bool = False, repeat: int = 5) -> dict:
         f"Visibility test: |D − z| ≤ {test.abs_tol} m (MLLM-For3D), z > 0, D > 0; "
         f"{int(full.offsets[-1]):,} visible (point, view) pairs in the full problem "
         f"({full.offsets[-1] / pv_full * 100:.1f} % of point·views).",
-        f"The reference loop is timed on {len(sub_views)} views × {len(sub_pts):,} points and extrapolated "
-        f"linearly in views (× {pv_full / pv_sub:.0f}) to the full problem: every view costs the same per-point work "
-        "plus one depth-map-to-list conversion (the first views are distinct real frames).",
-        f"Agreement on that subset: {agree['entries_a']:,} vs {agree['entries_b']:,} correspondences, "
+        f"The reference loop is timed on every one of the {len(distinct)} distinct views the full problem cycles "
+        f"(× {n_points:,} points each; median of {repeat} passes over all of them after 1 warm-up call); its "
+        f"full-problem time is the sum over distinct views of the view's median × the number of times it occurs "
+        f"among the {n_views} views ({' or '.join(map(str, weights))} times each).",
+        f"Agreement on those views: {agree['entries_a']:,} vs {agree['entries_b']:,} correspondences, "
         f"{agree['only_a']} only in the vectorised result, {agree['only_b']} only in the loop → "
         f"{'identical' if agree['identical'] else 'NOT identical'}.",
-        f"Timing: median of {t_vec.repeat} runs after {t_vec.warmup} warm-up; spread (max−min)/median: "
-        f"vectorised {t_vec.spread * 100:.0f} %, loop {t_ref.spread * 100:.0f} %.",
+        f"Timing: vectorised = median of {t_vec.repeat} runs after {t_vec.warmup} warm-up; spread (max−min)/median: "
+        f"vectorised {t_vec.spread * 100:.0f} %, loop (worst view) "
+        f"{max(t.spread for t in t_ref_views.values()) * 100:.0f} %.",
+        "shared.geometry computes the world→camera transform per coordinate (no `@`, so no multithreaded "
+        "OpenBLAS call on a thin (N,3)×(3,3) product)"
+        + ("; the OPENBLAS_NUM_THREADS=1 row checks that the BLAS thread count no longer matters."
+           if one is not None else "; quick mode skips the OPENBLAS_NUM_THREADS=1 subprocess row."),
     ]
     return report(
         name="correspondences",
@@ -242,11 +269,13 @@ def run(quick: bool = False, repeat: int = 5) -> dict:
             "num_points": n_points,
             "num_views": n_views,
             "scene": data_in.description,
-            "ref_points": len(sub_pts),
-            "ref_views": len(sub_views),
+            "ref_points": n_points,
+            "ref_views": len(distinct),
+            "ref_view_weights": weight,
             "vectorised_s": t_vec.as_dict(),
             "vectorised_subset_s": t_vec_sub.as_dict(),
-            "reference_subset_s": t_ref.as_dict(),
+            "reference_per_view_s": {v: t.as_dict() for v, t in t_ref_views.items()},
+            "reference_distinct_once_s": ref_once,
             "reference_extrapolated_s": ref_extrap,
             "speedup": speedup,
             "speedup_same_subset": speedup_sub,
@@ -254,6 +283,7 @@ def run(quick: bool = False, repeat: int = 5) -> dict:
             "reference_point_views_per_s": ref_rate,
             "visible_pairs": int(full.offsets[-1]),
             "agreement": agree,
+            "repeat": repeat,
         },
     )
 

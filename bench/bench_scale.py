@@ -11,7 +11,13 @@ Inputs measured in the same run (never constants):
 Assumptions (stated in the output): ScanNet train = 1201 scenes; ~1,650 frames per scan on average
 (2.5 M frames / 1513 scans) → ~83 frames per scene at every 20th frame; a mean mesh of 150k points per scene
 (data.md: 50k–500k); sustained bf16 throughput = 40 % of dense peak (A100 312 TFLOP/s, H100 SXM 989 TFLOP/s).
-Settings: {k = 4 random views per query, every 20th frame per query} × {Intent3D ~43, ScanRefer ~64 queries/scene}.
+Settings: {k = 4 random views per query from a pool of every 20th frame, the same from a pool of all ~1650
+frames, k = 4 views shared by a scene's queries, every 20th frame per query} × {Intent3D ~43, ScanRefer ~64
+queries/scene}; the frame pool is a column of every table.
+
+Inputs come from this run's ``stage1_flops`` and ``store`` reports (passed by run_all). If one of them is
+missing (``--only scale``) or failed in this run, this benchmark re-runs it itself and says so in its notes
+and on stderr.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import argparse
 import json
 import re
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +127,10 @@ def fit_cost_model(grid: list[dict[str, float]]) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------------------- projection
+def _ratio(x: float) -> str:
+    return f"{x:.0f}×" if x >= 10 else f"{x:.2g}×"
+
+
 def _hours(h: float) -> str:
     return f"{h:.1f}" if h < 10 else f"{h:,.0f}"
 
@@ -129,89 +140,136 @@ def expected_distinct_views(frames: int, k: int, queries: int) -> float:
     return frames * (1.0 - (1.0 - k / frames) ** queries)
 
 
+def _dep_state(deps: dict[str, Any], name: str) -> str:
+    rep = deps.get(name)
+    if rep is None:
+        return "not run in this run"
+    status = rep.get("status", "ok")
+    return "ok" if status == "ok" else f"{status} in this run"
+
+
 def _deps(deps: dict[str, Any] | None, quick: bool) -> tuple[dict[str, Any] | None, dict[str, Any] | None, list[str]]:
-    """(FLOP raw dict, store data) from this run's other benchmarks, running them if absent."""
+    """(FLOP raw dict, store data) from this run's other benchmarks; a missing or failed one is re-run here,
+    which the returned notes (and stderr) say explicitly."""
     notes = []
     deps = deps or {}
-    flops = deps.get("stage1_flops", {}).get("data") if deps.get("stage1_flops") else None
-    store = deps.get("store", {}).get("data") if deps.get("store") else None
-    if flops is None:
+    state_f, state_s = _dep_state(deps, "stage1_flops"), _dep_state(deps, "store")
+    flops = deps["stage1_flops"].get("data") if state_f == "ok" else None
+    store = deps["store"].get("data") if state_s == "ok" else None
+    if flops is not None:
+        notes.append("FLOPs: from this run's stage1_flops report.")
+    else:
+        msg = f"stage1_flops was {state_f} → **re-run by bench_scale** ({'quick' if quick else 'full'} mode)"
+        print(f"[bench] scale: {msg}", file=sys.stderr, flush=True)
         try:
             from bench import bench_stage1_flops
 
             raw = bench_stage1_flops.run(quick=quick)
             flops = raw.get("data", raw) if isinstance(raw, dict) and "tables" in raw else raw
-            notes.append("FLOPs: bench_stage1_flops run for this benchmark (not passed in by run_all).")
-        except ImportError as exc:
-            notes.append(f"FLOPs: unavailable — bench/bench_stage1_flops.py cannot be imported ({exc}).")
-    if store is None or "scannet" not in store:
-        from bench import bench_store
+            notes.append(f"FLOPs: {msg}; the re-run succeeded.")
+        except Exception as exc:  # noqa: BLE001 - reported; the projection says it is missing
+            notes.append(f"FLOPs: {msg}; the re-run **failed** too (`{type(exc).__name__}: {exc}`).")
+            traceback.print_exc()
+    if store is not None and "scannet" in store:
+        notes.append("Store sizes: from this run's store report.")
+    else:
+        why = state_s if store is None else "ok but without ScanNet-fixture sizes"
+        msg = f"store was {why} → **re-run by bench_scale** ({'quick' if quick else 'full'} mode)"
+        print(f"[bench] scale: {msg}", file=sys.stderr, flush=True)
+        try:
+            from bench import bench_store
 
-        store = bench_store.run(quick=quick)["data"]
-        notes.append("Store sizes: bench_store run for this benchmark (not passed in by run_all).")
+            store = bench_store.run(quick=quick)["data"]
+            notes.append(f"Store sizes: {msg}; the re-run succeeded.")
+        except Exception as exc:  # noqa: BLE001
+            notes.append(f"Store sizes: {msg}; the re-run **failed** too (`{type(exc).__name__}: {exc}`).")
+            traceback.print_exc()
     return flops, store, notes
+
+
+def flop_grids(flops_raw: Any) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """(fixed-suffix grid, ScanRefer-caption-length grid) from benchmark 1's raw dict."""
+    real = flops_raw.get("real", flops_raw) if isinstance(flops_raw, dict) else flops_raw  # the LISA-7B part
+    if real is None:
+        return [], []
+    if isinstance(real, dict):
+        fixed = extract_flop_grid({k: v for k, v in real.items() if k != "realistic"})
+        realistic = extract_flop_grid((real.get("realistic") or {}).get("totals", []))
+        return fixed, realistic
+    return extract_flop_grid(real), []
 
 
 def run(quick: bool = False, deps: dict[str, Any] | None = None) -> dict:
     """Project Stage 1 GPU-hours and store size for ScanNet; the report dict (see bench.common)."""
     flops_raw, store, notes = _deps(deps, quick)
     frames = int(round(SCANNET_FRAMES / SCANNET_SCANS / FRAME_STEP))
-    # label -> (views per query, distinct views per scene as a function of the number of queries)
-    view_settings: dict[str, tuple[int, Any]] = {
-        f"k={VIEWS_PER_QUERY} random views per query (of every {FRAME_STEP}th frame)":
-            (VIEWS_PER_QUERY, lambda nq: expected_distinct_views(frames, VIEWS_PER_QUERY, nq)),
-        f"k={VIEWS_PER_QUERY} views per scene, shared by all its queries (design alternative)":
-            (VIEWS_PER_QUERY, lambda nq: float(VIEWS_PER_QUERY)),
-        f"every {FRAME_STEP}th frame (~{frames} views/query)": (frames, lambda nq: float(frames)),
-    }
+    all_frames = int(round(SCANNET_FRAMES / SCANNET_SCANS))
+    pool_step = f"every {FRAME_STEP}th frame (~{frames})"
+    pool_all = f"all frames (~{all_frames:,})"
+    # (views per query, frame pool, pool size, views per query, distinct views per scene as a function of Q)
+    view_settings: list[tuple[str, str, int, int, Any]] = [
+        (f"k={VIEWS_PER_QUERY} random per query", pool_step, frames, VIEWS_PER_QUERY,
+         lambda nq: expected_distinct_views(frames, VIEWS_PER_QUERY, nq)),
+        (f"k={VIEWS_PER_QUERY} random per query", pool_all, all_frames, VIEWS_PER_QUERY,
+         lambda nq: expected_distinct_views(all_frames, VIEWS_PER_QUERY, nq)),
+        (f"k={VIEWS_PER_QUERY} per scene, shared by all its queries (design alternative)", pool_step, frames,
+         VIEWS_PER_QUERY, lambda nq: float(VIEWS_PER_QUERY)),
+        (f"all of the pool (~{frames} views/query)", pool_step, frames, frames, lambda nq: float(frames)),
+    ]
     notes.append(
-        f"ScanNet train: {SCANNET_TRAIN_SCENES} scenes; assumed ~{SCANNET_FRAMES / SCANNET_SCANS:,.0f} frames per scan "
-        f"(2.5 M / 1513) → {frames} frames per scene at every {FRAME_STEP}th frame. With k={VIEWS_PER_QUERY} views "
-        "per query drawn independently per query, the shared engine encodes each distinct drawn frame once "
-        "(expected distinct frames = F·(1 − (1 − k/F)^Q)); the 'shared by all' row is the alternative where a "
-        "scene's queries all use the same k frames (what benchmark 1's V×Q grid measures)."
+        f"ScanNet train: {SCANNET_TRAIN_SCENES} scenes; assumed ~{all_frames:,} frames per scan "
+        f"(2.5 M / 1513) → {frames} frames per scene at every {FRAME_STEP}th frame. The frame pool the views are "
+        f"drawn from is a column of each table: with k={VIEWS_PER_QUERY} views per query drawn independently per "
+        "query from a pool of F frames, the shared engine encodes each distinct drawn frame once (expected "
+        f"distinct frames = F·(1 − (1 − k/F)^Q)); from the all-frames pool (F ≈ {all_frames:,}) almost every "
+        "query's views are distinct, so little is shared across queries. The 'shared by all' row is the "
+        "alternative where a scene's queries all use the same k frames (what benchmark 1's V×Q grid measures)."
     )
-    data: dict[str, Any] = {"frames_per_scene": frames, "assumptions": {
-        "scenes": SCANNET_TRAIN_SCENES, "frames_per_scene": frames, "mesh_points": MESH_POINTS,
-        "utilisation": UTILISATION, "gpus": GPUS}}
+    data: dict[str, Any] = {"frames_per_scene": frames, "all_frames_per_scene": all_frames, "assumptions": {
+        "scenes": SCANNET_TRAIN_SCENES, "frames_per_scene": frames, "all_frames_per_scene": all_frames,
+        "mesh_points": MESH_POINTS, "utilisation": UTILISATION, "gpus": GPUS}}
     tables = []
 
     # ---- GPU hours
-    real = flops_raw.get("real", flops_raw) if isinstance(flops_raw, dict) else flops_raw  # the LISA-7B part
-    grid = extract_flop_grid(real) if real is not None else []
+    fixed_grid, real_grid = flop_grids(flops_raw)
+    grid, grid_label = ((real_grid, "ScanRefer caption-length suffixes with batch padding") if len(real_grid) >= 2
+                        else (fixed_grid, "the fixed-length suffix (caption lengths unavailable)"))
     if len(grid) >= 2:
         fit = fit_cost_model(grid)
         data["flop_fit"] = fit
+        data["flop_grid"] = grid_label
         notes.append(
             f"FLOP cost model fitted to the {fit['grid_points']} (V, Q) points of benchmark 1 (LISA-7B, real config, "
-            f"meta-device count): naive {fit['naive_per_pair'] / 1e12:.2f} TFLOP per (query, view); shared "
-            f"{fit['shared_per_view'] / 1e12:.2f} TFLOP per view + {fit['shared_per_pair'] / 1e12:.3f} TFLOP per "
+            f"meta-device count, {grid_label}): naive {fit['naive_per_pair'] / 1e12:.2f} TFLOP per (query, view); "
+            f"shared {fit['shared_per_view'] / 1e12:.2f} TFLOP per view + {fit['shared_per_pair'] / 1e12:.3f} TFLOP per "
             f"(query, view); max relative residual {fit['max_rel_residual_naive'] * 100:.1f} % (naive), "
-            f"{fit['max_rel_residual_shared'] * 100:.1f} % (shared)."
+            f"{fit['max_rel_residual_shared'] * 100:.1f} % (shared; batch padding grows with Q, which the linear "
+            "model only approximates)."
         )
         notes.append(
             f"GPU-hours = FLOPs / ({UTILISATION:.0%} × dense bf16 peak) — an assumption, not a measurement; "
             "it ignores data loading, host overhead and padding beyond what the FLOP count includes."
         )
         rows = []
-        for vlabel, (vq, distinct_fn) in view_settings.items():
+        for vlabel, plabel, _pool, vq, distinct_fn in view_settings:
             for qlabel, nq in QUERY_SETS.items():
                 pairs = nq * vq
                 distinct = distinct_fn(nq)
                 naive = SCANNET_TRAIN_SCENES * fit["naive_per_pair"] * pairs
                 shared = SCANNET_TRAIN_SCENES * (fit["shared_per_view"] * distinct + fit["shared_per_pair"] * pairs)
-                row = [vlabel, qlabel, f"{distinct:.0f}", f"{naive / 1e18:,.1f}", f"{shared / 1e18:,.1f}",
+                row = [vlabel, plabel, qlabel, f"{distinct:.0f}", f"{naive / 1e18:,.1f}", f"{shared / 1e18:,.1f}",
                        f"{naive / shared:.1f}×"]
                 for peak in GPUS.values():
                     rate = peak * UTILISATION * 3600
                     row.append(f"{_hours(naive / rate)} / {_hours(shared / rate)}")
                 rows.append(row)
-                data.setdefault("gpu", []).append({"views": vlabel, "queries": qlabel, "naive_flops": naive,
-                                                   "shared_flops": shared, "distinct_views": distinct})
+                data.setdefault("gpu", []).append({"views": vlabel, "pool": plabel, "queries": qlabel,
+                                                   "naive_flops": naive, "shared_flops": shared,
+                                                   "distinct_views": distinct})
         tables.append({
             "title": f"Stage 1 compute for ScanNet train ({SCANNET_TRAIN_SCENES} scenes), LISA-7B",
-            "columns": ["views", "queries", "distinct views/scene", "naive EFLOP", "shared EFLOP", "naive/shared",
-                        *[f"GPU-h {g.split(' (')[0]} naive / shared" for g in GPUS]],
+            "columns": ["views per query", "frame pool", "queries", "distinct views/scene", "naive EFLOP",
+                        "shared EFLOP", "naive/shared", *[f"GPU-h {g.split(' (')[0]} naive / shared" for g in GPUS]],
             "rows": rows,
         })
     else:
@@ -224,36 +282,40 @@ def run(quick: bool = False, deps: dict[str, Any] | None = None) -> dict:
         per_view = sc["mask_bytes_per_view"] + sc.get("embedding_bytes_per_view", 0.0)
         per_group = sc.get("group_fixed_bytes", (sc["group_bytes_per_view"] - per_view) * VIEWS_PER_QUERY)
         pairs_per_view = geo["visible_fraction"] * MESH_POINTS
-        scene_bytes = (
-            geo["per_point"] * MESH_POINTS
-            + frames * (pairs_per_view * geo["per_visible_pair"] + geo["thumbnail_per_view"])
-            + geo["other"]
-        )
+
+        def scene_bytes_for(pool: int) -> float:
+            """Scene group bytes when correspondences and thumbnails are stored for ``pool`` frames."""
+            return (geo["per_point"] * MESH_POINTS
+                    + pool * (pairs_per_view * geo["per_visible_pair"] + geo["thumbnail_per_view"]) + geo["other"])
+
+        scene_bytes = scene_bytes_for(frames)
         notes.append(
             f"Store: {fmt_bytes(per_view)} per (query, view) (mask + [SEG] embedding) + {fmt_bytes(per_group)} fixed per "
             f"query group (metadata, scores), measured on the ScanNet fixture's 640×480 object-region masks; scene group "
-            f"= {geo['per_point']:.1f} B/point × {MESH_POINTS:,} points + per frame ({geo['visible_fraction'] * 100:.1f} % "
-            f"of points visible × {geo['per_visible_pair']:.2f} B/pair + a {fmt_bytes(geo['thumbnail_per_view'])} "
-            f"thumbnail) × {frames} frames = {fmt_bytes(scene_bytes)} per scene. The visible share comes from the "
-            "fixture, whose cloud was back-projected from the same 19 views, so it overstates what one view sees of a full "
-            "scan (an upper bound). Optional image features (off by default) are not included."
+            f"= {geo['per_point']:.1f} B/point × {MESH_POINTS:,} points + per frame of the pool "
+            f"({geo['visible_fraction'] * 100:.1f} % of points visible × {geo['per_visible_pair']:.2f} B/pair + a "
+            f"{fmt_bytes(geo['thumbnail_per_view'])} thumbnail) = {fmt_bytes(scene_bytes)} per scene for a pool of "
+            f"{frames} frames, {fmt_bytes(scene_bytes_for(all_frames))} for all {all_frames:,}. The visible share comes "
+            "from the fixture, whose cloud was back-projected from the same 19 views, so it overstates what one view "
+            "sees of a full scan (an upper bound). Optional image features (off by default) are not included."
         )
         rows = []
-        for vlabel, (vq, _) in view_settings.items():
+        for vlabel, plabel, pool, vq, _ in view_settings:
             if "shared by all" in vlabel:  # same bytes as k random views per query
                 continue
+            sb = scene_bytes_for(pool)
             for qlabel, nq in QUERY_SETS.items():
                 q_bytes = nq * (per_group + vq * per_view)
-                total = SCANNET_TRAIN_SCENES * (scene_bytes + q_bytes)
+                total = SCANNET_TRAIN_SCENES * (sb + q_bytes)
                 raw = SCANNET_TRAIN_SCENES * nq * vq * sc["raw_uint8_per_view"]
-                rows.append([vlabel, qlabel, fmt_bytes(scene_bytes), fmt_bytes(q_bytes), fmt_bytes(total),
-                             fmt_bytes(raw), f"{raw / total:.0f}×"])
-                data.setdefault("store", []).append({"views": vlabel, "queries": qlabel, "total_bytes": total,
-                                                     "raw_mask_bytes": raw})
+                rows.append([vlabel, plabel, qlabel, fmt_bytes(sb), fmt_bytes(q_bytes), fmt_bytes(total),
+                             fmt_bytes(raw), _ratio(raw / total)])
+                data.setdefault("store", []).append({"views": vlabel, "pool": plabel, "queries": qlabel,
+                                                     "total_bytes": total, "raw_mask_bytes": raw})
         tables.append({
             "title": f"Pseudo-label store for ScanNet train ({SCANNET_TRAIN_SCENES} scenes)",
-            "columns": ["views", "queries", "scene group", "query groups / scene", "store total",
-                        "raw uint8 masks alone", "raw / store"],
+            "columns": ["views per query", "frame pool (correspondences stored)", "queries", "scene group",
+                        "query groups / scene", "store total", "raw uint8 masks alone", "raw / store"],
             "rows": rows,
         })
     else:

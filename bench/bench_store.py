@@ -10,6 +10,10 @@ Mask sets (all written with the real writer, ``PseudoLabelStore.write_query``; s
   partial masks) for 4 random views per query; falls back to the raw instance-map masks if that
   backend cannot be imported.
 
+Size verdict: bytes per (query, view) *with a mask* = the mean non-empty mask chunk + the [SEG] embedding
++ the per-view share of the group's small arrays and zarr.json metadata, vs raw uint8 (H·W bytes). The
+all-views (empty masks included), non-empty-mask-only and whole-group figures are reported beside it.
+
 Throughput: one (scene, query) group (4 views) written with ``write_query`` and read with ``read_query``,
 vs the same arrays written with ``np.save`` (+ fsync, as the store fsyncs before publishing) and read with
 ``np.load``. MB/s counts the uncompressed bytes of the arrays (page cache warm for both).
@@ -158,36 +162,58 @@ def mask_chunk_bytes(store: PseudoLabelStore, rec: QueryRecord) -> list[int]:
 
 
 def measure_sizes(store: PseudoLabelStore, records: list[QueryRecord]) -> dict[str, Any]:
-    """Bytes per (query, view) over a set of written query groups, and the ratio to raw uint8 masks."""
+    """Bytes per (query, view) over a set of written query groups, three ways, and the ratios to raw uint8.
+
+    - *all views*: the masks array's chunk bytes / every view (empty masks included);
+    - *non-empty views*: the masks array's chunk bytes of the views whose mask has a pixel / those views;
+    - *whole group*: every file of the query groups / every view;
+    - *verdict* (what one (query, view) with a mask really costs): mean non-empty mask chunk + the [SEG]
+      embedding per view + the per-view share of the group's small arrays (scores, view index, flags)
+      and of its zarr.json metadata files.
+    """
     per = [group_sizes(store, r) for r in records]
     view_bytes = [(b, bool(m.any())) for r in records for b, m in zip(mask_chunk_bytes(store, r), r.masks, strict=True)]
     nonempty = [b for b, filled in view_bytes if filled]
     views = sum(r.num_views for r in records)
     h, w = records[0].masks.shape[1:]
     raw = h * w
-    masks_pv = sum(p["mask_chunks"] for p in per) / views
+    mask_total = sum(p["mask_chunks"] for p in per)
+    emb_total = sum(p["embedding_chunks"] for p in per)
+    meta_total = sum(p["total"] - p["all_chunks"] for p in per)  # zarr.json of the group and each array
+    small_total = sum(p["all_chunks"] - p["mask_chunks"] - p["embedding_chunks"] for p in per)
+    masks_pv = mask_total / views
     total_pv = sum(p["total"] for p in per) / views
     chunks_pv = sum(p["all_chunks"] for p in per) / views
-    emb_pv = sum(p["embedding_chunks"] for p in per) / views
+    emb_pv = emb_total / views
+    meta_pv = meta_total / views
+    small_pv = small_total / views
     fixed = sum(p["total"] - p["mask_chunks"] - p["embedding_chunks"] for p in per) / len(per)
     coverage = float(np.mean([r.masks.mean() for r in records]))
     empty = float(np.mean([[not m.any() for m in r.masks] for r in records]))
     ne_pv = float(np.mean(nonempty)) if nonempty else float("nan")
+    verdict_pv = ne_pv + emb_pv + small_pv + meta_pv
     return {
         "mask_bytes_per_nonempty_view": ne_pv,
         "ratio_masks_nonempty": raw / ne_pv if nonempty else float("nan"),
         "mask_bytes_max_view": int(max(b for b, _ in view_bytes)),
+        "mask_bytes_per_empty_view": float(np.mean([b for b, filled in view_bytes if not filled]))
+        if len(nonempty) < len(view_bytes) else float("nan"),
         "queries": len(records),
         "views": views,
+        "nonempty_views": len(nonempty),
         "image_hw": [int(h), int(w)],
         "raw_uint8_per_view": raw,
         "mask_bytes_per_view": masks_pv,
         "chunk_bytes_per_view": chunks_pv,
         "group_bytes_per_view": total_pv,
         "embedding_bytes_per_view": emb_pv,
+        "small_array_bytes_per_view": small_pv,
+        "metadata_bytes_per_view": meta_pv,
+        "verdict_bytes_per_view": verdict_pv,
         "group_fixed_bytes": fixed,
         "ratio_masks": raw / masks_pv,
         "ratio_group": raw / total_pv,
+        "ratio_verdict": raw / verdict_pv if np.isfinite(verdict_pv) else float("nan"),
         "mean_coverage": coverage,
         "empty_fraction": empty,
     }
@@ -328,6 +354,7 @@ def _run(quick: bool, repeat: int, tmp: Path) -> dict:
     notes: list[str] = []
     targets: list[dict[str, Any]] = []
     rows: list[list[str]] = []
+    size_miss: list[str] = []
     data: dict[str, Any] = {}
     store = open_store(tmp / "store.zarr", mode="a", segmenter={"name": "bench", "config": {}})
 
@@ -362,6 +389,7 @@ def _run(quick: bool, repeat: int, tmp: Path) -> dict:
         notes.append(f"ScanNet masks: skipped — {why}.")
 
     size_sets = [("ScanNet fixture object regions", data.get("scannet")), ("synthetic scenes", syn)]
+    b_rows: list[list[str]] = []
     for label, s in size_sets:
         if s is None:
             continue
@@ -375,15 +403,42 @@ def _run(quick: bool, repeat: int, tmp: Path) -> dict:
             f"{fmt_bytes(s['mask_bytes_per_nonempty_view'])} ({s['ratio_masks_nonempty']:.0f}×); "
             f"max {fmt_bytes(s['mask_bytes_max_view'])}",
             f"{fmt_bytes(s['group_bytes_per_view'])} ({s['ratio_group']:.0f}×)",
+            f"**{fmt_bytes(s['verdict_bytes_per_view'])} ({s['ratio_verdict']:.0f}×)**",
         ])
-        targets.append(target(f"mask bytes per (query, view) vs raw uint8, {label} {w}×{h}", s["ratio_masks"],
-                              TARGET_COMPRESSION, unit="×", fmt="{:.0f}"))
+        v = s["verdict_bytes_per_view"]
+        parts = [("non-empty mask", s["mask_bytes_per_nonempty_view"]), ("[SEG] embedding", s["embedding_bytes_per_view"]),
+                 ("small arrays", s["small_array_bytes_per_view"]), ("zarr.json metadata", s["metadata_bytes_per_view"])]
+        b_rows.append([f"{label} ({w}×{h})", *[f"{fmt_bytes(x)} ({x / v * 100:.0f} %)" for _, x in parts],
+                       fmt_bytes(v), f"{fmt_bytes(s['raw_uint8_per_view'] / TARGET_COMPRESSION)}"])
+        tg = target(f"bytes per (query, view) with a mask (mask + embedding + group share) vs raw uint8, {label} {w}×{h}",
+                    s["ratio_verdict"], TARGET_COMPRESSION, unit="×", fmt="{:.0f}")
+        targets.append(tg)
+        if not tg["met"]:
+            fixed_pv = s["embedding_bytes_per_view"] + s["small_array_bytes_per_view"] + s["metadata_bytes_per_view"]
+            budget = s["raw_uint8_per_view"] / TARGET_COMPRESSION
+            size_miss.append(
+                f"{label} {w}×{h} misses {TARGET_COMPRESSION:.0f}× on the verdict figure: a (query, view) with a mask "
+                f"costs {fmt_bytes(v)} = non-empty mask {fmt_bytes(s['mask_bytes_per_nonempty_view'])} + [SEG] embedding "
+                f"{fmt_bytes(s['embedding_bytes_per_view'])} + small arrays {fmt_bytes(s['small_array_bytes_per_view'])} + "
+                f"zarr.json metadata {fmt_bytes(s['metadata_bytes_per_view'])} (the group's {fmt_bytes(s['metadata_bytes_per_view'] * VIEWS_PER_QUERY)} "
+                f"of metadata ÷ {VIEWS_PER_QUERY} views), against a budget of {fmt_bytes(budget)} "
+                f"(raw {fmt_bytes(s['raw_uint8_per_view'])} / {TARGET_COMPRESSION:.0f}). The mask-independent part alone "
+                f"({fmt_bytes(fixed_pv)}) is {fixed_pv / budget:.1f}× the budget, so no mask compression can reach the target "
+                f"at this resolution; the masks themselves compress {s['ratio_masks_nonempty']:.0f}× (non-empty views). "
+                "What would help (owner of shared/store.py): consolidated metadata or packing the small arrays and the "
+                "embeddings of a scene's queries into scene-level arrays, so the per-group fixed cost is shared."
+            )
     notes.append(
-        "'mask chunks' = the masks array's chunk files; 'whole group' = every file of the query group "
-        "(masks, [SEG] embeddings in float16, scores, and the zarr.json metadata of each array and the group) "
-        "divided by its views. The target is judged on the masks over all views (empty masks included: zarr "
-        "writes no chunk for an all-False mask); the non-empty-only column shows it holds without them, and the "
-        "whole-group figure is what a (query, view) really costs on disk."
+        "Three per-(query, view) figures side by side: 'all views' = the masks array's chunk files / every view "
+        "(empty masks included — "
+        + ", ".join(f"{lbl}: {x['empty_fraction'] * 100:.0f} % of views, {x['mask_bytes_per_empty_view']:.0f} B each"
+                    for lbl, x in size_sets if x is not None and np.isfinite(x["mask_bytes_per_empty_view"]))
+        + " — which pulls the average down); 'non-empty views' = "
+        "mask chunk bytes of the views whose mask has a pixel / those views; 'whole group' = every file of the "
+        "query group (masks, [SEG] embeddings in float16, scores, and the zarr.json metadata of each array and "
+        "the group) / its views. **The verdict** uses what one (query, view) with a mask really costs: the mean "
+        "non-empty mask chunk + the per-view [SEG] embedding + the per-view share of the group's small arrays and "
+        "zarr.json metadata (breakdown table)."
     )
 
     # throughput
@@ -410,7 +465,7 @@ def _run(quick: bool, repeat: int, tmp: Path) -> dict:
     )
 
     profile = None
-    miss: list[str] = []
+    miss: list[str] = list(size_miss)
     missed_read = [t for t in targets if not t["met"] and "read" in t["claim"]]
     diag_rec = (srec_scannet or srecs)[0]
     diag = read_diagnostics(store, diag_rec, tmp / "npy" / diag_rec.query.query_id, repeat)
@@ -440,8 +495,9 @@ def _run(quick: bool, repeat: int, tmp: Path) -> dict:
             f"round trip to zarr's background asyncio event-loop thread, and {share * 100:.0f} % of the profiled "
             f"read time is inside them ({lock_share * 100:.0f} % is the calling thread blocked on the lock "
             f"waiting for the loop). Opening and reading one array costs a fixed ≈{fmt_s(fixed)} even for the "
-            f"16-byte `confidence` (np.load: {fmt_s(diag['npy_small_s'])}); 6 arrays ≈ {fmt_s(6 * fixed)} of the "
-            f"{fmt_s(group_read)} group read. Decoding the masks (blosc-zstd + bitshuffle, {diag['mask_bytes'] / 1e6:.1f} MB "
+            f"16-byte `confidence` (np.load: {fmt_s(diag['npy_small_s'])}; opened by path, which also builds a store "
+            f"object, so an upper bound on the per-array cost inside `read_query`); the whole group read takes "
+            f"{fmt_s(group_read)}. Decoding the masks (blosc-zstd + bitshuffle, {diag['mask_bytes'] / 1e6:.1f} MB "
             f"of bool) adds ≈{fmt_s(decode)}, i.e. ≈{diag['mask_bytes'] / max(decode, 1e-9) / 1e6:.0f} MB/s, while np.load "
             f"just copies the bytes ({fmt_s(diag['npy_masks_s'])}). Both costs would have to drop ~10× to reach 0.5× of .npy."
         )
@@ -455,9 +511,16 @@ def _run(quick: bool, repeat: int, tmp: Path) -> dict:
     tables = [
         {
             "title": "Bytes per (query, view)",
-            "columns": ["masks", "queries×views", "coverage / empty views", "raw uint8", "mask chunks (ratio)",
-                        "non-empty views only (ratio)", "whole group (ratio)"],
+            "columns": ["masks", "queries×views", "coverage / empty views", "raw uint8",
+                        "all views: mask chunks (ratio)", "non-empty views: mask chunks (ratio)",
+                        "whole group ÷ views (ratio)", "verdict: non-empty mask + embedding + group share (ratio)"],
             "rows": rows,
+        },
+        {
+            "title": "Verdict figure broken down: bytes per (query, view) with a mask (share of it)",
+            "columns": ["masks", "non-empty mask", "[SEG] embedding", "small arrays (scores, index, flags)",
+                        "zarr.json metadata", "total", f"budget for {TARGET_COMPRESSION:.0f}×"],
+            "rows": b_rows,
         },
         {
             "title": "(scene, query) group write/read vs .npy",

@@ -10,6 +10,7 @@ Every benchmark module exposes ``run(quick: bool) -> dict`` returning a *report 
       "profile": str | None,                    # cProfile top entries when a target is missed
       "miss_analysis": [str, ...],              # why a missed target was missed (from the profile)
       "data": {...},                            # raw numbers (JSON-able) for other benchmarks
+      "method": str | None,                     # how timings were taken, when not medians of Timing repeats
     }
 """
 
@@ -87,6 +88,27 @@ def measure(
     return Timing(float(np.median(times)), float(min(times)), float(max(times)), times, warmup)
 
 
+def measure_interleaved(
+    fns: dict[str, Callable[[], Any]], repeat: int = DEFAULT_REPEAT, warmup: int = DEFAULT_WARMUP
+) -> dict[str, Timing]:
+    """Time several callables alternately: ``warmup`` untimed rounds, then ``repeat`` timed rounds, each
+    running every callable once; the order is reversed every other round (A B, B A, ...) so slow drifts of
+    a shared machine's load hit all of them alike. {name: Timing}."""
+    if repeat < 1:
+        raise ValueError("repeat must be >= 1")
+    names = list(fns)
+    for _ in range(warmup):
+        for n in names:
+            fns[n]()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeat):
+        for n in names if r % 2 == 0 else names[::-1]:
+            t0 = time.perf_counter()
+            fns[n]()
+            times[n].append(time.perf_counter() - t0)
+    return {n: Timing(float(np.median(t)), float(min(t)), float(max(t)), t, warmup) for n, t in times.items()}
+
+
 def load_average() -> tuple[float, float, float]:
     """1/5/15-minute load averages."""
     try:
@@ -124,14 +146,38 @@ def _version(module: str) -> str:
 
 
 def git_commit() -> str:
-    """Short commit hash of the checkout (with '+dirty' if bench/ has uncommitted changes)."""
+    """Short commit hash of the checkout, with '+dirty (N files)' if the working tree has uncommitted changes
+    (tracked modifications or untracked, not ignored, files: ``git status --porcelain``)."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
         ).stdout.strip()
-        return head or "unknown"
+        if not head:
+            return "unknown"
+        status = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30
+        )
+        if status.returncode != 0:
+            return f"{head} (working-tree state unknown)"
+        changed = [ln for ln in status.stdout.splitlines() if ln.strip()]
+        return f"{head}+dirty ({len(changed)} uncommitted file{'s' if len(changed) != 1 else ''})" if changed else head
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def timing_repeats(obj: Any) -> list[int]:
+    """Repetition counts of every :class:`Timing` (as dict: ``median`` + ``times``) found in a nested report."""
+    found: list[int] = []
+    if isinstance(obj, dict):
+        if "median" in obj and isinstance(obj.get("times"), list):
+            found.append(len(obj["times"]))
+        else:
+            for v in obj.values():
+                found += timing_repeats(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            found += timing_repeats(v)
+    return found
 
 
 def machine_info() -> dict[str, Any]:
@@ -162,6 +208,7 @@ def machine_info() -> dict[str, Any]:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
+        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "numpy": np.__version__,
         "zarr": _version("zarr"),
         "spconv": _version("spconv"),
@@ -312,6 +359,7 @@ def report(
     profile: str | None = None,
     data: dict[str, Any] | None = None,
     miss_analysis: list[str] | None = None,
+    method: str | None = None,
 ) -> dict[str, Any]:
     """Assemble a benchmark's report dict (see the module docstring)."""
     return {
@@ -323,6 +371,7 @@ def report(
         "profile": profile,
         "data": dict(data or {}),
         "miss_analysis": list(miss_analysis or []),
+        "method": method,
     }
 
 

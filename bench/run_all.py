@@ -7,7 +7,8 @@
 Each benchmark module has ``run(quick) -> dict`` (see bench/common.py for the report dict). The
 Stage 1 FLOP benchmark (bench/bench_stage1_flops.py) is written by the LISA engineer and returns
 its own dict; it is rendered by :func:`stage1_report`. ``scale`` reuses the measured results of
-``stage1_flops`` and ``store`` from the same run.
+``stage1_flops`` and ``store`` from the same run; it gets every earlier report (failed ones included) and
+re-runs a missing or failed one itself, saying so in its notes and on stderr.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine_info, report, uptime_line  # noqa: E402
+from bench.common import DEFAULT_REPEAT, machine_info, report, timing_repeats, uptime_line  # noqa: E402
 
 # name -> module; the order is the run order (scale needs stage1_flops and store)
 BENCHMARKS: dict[str, str] = {
@@ -76,8 +77,8 @@ def run_one(name: str, quick: bool, results: dict[str, dict[str, Any]]) -> dict[
         return rep
     try:
         fn: Callable[..., dict[str, Any]] = mod.run
-        if name == "scale":
-            raw = fn(quick=quick, deps={k: v for k, v in results.items() if v.get("status") == "ok"})
+        if name == "scale":  # every earlier report, failed ones included: scale says what it re-ran and why
+            raw = fn(quick=quick, deps=dict(results))
         else:
             raw = fn(quick=quick)
         rep = stage1_report(raw) if name == "stage1_flops" else raw
@@ -132,6 +133,29 @@ def _md_table(columns: list[Any], rows: list[list[Any]]) -> list[str]:
     return out
 
 
+def method_line(reports: list[dict[str, Any]]) -> str:
+    """How each benchmark's timings were taken, from the Timing repetitions found in its data (so the header
+    cannot claim more repetitions than were run) plus the report's own ``method`` text."""
+    parts = []
+    short = []
+    for rep in reports:
+        reps = timing_repeats(rep.get("data", {}))
+        bits = []
+        if reps:
+            lo, hi = min(reps), max(reps)
+            bits.append(f"medians of {lo}{f'–{hi}' if hi != lo else ''} repetitions after warm-up")
+            if lo < DEFAULT_REPEAT:
+                short.append(rep["name"])
+        if rep.get("method"):
+            bits.append(str(rep["method"]))
+        if not bits:
+            bits.append("no timings" if rep.get("status") == "ok" else f"not measured ({rep.get('status')})")
+        parts.append(f"{rep['name']}: " + "; ".join(bits))
+    head = (f"timings are medians of ≥ {DEFAULT_REPEAT} repetitions after 1 warm-up except where stated"
+            if not short else f"**fewer than {DEFAULT_REPEAT} repetitions in: {', '.join(short)}**")
+    return head + " — " + " | ".join(parts)
+
+
 def render_markdown(reports: list[dict[str, Any]], machine: dict[str, Any], command: str, total_s: float,
                     load_before: str, load_after: str, quick: bool) -> str:
     """BENCHMARKS.md: command, date, machine, target summary, then one section per benchmark."""
@@ -146,15 +170,14 @@ def render_markdown(reports: list[dict[str, Any]], machine: dict[str, Any], comm
         f"- **Commit**: {machine['git_commit']}",
         f"- **Machine**: {machine['cpu']}, {machine['cores_usable']} usable cores ({machine['cores']} online), "
         f"{machine['memory_gib']} GiB RAM, {machine['platform']}; GPU: "
-        f"{'yes' if machine['cuda'] else 'none (CPU only; no GPU is lent to this task)'}",
+        f"{machine.get('cuda_device') or 'yes' if machine['cuda'] else 'none (torch.cuda.is_available() is False)'}",
         f"- **Software**: Python {machine['python']}, torch {machine['torch']} ({machine['torch_threads']} threads), "
         f"numpy {machine['numpy']}, zarr {machine['zarr']}, spconv {machine['spconv']}, "
         f"pytorch-lightning {machine['pytorch_lightning']}",
         f"- **Load** (`uptime`) before: `{load_before}`; after: `{load_after}`. The 2 cores are shared with "
         "other engineers' processes, so absolute timings carry that noise; every ratio compares two "
         "measurements taken back-to-back in the same run.",
-        f"- **Method**: each timing is the median of ≥ 5 repetitions after 1 warm-up (per-benchmark details below); "
-        f"total wall time of this run: {total_s:.0f} s.",
+        f"- **Method**: {method_line(reports)}; total wall time of this run: {total_s:.0f} s.",
         "",
         "## Targets",
         "",
@@ -230,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     reports = [results[n] for n in names]
     print_rich(reports)
     if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(render_markdown(reports, machine, command, total, load_before, load_after, args.quick),
                             encoding="utf-8")
         print(f"[bench] wrote {args.out} (total {total:.0f} s)", file=sys.stderr)

@@ -116,3 +116,29 @@ def test_pose_and_intrinsic_validation() -> None:
 def test_voxel_downsample_keeps_one_point_per_voxel() -> None:
     pts = np.array([[0.01, 0.01, 0.01], [0.02, 0.02, 0.02], [0.2, 0.0, 0.0]])
     assert voxel_downsample(pts, 0.05).tolist() == [0, 2]
+
+
+def test_world_to_camera_matches_the_matrix_product() -> None:
+    """The per-coordinate transform (no BLAS) equals (p - t) @ R, and backprojection equals cam @ R^T + t."""
+    rng = np.random.default_rng(0)
+    pose = _look_pose(37.0, (0.3, -1.2, 2.5))
+    ang = np.deg2rad(20.0)
+    tilt = np.array([[1, 0, 0], [0, np.cos(ang), -np.sin(ang)], [0, np.sin(ang), np.cos(ang)]])
+    pose[:3, :3] = pose[:3, :3] @ tilt
+    pts = rng.uniform(-5, 5, (1000, 3))
+    from shared.geometry import world_to_camera
+
+    ref = (pts - pose[:3, 3]) @ pose[:3, :3]
+    assert np.allclose(world_to_camera(pts, pose), ref, rtol=0, atol=1e-12)
+    assert np.allclose(world_to_camera(pts.astype(np.float32), pose), ref, atol=1e-5)
+    assert world_to_camera(np.zeros((0, 3)), pose).shape == (0, 3)
+    depth = _wavy_depth()
+    world, rows, cols = backproject_depth(depth, K, pose)
+    d = depth[rows, cols].astype(np.float64)
+    cam = np.stack([(cols - K[0, 2]) * d / K[0, 0], (rows - K[1, 2]) * d / K[1, 1], d], axis=1)
+    assert np.allclose(world, cam @ pose[:3, :3].T + pose[:3, 3], rtol=0, atol=1e-12)
+
+
+def test_points_must_be_n_by_3() -> None:
+    with pytest.raises(BadInputError, match=r"\(N, 3\)"):
+        project_view(np.zeros((4, 2)), K, np.eye(4), np.ones((60, 80), dtype=np.float32))

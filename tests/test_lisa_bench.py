@@ -31,3 +31,31 @@ def test_tiny_composition_matches_counted_engine_calls():
     assert res["composition_error"] < 1e-3
     assert res["flops_measured"]["naive"] > res["flops_measured"]["shared"] > 0
     assert res["wall_ratio"] > 1.0
+
+
+def test_lm_fit_and_padded_composition():
+    from bench.bench_stage1_flops import compose_lengths, fit_lm, lm_full_at, lm_suffix_at
+
+    a, c, p = 100.0, 2.0, 30
+    by = {s: [int(a * s + c * s * (p + s)), int(a * (p + s) + c * (p + s) ** 2)] for s in (10, 20, 40)}
+    fit = fit_lm(p, by)
+    assert fit["max_rel_residual"] < 1e-12
+    assert lm_suffix_at(fit, 25) == pytest.approx(a * 25 + c * 25 * 55)
+    comp = {"clip": 1.0, "sam_encode": 10.0, "lm_prefix": 50.0, "sam_decode": 2.0, "lm_fit": fit}
+    lengths = [10, 40, 20]
+    naive, shared, pad = compose_lengths(comp, views=2, suffix_lengths=lengths, batch=2)
+    assert naive == pytest.approx(2 * sum(1 + 10 + lm_full_at(fit, s) + 2 for s in lengths))
+    # batches [10, 40] padded to 40, [20] alone
+    suffix = 2 * lm_suffix_at(fit, 40) + lm_suffix_at(fit, 20)
+    assert shared == pytest.approx(2 * (1 + 10 + 50) + 2 * (suffix + 3 * 2))
+    assert pad == pytest.approx(2 * (lm_suffix_at(fit, 40) - lm_suffix_at(fit, 10)))
+
+
+def test_caption_lengths_and_varied_texts(fixtures_root):
+    from bench.bench_stage1_flops import SUFFIX_TEMPLATE_TOKENS, caption_suffix_lengths, varied_texts
+
+    lengths, captions, source = caption_suffix_lengths()
+    assert lengths is not None and len(lengths) == len(captions) > 100, source
+    assert min(lengths) > SUFFIX_TEMPLATE_TOKENS and max(lengths) > min(lengths) + 20
+    texts, _ = varied_texts(10)
+    assert len(texts) == 10 and len({len(t.split()) for t in texts}) >= 5
