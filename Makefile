@@ -32,7 +32,12 @@ demo: setup
 pseudolabels: setup
 	$(MLLM3D) pseudolabel --config configs/stage1/synthetic.yaml --source $(SOURCE) --store $(STORE)
 
-train: setup
+# the store is filled by `make pseudolabels` when it does not exist yet (on a fresh clone: the synthetic
+# default); an existing store is used as it is
+$(STORE): | setup
+	$(MAKE) pseudolabels STORE=$(STORE) SOURCE=$(SOURCE)
+
+train: setup | $(STORE)
 	$(MLLM3D) train --store $(STORE) --config $(CONFIG) --out $(RUN_DIR)
 
 eval: setup

@@ -23,6 +23,7 @@ class ModelConfig:
     """Sparse U-Net shape (defaults = MinkUNet14A of the official code) and heads."""
 
     use_normals: bool = False  # input = RGB (+ per-voxel normals)
+    use_height: bool = False  # (+ height above the scene's lowest point)
     stem: int = 32
     stem_kernel: int = 3  # MinkUNet uses 5; 3x3x3 submanifold keeps every conv 3^3 (cheaper on CPU)
     down: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
@@ -32,6 +33,11 @@ class ModelConfig:
     query_dim: int = 256  # [SEG] embedding size (LISA: 256)
     image_feature_dim: int = 256  # channels of the stored 2D features (SAM: 256); resolved from the store
     bn_momentum: float = 0.05  # PyTorch convention (MinkowskiBatchNorm wraps torch BatchNorm1d: same value)
+    # point logit s_p from f3D_p and t = W q: "dot" = f3D_p · t (the paper's training loss);
+    # "cosine" = tau * cos(f3D_p, t) + b with a learned scale tau (init logit_scale) and bias b (init logit_bias)
+    logit: str = "dot"
+    logit_scale: float = 10.0
+    logit_bias: float = -3.0
 
 
 @dataclass
@@ -60,6 +66,7 @@ class LossConfig:
 
     target: str = "pairs"  # pairs: every visible (point, view) pair vs its view's mask; fused: fused label
     pair_weighting: str = "omega"  # omega: pair weight = k_used * ω_i; uniform: plain mean over pairs
+    positive_weight: float = 1.0  # extra weight of positive (inside-mask) pairs in L_MMS; 1 = plain BCE
     spatial: bool = True
     spatial_mode: str = "auto"  # auto: features if the store has them, else prototype; features; prototype
     spatial_weight: float = 20.0  # lambda (official code 10 / 0.5)
@@ -120,6 +127,8 @@ class TrainConfig:
         """Raise BadInputError on values that cannot work."""
         if self.loss.target not in ("pairs", "fused"):
             raise BadInputError(f"loss.target must be 'pairs' or 'fused', got {self.loss.target!r}")
+        if self.model.logit not in ("dot", "cosine"):
+            raise BadInputError(f"model.logit must be 'dot' or 'cosine', got {self.model.logit!r}")
         if self.loss.pair_weighting not in ("omega", "uniform"):
             raise BadInputError(f"loss.pair_weighting must be 'omega' or 'uniform', got {self.loss.pair_weighting!r}")
         if self.loss.spatial_mode not in ("auto", "features", "prototype"):

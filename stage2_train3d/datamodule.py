@@ -126,6 +126,7 @@ class StoreQueryDataset(Dataset):
         seed: int = 0,
         use_normals: bool = False,
         with_features: bool = True,
+        use_height: bool = False,
     ) -> None:
         self.store_path = Path(store_path)
         self.pairs = list(pairs)
@@ -135,6 +136,7 @@ class StoreQueryDataset(Dataset):
         self.train = train
         self.seed = seed
         self.use_normals = use_normals
+        self.use_height = use_height
         self.with_features = with_features
         self._store: PseudoLabelStore | None = None
         self._cache: OrderedDict[str, StoredScene] = OrderedDict()
@@ -182,7 +184,7 @@ class StoreQueryDataset(Dataset):
             "scene_id": scene_id,
             "query_ids": list(query_ids),
             "coords": vox.coords,
-            "feats": input_features(points, scene.colors, vox, self.use_normals),
+            "feats": input_features(points, scene.colors, vox, self.use_normals, self.use_height, self.data.up_axis),
             "inverse": vox.inverse,
             "num_points": scene.num_points,
         }
@@ -420,6 +422,7 @@ class StoreDataModule(pl.LightningDataModule):
             train=train,
             seed=cfg.trainer.seed,
             use_normals=cfg.model.use_normals,
+            use_height=cfg.model.use_height,
             with_features=need_features,
         )
 

@@ -71,9 +71,9 @@ class NetworkMethod:
 
     @classmethod
     def from_checkpoint(cls, name: str, path: str | Path, device: str = "cpu") -> NetworkMethod:
-        from stage2_train3d.predictor import Predictor
+        from stage2_train3d.predictor import Predictor, resolve_checkpoint
 
-        p = Path(path)
+        p = resolve_checkpoint(path)
         if not p.is_file():
             raise BadInputError(f"checkpoint {p} (for row {name!r}) not found")
         return cls(name=name, predictor=Predictor.from_checkpoint(p, device=device), checkpoint=str(p))

@@ -133,6 +133,8 @@ def _parse_checkpoint(spec: str) -> tuple[str, Path, bool]:
             raise BadInputError(f"--checkpoint {spec!r}: expected NAME=PATH or PATH")
         return name, Path(path), True
     p = Path(spec)
+    if p.is_dir():  # a run directory
+        return p.resolve().name, p, False
     parent = p.parent.name if p.parent.name not in ("", "checkpoints", ".") else p.parent.parent.name
     return (parent or p.stem), p, False
 
@@ -235,7 +237,8 @@ def run_eval(
 @click.command("eval")
 @click.option("--store", "store_path", required=True, type=click.Path(path_type=Path), help="Pseudo-label store.")
 @click.option("--checkpoint", "checkpoints", multiple=True,
-              help="Trained 3D network, NAME=PATH or PATH (repeatable: one row per checkpoint).")
+              help="Trained 3D network, NAME=PATH or PATH; PATH is a .ckpt or a run directory (its best "
+                   "checkpoint). Repeatable: one row per checkpoint.")
 @click.option("--split", type=click.Choice(["val", "all"]), default="val", show_default=True,
               help="val = the training DataModule's held-out scenes (from the checkpoint's config).")
 @click.option("--scenes", default=None, help="Comma-separated scene ids to evaluate (overrides --split).")

@@ -26,14 +26,25 @@ def _zero(like: torch.Tensor) -> torch.Tensor:
     return like.sum() * 0.0
 
 
-def mms_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Weighted mean BCE-with-logits over (point, view) pairs; 0 when there are no pairs."""
+def mms_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    positive_weight: float = 1.0,
+) -> torch.Tensor:
+    """Weighted mean BCE-with-logits over (point, view) pairs; 0 when there are no pairs.
+
+    ``positive_weight`` multiplies the weight of pairs whose target is > 0.5 (inside the mask).
+    """
     if logits.numel() == 0:
         return _zero(logits)
-    bce = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
-    if weights is None:
+    targets = targets.to(logits.dtype)
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    if weights is None and positive_weight == 1.0:
         return bce.mean()
-    w = weights.to(bce.dtype)
+    w = torch.ones_like(bce) if weights is None else weights.to(bce.dtype)
+    if positive_weight != 1.0:
+        w = torch.where(targets > 0.5, w * positive_weight, w)
     total = w.sum()
     if total <= 0:
         return _zero(logits)

@@ -18,6 +18,7 @@ from spconv.pytorch import ConvAlgo
 from torch import nn
 
 from stage2_train3d.config import ModelConfig
+from stage2_train3d.voxelize import input_channels
 
 
 def _bn(channels: int, momentum: float) -> nn.BatchNorm1d:
@@ -124,13 +125,16 @@ class Stage2Net(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.in_channels = 6 if cfg.use_normals else 3
+        self.in_channels = input_channels(cfg.use_normals, cfg.use_height)
         self.backbone = SparseUNet(self.in_channels, cfg)
         width = self.backbone.out_channels
         self.semantic_head = nn.Linear(width, cfg.feature_dim)  # f3D
         self.local_head = nn.Linear(width, cfg.feature_dim)  # local feature for L_spatial
         self.query_proj = nn.Linear(cfg.query_dim, cfg.feature_dim)  # W: t = W q
         self.image_proj = nn.Linear(cfg.image_feature_dim, cfg.feature_dim)  # W_img
+        if cfg.logit == "cosine":  # learned temperature (log-parametrised) and bias of the cosine logit
+            self.log_logit_scale = nn.Parameter(torch.tensor(float(np.log(cfg.logit_scale))))
+            self.logit_bias = nn.Parameter(torch.tensor(float(cfg.logit_bias)))
         self._gpu_algo = {
             name: mod.algo for name, mod in self.named_modules() if isinstance(mod, spconv.conv.SparseConvolution)
         }
@@ -167,6 +171,17 @@ class Stage2Net(nn.Module):
     def project_query(self, q: torch.Tensor) -> torch.Tensor:
         """t = W q: (..., query_dim) -> (..., feature_dim)."""
         return self.query_proj(q)
+
+    def score(self, f3d: torch.Tensor, t: torch.Tensor, pairwise: bool = False) -> torch.Tensor:
+        """Point logits from semantic features (M,F) and projected queries t: (Q,F) -> (M,Q), or, with
+        ``pairwise``, row by row for equal-length (M,F) and (M,F) -> (M,). See ModelConfig.logit."""
+        if self.cfg.logit == "cosine":
+            f3d = nn.functional.normalize(f3d, dim=-1, eps=1e-6)
+            t = nn.functional.normalize(t, dim=-1, eps=1e-6)
+        s = (f3d * t).sum(-1) if pairwise else f3d @ t.T
+        if self.cfg.logit == "cosine":
+            s = self.log_logit_scale.exp() * s + self.logit_bias
+        return s
 
     def project_image(self, f2d: torch.Tensor) -> torch.Tensor:
         """W_img f2D: (..., image_feature_dim) -> (..., feature_dim)."""

@@ -41,6 +41,11 @@ class Stage2Module(pl.LightningModule):
         self.save_hyperparameters({"config": cfg.to_dict()}, logger=False)
         self._val_ious: list[float] = []
         self._val_proj_ious: list[float] = []
+        # DDP needs every parameter in every step's graph; set in setup() when world_size > 1
+        self.anchor_unused = False
+
+    def setup(self, stage: str) -> None:
+        self.anchor_unused = self.trainer.world_size > 1
 
     # ------------------------------------------------------------------ forward pieces
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -54,7 +59,7 @@ class Stage2Module(pl.LightningModule):
         vo, po, qo = batch["voxel_offset"].tolist(), batch["point_offset"].tolist(), batch["query_offset"].tolist()
         blocks = []
         for b in range(int(batch["batch_size"])):
-            vox_logit = sem[vo[b] : vo[b + 1]] @ t[qo[b] : qo[b + 1]].T  # (M_b, Q_b)
+            vox_logit = self.net.score(sem[vo[b] : vo[b + 1]], t[qo[b] : qo[b + 1]])  # (M_b, Q_b)
             inv = batch["point_voxel"][po[b] : po[b + 1]] - vo[b]
             blocks.append(vox_logit[inv].T.reshape(-1))  # (Q_b * N_b,), query-major
         out["qp_logit"] = torch.cat(blocks) if blocks else sem.new_zeros(0)
@@ -66,7 +71,7 @@ class Stage2Module(pl.LightningModule):
             return out["qp_logit"][batch["pair_qp"]]
         t_view = self.net.project_query(batch["view_emb"])  # (V,F)
         vox = batch["point_voxel"][batch["pair_point"]]
-        return (out["semantic"][vox] * t_view[batch["pair_view"]]).sum(-1)
+        return self.net.score(out["semantic"][vox], t_view[batch["pair_view"]], pairwise=True)
 
     def _spatial(self, batch: dict[str, Any], out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, str]:
         mode = self.cfg.loss.spatial_mode
@@ -93,7 +98,7 @@ class Stage2Module(pl.LightningModule):
             mms = fused_loss(out["qp_logit"], batch["fused_prob"], batch["seen"])
         else:
             weights = batch["pair_weight"] if cfg.pair_weighting == "omega" else None
-            mms = mms_loss(self._pair_logits(batch, out), batch["pair_target"], weights)
+            mms = mms_loss(self._pair_logits(batch, out), batch["pair_target"], weights, cfg.positive_weight)
         loss = mms
         parts: dict[str, torch.Tensor] = {"mms": mms.detach()}
         if cfg.spatial and cfg.spatial_weight > 0:
@@ -105,6 +110,11 @@ class Stage2Module(pl.LightningModule):
             lab = label_loss(out["qp_logit"], batch["gt"], batch["qp_has_gt"])
             loss = loss + cfg.label_weight * lab
             parts["label"] = lab.detach()
+        if self.anchor_unused:
+            # some variants leave parameters out of the loss (no spatial loss: local head and W_img;
+            # prototype mode or a batch without image features: W_img); a zero-valued term keeps them
+            # in the graph so DDP's gradient reducer does not stop (find_unused_parameters not needed)
+            loss = loss + 0.0 * sum(p.reshape(-1)[0] for p in self.net.parameters() if p.requires_grad)
         if not torch.isfinite(loss):
             pairs = ", ".join(f"{s}/{q}" for s, q in zip(batch["query_scene_ids"], batch["query_ids"], strict=True))
             detail = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items())

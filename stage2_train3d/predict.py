@@ -107,7 +107,7 @@ def run_stage1_for_query(
     seed: int = 0,
     min_valid_depth: float = 0.1,
 ) -> QueryRecord:
-    """Stage 1 for one query: k seeded views, the backend on each, masks resized to the depth resolution."""
+    """Stage 1 for one query: k seeded views, the backend on each, masks mapped onto the depth grid."""
     usable = usable_frames(scene.views, min_valid_depth)
     if len(usable) == 0:
         raise BadInputError(f"scene {scene.scene_id}: no frame has a valid pose and enough valid depth")
@@ -124,7 +124,8 @@ def run_stage1_for_query(
     sizes = {scene.views[int(i)].depth_size for i in choice.view_index}
     if len(sizes) != 1:
         raise BadInputError(f"scene {scene.scene_id}: the sampled views have different depth sizes {sorted(sizes)}")
-    return assemble_record(query, choice, results, features, sizes.pop(), segmenter)
+    views_used = {int(i): scene.views[int(i)] for i in choice.view_index}
+    return assemble_record(query, choice, results, features, sizes.pop(), segmenter, views=views_used)
 
 
 def predict_query(
@@ -226,7 +227,7 @@ def summary_lines(pred: Prediction, ply: Path, scene: Scene, gt: Sequence[int] |
 @click.option("--target-ids", default=None,
               help="Synthetic backend only: comma-separated instance ids the stand-in masks should show.")
 @click.option("--checkpoint", "checkpoint", required=True, type=click.Path(path_type=Path),
-              help="Trained 3D network checkpoint (mllm3d train).")
+              help="Trained 3D network: a .ckpt, or a run directory of mllm3d train (its best checkpoint).")
 @click.option("--backend", default="synthetic", show_default=True, help="Stage 1 backend: synthetic | lisa.")
 @click.option("--backend-config", "backend_config_path", default=None, type=click.Path(dir_okay=False),
               help="Backend config YAML (flat, or a Stage 1 run config).")
@@ -255,7 +256,7 @@ def predict_cmd(
 ) -> None:
     """Segment a scene for a text query with a trained 3D network; write the mask as a coloured PLY."""
     from shared.sources import open_source
-    from stage2_train3d.predictor import Predictor
+    from stage2_train3d.predictor import Predictor, resolve_checkpoint
 
     console = Console()
     try:
@@ -263,6 +264,7 @@ def predict_cmd(
             source=source, scene_id=scene_id, text=text, query_id=query_id, target_ids=parse_ids(target_ids),
             backend=backend, views=parse_views(views), seed=seed,
         )
+        checkpoint = resolve_checkpoint(checkpoint)
         if not checkpoint.is_file():
             raise BadInputError(f"checkpoint {checkpoint} not found")
         src = open_source(source)

@@ -10,6 +10,7 @@ is sigmoid(f3D_p · t) of its voxel; ``threshold`` (default 0.5) binarises it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,39 @@ from stage2_train3d.model import Stage2Net, build_network
 from stage2_train3d.train import train_run
 from stage2_train3d.voxelize import input_features, voxelize
 
-__all__ = ["Predictor", "load_checkpoint", "train_run"]
+__all__ = ["Predictor", "load_checkpoint", "resolve_checkpoint", "train_run"]
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a run directory of ``mllm3d train`` -> its best checkpoint (else last.ckpt)."""
+    p = Path(path)
+    if not p.is_dir():
+        return p
+    result = p / "result.json"
+    if result.is_file():
+        try:
+            res = json.loads(result.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise BadInputError(f"{result}: not valid JSON ({exc})") from exc
+        for key in ("best_checkpoint", "last_checkpoint"):
+            if not res.get(key):
+                continue
+            # as recorded, else by file name in this directory (the run directory was moved)
+            for ckpt in (Path(res[key]), p / "checkpoints" / Path(res[key]).name):
+                if ckpt.is_file():
+                    return ckpt
+    best = sorted((p / "checkpoints").glob("best-*.ckpt"))
+    if best:
+        return best[-1]
+    last = p / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        return last
+    raise BadInputError(f"{p}: a directory without result.json or checkpoints/*.ckpt (not a Stage 2 run directory)")
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[TrainConfig, Stage2Net]:
-    """(config, network with weights) from a Stage 2 Lightning checkpoint."""
-    p = Path(path)
+    """(config, network with weights) from a Stage 2 Lightning checkpoint or a run directory."""
+    p = resolve_checkpoint(path)
     if not p.is_file():
         raise BadInputError(f"{p}: checkpoint not found")
     try:
@@ -88,13 +116,14 @@ class Predictor:
         if pts.shape[0] == 0:
             return np.zeros(0, np.float32)
         vox = voxelize(pts, self.config.data.voxel_size)
-        feats = input_features(pts, colors, vox, self.config.model.use_normals)
+        m = self.config.model
+        feats = input_features(pts, colors, vox, m.use_normals, m.use_height, self.config.data.up_axis)
         coords = np.concatenate([np.zeros((vox.num_voxels, 1), np.int32), vox.coords], axis=1)
         out = self.net(
             torch.from_numpy(coords).to(self.device), torch.from_numpy(feats).to(self.device), batch_size=1
         )
         t = self.net.project_query(torch.from_numpy(q).to(self.device))
-        prob = torch.sigmoid(out["semantic"] @ t).float().cpu().numpy()
+        prob = torch.sigmoid(self.net.score(out["semantic"], t[None])[:, 0]).float().cpu().numpy()
         return prob[vox.inverse].astype(np.float32)
 
     def describe(self) -> dict[str, Any]:

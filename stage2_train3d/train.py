@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import signal
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,27 @@ from stage2_train3d.model import build_network
 from stage2_train3d.module import Stage2Module
 
 METRICS = ("val/miou", "val/acc25", "val/acc50")
+KILL_ENV_VAR = "MLLM3D_TEST_TRAIN_KILL_AT"  # "<epoch>:<batch>": SIGKILL there (crash/resume tests only)
+
+
+class _KillAt(Callback):
+    """Test-only: SIGKILLs the training process at the start of one (epoch, batch)."""
+
+    def __init__(self, spec: str) -> None:
+        try:
+            epoch, batch = (int(x) for x in spec.split(":"))
+        except ValueError as exc:
+            raise BadInputError(f"{KILL_ENV_VAR}={spec!r}: expected <epoch>:<batch>") from exc
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _test_callbacks() -> list[Callback]:
+    spec = os.environ.get(KILL_ENV_VAR)
+    return [_KillAt(spec)] if spec else []
 
 
 def as_config(config: TrainConfig | Mapping[str, Any] | str | Path | None, overrides: Iterable[str] = ()) -> TrainConfig:
@@ -93,6 +116,26 @@ def resolve_resume(resume: str | Path | None, out_dir: Path) -> str | None:
     if not path.is_file():
         raise BadInputError(f"{path}: checkpoint to resume from not found")
     return str(path)
+
+
+def resume_config_differences(ckpt_path: str | Path, cfg: TrainConfig) -> list[str]:
+    """Warnings for every config value that differs between a checkpoint being resumed and this run."""
+    saved = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("hyper_parameters", {}).get("config")
+    if not isinstance(saved, Mapping):
+        return [f"warning: {ckpt_path} holds no config; cannot compare it with this run's"]
+
+    def flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, Mapping) else {f"{prefix}{k}": v})
+        return out
+
+    old, new = flat(saved), flat(cfg.to_dict())
+    return [
+        f"warning: resuming {ckpt_path} with {k}={new.get(k)!r} (the checkpoint was trained with {old.get(k)!r})"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
 
 
 def _loggers(out: Path) -> list[Any]:
@@ -181,8 +224,11 @@ def train_run(
     )
     for note in notes:
         say(note)
-    config_path = save_config(cfg, out / "config.yaml")
     ckpt_path = resolve_resume(resume, out)
+    if ckpt_path is not None:
+        for note in resume_config_differences(ckpt_path, cfg):
+            say(note)
+    config_path = save_config(cfg, out / "config.yaml")
 
     if cfg.trainer.cpu_threads > 0:
         torch.set_num_threads(cfg.trainer.cpu_threads)
@@ -208,7 +254,12 @@ def train_run(
         save_on_train_epoch_end=True,
     )
     trainer = build_trainer(
-        cfg, out, [ckpt, last_ckpt, *(callbacks or [])], progress, fast_dev_run=fast_dev_run, **dict(trainer_kwargs or {})
+        cfg,
+        out,
+        [ckpt, last_ckpt, *(callbacks or []), *_test_callbacks()],
+        progress,
+        fast_dev_run=fast_dev_run,
+        **dict(trainer_kwargs or {}),
     )
     has_val = bool(dm.val_pairs)
     untrained: dict[str, float] = {}

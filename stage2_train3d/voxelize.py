@@ -73,14 +73,32 @@ def voxel_normals(points: np.ndarray, vox: Voxels) -> np.ndarray:
     return normals.astype(np.float32)
 
 
+def input_channels(use_normals: bool = False, use_height: bool = False) -> int:
+    """Width of :func:`input_features`' output."""
+    return 3 + (3 if use_normals else 0) + (1 if use_height else 0)
+
+
 def input_features(
-    points: np.ndarray, colors: np.ndarray, vox: Voxels, use_normals: bool = False
+    points: np.ndarray,
+    colors: np.ndarray,
+    vox: Voxels,
+    use_normals: bool = False,
+    use_height: bool = False,
+    up_axis: int = 2,
 ) -> np.ndarray:
-    """Per-voxel network input: mean RGB/127.5 - 1 (3) [+ normals (3)] -> (M, 3 or 6) float32."""
-    feats = voxel_mean(np.asarray(colors, dtype=np.float32) / 127.5 - 1.0, vox)
+    """Per-voxel network input (M, C) float32: mean RGB/127.5 - 1 (3) [+ normals (3)] [+ height (1)].
+
+    Height is the voxel's mean coordinate along ``up_axis`` above the scene's lowest point, in metres
+    minus 1 (about the floor for an indoor scan); it does not change under rotations about the up axis
+    or horizontal flips, so it survives the augmentation.
+    """
+    feats = [voxel_mean(np.asarray(colors, dtype=np.float32) / 127.5 - 1.0, vox)]
     if use_normals:
-        feats = np.concatenate([feats, voxel_normals(points, vox)], axis=1)
-    return feats
+        feats.append(voxel_normals(points, vox))
+    if use_height:
+        up = np.asarray(points, dtype=np.float64)[:, up_axis:up_axis + 1]
+        feats.append(voxel_mean(up - (up.min() if up.size else 0.0) - 1.0, vox))
+    return np.concatenate(feats, axis=1) if len(feats) > 1 else feats[0]
 
 
 def devoxelize(values: np.ndarray, vox: Voxels) -> np.ndarray:

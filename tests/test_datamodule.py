@@ -52,6 +52,24 @@ def test_voxelize_inverse_round_trip():
     assert feats.shape == (vox.num_voxels, 3) and np.allclose(feats, 1.0)
 
 
+def test_height_feature_survives_augmentation():
+    rng = np.random.default_rng(4)
+    pts = rng.uniform(0, 3, size=(2000, 3)).astype(np.float32)
+    pts[:, 2] += 5.0  # the scene's lowest point is the reference, not z = 0
+    colors = rng.integers(0, 256, size=(2000, 3)).astype(np.uint8)
+    vox = voxelize(pts, 0.25)
+    feats = input_features(pts, colors, vox, use_normals=True, use_height=True)
+    assert feats.shape == (vox.num_voxels, 7)
+    assert np.allclose(feats[:, 6], voxel_mean(pts[:, 2:] - pts[:, 2].min() - 1.0, vox)[:, 0], atol=1e-5)
+    # at a voxel size where every point is alone, each point keeps its height under augmentation
+    moved = augment_points(pts, np.random.default_rng(5), rotate=True, flip=True, up_axis=2)
+    fine, fine_moved = voxelize(pts, 1e-3), voxelize(moved, 1e-3)
+    assert fine.num_voxels == fine_moved.num_voxels == 2000
+    h1 = devoxelize(input_features(pts, colors, fine, use_height=True)[:, 3], fine)
+    h2 = devoxelize(input_features(moved, colors, fine_moved, use_height=True)[:, 3], fine_moved)
+    assert np.allclose(h1, pts[:, 2] - pts[:, 2].min() - 1.0, atol=1e-5) and np.allclose(h1, h2, atol=1e-5)
+
+
 def test_voxel_normals_of_a_plane():
     rng = np.random.default_rng(1)
     pts = np.column_stack([rng.uniform(0, 1, 2000), rng.uniform(0, 1, 2000), np.full(2000, 0.3)])

@@ -28,6 +28,11 @@ def test_mms_loss_mean_and_weights():
     assert mms_loss(logits, target).item() == pytest.approx(sum(expect) / 3, rel=1e-5)
     w = torch.tensor([2.0, 1.0, 0.0])
     assert mms_loss(logits, target, w).item() == pytest.approx((2 * expect[0] + expect[1]) / 3, rel=1e-5)
+    # positive_weight scales the pairs inside the mask (targets 1), then the weighted mean
+    pw = mms_loss(logits, target, w, positive_weight=3.0).item()
+    assert pw == pytest.approx((3 * 2 * expect[0] + expect[1]) / (3 * 2 + 1), rel=1e-5)
+    assert mms_loss(logits, target, None, 3.0).item() == pytest.approx(
+        (3 * expect[0] + expect[1] + 3 * expect[2]) / 7, rel=1e-5)
     empty = torch.zeros(0, requires_grad=True)
     z = mms_loss(empty, torch.zeros(0))
     assert z.item() == 0.0

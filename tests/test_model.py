@@ -79,3 +79,24 @@ def test_wrong_input_width_is_reported():
     coords, _ = _cloud(100, batch=1)
     with pytest.raises(ValueError, match="3 input channels, got 6"):
         net(coords, torch.zeros(len(coords), 6), batch_size=1)
+
+
+def test_cosine_logit_is_a_scaled_cosine_with_learned_scale_and_bias():
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    net = build_network(replace(TINY, logit="cosine", logit_scale=5.0, logit_bias=-2.0))
+    f, t = torch.randn(7, 12), torch.randn(3, 12)
+    s = net.score(f, t)
+    cos = torch.nn.functional.cosine_similarity(f[:, None], t[None], dim=-1)
+    assert s.shape == (7, 3) and torch.allclose(s, 5.0 * cos - 2.0, atol=1e-5)
+    assert torch.allclose(net.score(f[:3], t, pairwise=True), s[[0, 1, 2], [0, 1, 2]], atol=1e-6)
+    assert torch.allclose(net.score(3 * f, t), s, atol=1e-5)  # scale-free in f
+    # scale and bias are parameters: optimised, and in the checkpoint
+    names = dict(net.named_parameters())
+    assert {"log_logit_scale", "logit_bias"} <= set(names) and "logit_bias" in net.state_dict()
+    s.sum().backward()
+    assert names["log_logit_scale"].grad is not None and names["logit_bias"].grad is not None
+    # the paper's dot product stays the default
+    dot = build_network(TINY)
+    assert torch.allclose(dot.score(f, t), f @ t.T) and "logit_bias" not in dot.state_dict()
