@@ -89,7 +89,8 @@ def spatial_prototype_loss(
     has_proto = torch.zeros(num_views, dtype=torch.bool, device=unit.device)
     has_proto[pair_view[positive]] = True
     use = has_proto[pair_view]
-    cos = (unit[pair_voxel[use]] * proto[pair_view[use]]).sum(-1)
+    # (M, V) cosines, then one gather per pair: no (P, D) copies of the features (P >> M at scale)
+    cos = (unit @ proto.T)[pair_voxel[use], pair_view[use]]
     pos = positive[use]
     loss = (1.0 - cos[pos]).mean()
     if bool((~pos).any()):

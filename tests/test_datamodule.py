@@ -121,6 +121,7 @@ def test_item_pairs_match_masks_and_skip_dropped_views(toy_store):
     rec = store.read_query("toy00", "q1")
     scene = store.read_scene("toy00")
     assert item["view_weight"][4] == 0 and not item["view_keep"][4]  # the low-confidence hallucination
+    assert np.array_equal(item["view_confidence"], rec.confidence) and np.array_equal(item["view_attention"], rec.attention)
     assert set(np.unique(item["pair_view"]).tolist()) == {0, 1, 2, 3}
     corr = scene.correspondences.subset(rec.view_index)
     for v in range(4):
@@ -157,6 +158,7 @@ def test_collate_offsets_and_global_indices(toy_store):
     assert np.array_equal(batch["pair_view"][pa:].numpy(), b["pair_view"] + a["num_views"])
     assert np.array_equal(batch["f2d_pair"][a["f2d"].shape[0] :].numpy(), b["f2d_pair"] + pa)
     assert batch["q"].shape == (2, 8) and batch["scene_ids"] == ["toy00", "toy01"]
+    assert batch["view_confidence"].shape == batch["view_attention"].shape == (a["num_views"] + b["num_views"],)
     assert batch["query_ids"] == ["q1", "q2"] and batch["query_offset"].tolist() == [0, 1, 2]
     assert np.array_equal(batch["pair_qp"][pa:].numpy(), na + b["pair_point"])  # block of item b, query 0
     # the same key gives the same augmented item (seeded by (seed, epoch, index)); another epoch differs
