@@ -35,10 +35,22 @@ class LazyGroup(click.Group):
         return getattr(importlib.import_module(module_name), attr)
 
 
+def quiet_dependencies() -> None:
+    """Silence dependency noise that says nothing about the user's run: spconv's torch.cuda.amp
+    FutureWarnings at import, Lightning's pytree deprecation and torch.fx's tracing notice."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"spconv\..*")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
+
+
 @click.group(cls=LazyGroup)
 @click.version_option(package_name="mllm-for3d")
 def main() -> None:
     """Label-free 3D reasoning segmentation (MLLM-For3D): Stage 1 pseudo-labels, Stage 2 3D training."""
+    quiet_dependencies()
 
 
 if __name__ == "__main__":

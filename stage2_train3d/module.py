@@ -183,9 +183,13 @@ class Stage2Module(pl.LightningModule):
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.cfg.optim
-        opt = torch.optim.SGD(
-            self.net.parameters(), lr=o.lr, momentum=o.momentum, dampening=o.dampening, weight_decay=o.weight_decay
-        )
+        if o.optimizer == "adamw":
+            opt: torch.optim.Optimizer = torch.optim.AdamW(self.net.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        else:
+            opt = torch.optim.SGD(
+                self.net.parameters(), lr=o.lr, momentum=o.momentum, dampening=o.dampening,
+                weight_decay=o.weight_decay,
+            )
         if o.scheduler == "none":
             return {"optimizer": opt}
         if o.scheduler_interval == "step":

@@ -4,6 +4,7 @@ reuses a finished run with the same settings (so re-running a command redoes not
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,8 +82,16 @@ def train_or_reuse(
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     stamp_file.write_text(json.dumps(stamp, indent=2))
-    res = train_run(config, store, run_dir, overrides=list(overrides), progress=False, evaluate_untrained=False,
-                    log=log)
+    lightning = [logging.getLogger(n) for n in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")]
+    levels = [lg.level for lg in lightning]
+    for lg in lightning:  # the trainer's info lines (devices, tips) would interleave with the caller's output
+        lg.setLevel(logging.WARNING)
+    try:
+        res = train_run(config, store, run_dir, overrides=list(overrides), progress=False, evaluate_untrained=False,
+                        log=log)
+    finally:
+        for lg, level in zip(lightning, levels, strict=True):
+            lg.setLevel(level)
     ckpt = res.get("best_checkpoint") or res.get("last_checkpoint")
     if not ckpt:
         raise BadInputError(f"training in {run_dir} produced no checkpoint")

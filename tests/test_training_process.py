@@ -82,12 +82,14 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(stores, tmp_p
 
 
 def test_resume_with_another_config_warns(stores, tmp_path):
-    store = stores["plain"]
-    assert _train(store, tmp_path / "r", "optim.epochs=1").returncode == 0
-    res = _train(store, tmp_path / "r", "optim.epochs=2", "optim.lr=0.01", resume="last")
-    assert res.returncode == 0, res.stderr[-3000:]
-    out = res.stdout + res.stderr
-    assert "optim.lr=0.01" in out and "trained with 0.1" in out
+    from stage2_train3d.train import as_config, resume_config_differences, train_run
+
+    res = train_run(None, stores["plain"], tmp_path / "r", overrides=[*TINY, "optim.epochs=1"], progress=False,
+                    evaluate_untrained=False, log=None)
+    saved = as_config(res["config_path"])
+    assert resume_config_differences(res["last_checkpoint"], saved) == []
+    notes = resume_config_differences(res["last_checkpoint"], as_config(saved, ["optim.lr=0.01"]))
+    assert notes == [f"warning: resuming {res['last_checkpoint']} with optim.lr=0.01 (the checkpoint was trained with 0.1)"]
 
 
 @pytest.mark.parametrize(
