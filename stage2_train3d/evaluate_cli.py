@@ -34,11 +34,15 @@ def results_table(result: EvalResult, title: str = "evaluation") -> Table:
     """One row per method: Acc@0.25 / Acc@0.5 / mIoU (percent), grounded-only mIoU, zero-target counts."""
     t = Table(title=f"{title} ({len(result.pairs)} queries{', ' + result.split if result.split else ''})")
     t.add_column("method")
-    for key, label in SUMMARY_COLUMNS:
+    columns = SUMMARY_COLUMNS
+    if not any(r.summary.get("n_zero_target", 0) for r in result.rows):
+        # no zero-target query: 'mIoU targeted' equals mIoU and the zero-target columns are empty
+        columns = [c for c in SUMMARY_COLUMNS if c[0] not in ("miou_targeted", "n_zero_target", "zero_target_acc")]
+    for key, label in columns:
         t.add_column(label + (" %" if key in PERCENT else ""), justify="right")
     for r in result.rows:
         s = r.summary
-        t.add_row(r.name, *[fmt_value(k, s.get(k, float("nan"))) for k, _ in SUMMARY_COLUMNS])
+        t.add_row(r.name, *[fmt_value(k, s.get(k, float("nan"))) for k, _ in columns])
     t.caption = table_footnote(result)
     return t
 

@@ -1,4 +1,5 @@
-"""The demo end to end at the smallest size (1 scene, 1 epoch), its re-run, and predict on its checkpoint."""
+"""The demo end to end at the smallest size (2 scenes: 1 trained on, 1 held out; 1 epoch), its re-run, and
+predict on its checkpoint."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("demo")
-    res = CliRunner(env={"COLUMNS": "200"}).invoke(demo_cmd, ["--quick", "--scenes", "1", "--out", str(out)])
+    res = CliRunner(env={"COLUMNS": "200"}).invoke(demo_cmd, ["--quick", "--out", str(out)])
     assert res.exit_code == 0, res.output + repr(res.exception)
     return out, res.output
 
@@ -33,6 +34,11 @@ def test_demo_writes_everything(demo_dir) -> None:
     assert names == ["2D projection (no 3D training)", "trained 3D network"]
     n = metrics["num_pairs"]
     assert n >= 8 and all(len(r["queries"]) == n for r in metrics["rows"])
+    # scored on the held-out scene only, never on the one it was trained on
+    scored = {q["scene_id"] for r in metrics["rows"] for q in r["queries"]}
+    assert len(scored) == 1 and scored < {"synth_0000", "synth_0001"}
+    assert metrics["split"] == f"1 held-out scenes (not trained on): {scored.pop()}"
+    assert metrics["train_queries"] > 0 and "held-out queries" in output
     assert "Acc@0.25" in output and "contact sheet" in output
     assert output.rfind("baseline vs trained 3D network") > output.rfind("prediction PLY")  # ends with metrics
     ply = read_ply(out / "prediction.ply")
@@ -42,7 +48,7 @@ def test_demo_writes_everything(demo_dir) -> None:
 def test_demo_rerun_reuses_store_and_run(demo_dir) -> None:
     out, _ = demo_dir
     ckpt_before = sorted((out / "run" / "checkpoints").iterdir())
-    res = CliRunner(env={"COLUMNS": "200"}).invoke(demo_cmd, ["--quick", "--scenes", "1", "--out", str(out)])
+    res = CliRunner(env={"COLUMNS": "200"}).invoke(demo_cmd, ["--quick", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "reused" in res.output
     assert sorted((out / "run" / "checkpoints").iterdir()) == ckpt_before

@@ -104,3 +104,16 @@ def test_a_run_directory_stands_for_its_best_checkpoint(tmp_path: Path) -> None:
     assert parse_checkpoint(str(run)) == ("full", run)
     with pytest.raises(BadInputError, match="not a Stage 2 run directory"):
         resolve_checkpoint(tmp_path)
+
+
+def test_results_table_hides_zero_target_columns_without_such_queries(store) -> None:
+    from stage2_train3d.evaluate_cli import results_table
+
+    def headers(pairs):
+        res = evaluate(store, pairs, [ProjectionBaseline()])
+        return [c.header for c in results_table(res).columns]
+
+    with_zero = headers(store.complete_pairs())
+    assert "zero-target" in with_zero and "mIoU targeted %" in with_zero
+    without = headers([p for p in store.complete_pairs() if p[1] != "nothing"])
+    assert "zero-target" not in without and "mIoU targeted %" not in without and "mIoU %" in without
