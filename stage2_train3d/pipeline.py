@@ -62,7 +62,8 @@ def train_or_reuse(
     log: Any = None,
 ) -> tuple[str, bool]:
     """Train a Stage 2 run, or reuse the finished one in ``run_dir`` trained with the same config,
-    overrides and store. Returns (checkpoint path, reused). A stale or half-finished run is removed first."""
+    overrides and store. Returns (the run's last checkpoint, reused): label-free, so no checkpoint is picked
+    by a ground-truth metric. A stale or half-finished run is removed first."""
     from stage2_train3d.predictor import train_run
 
     stamp = {"config": None if config is None else str(config), "store": str(Path(store).resolve()),
@@ -75,7 +76,7 @@ def train_or_reuse(
             prev = json.loads(result_file.read_text())
         except ValueError:
             same, prev = False, {}
-        ckpt = prev.get("best_checkpoint") or prev.get("last_checkpoint")
+        ckpt = prev.get("last_checkpoint")
         if same and ckpt and Path(ckpt).is_file():
             return str(ckpt), True
     if run_dir.exists():
@@ -92,7 +93,7 @@ def train_or_reuse(
     finally:
         for lg, level in zip(lightning, levels, strict=True):
             lg.setLevel(level)
-    ckpt = res.get("best_checkpoint") or res.get("last_checkpoint")
+    ckpt = res.get("last_checkpoint")
     if not ckpt:
         raise BadInputError(f"training in {run_dir} produced no checkpoint")
     return str(ckpt), False

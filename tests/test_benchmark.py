@@ -1,0 +1,68 @@
+"""``mllm3d benchmark`` at the smallest size: rows, held-out scoring, RESULTS.md section, reuse on rerun."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from stage2_train3d.benchmark import BenchmarkConfig, benchmark_cmd, direction_checks, markdown, run_benchmark
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("bench")
+    results = out / "RESULTS.md"
+    results.write_text("# Results\n\nkept text\n")
+    args = ["--quick", "--variants", "b,f", "--out", str(out / "work"), "--results", str(results)]
+    res = CliRunner(env={"COLUMNS": "200"}).invoke(benchmark_cmd, args)
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    return out, res.output
+
+
+def test_rows_are_scored_on_held_out_scenes_only(bench) -> None:
+    out, output = bench
+    data = json.loads((out / "work" / "benchmark-results.json").read_text())
+    assert list(data["rows"]) == ["a", "b", "f"]
+    assert data["config"]["protocol"] == "heldout" and data["num_queries"] > 0
+    run_cfg = (out / "work" / "runs" / "f-full__4_views" / "config.yaml").read_text()
+    assert "val_fraction: 0.3" in run_cfg and "limit_val_batches: 0" in run_cfg
+    for key in ("b", "f"):
+        assert Path(data["checkpoints"][key]).name == "last.ckpt"  # no ground-truth model selection
+    assert "(f) full (4 views)" in output and "2D projection only" in output
+
+
+def test_results_section_replaces_only_its_own_part(bench) -> None:
+    out, _ = bench
+    text = (out / "RESULTS.md").read_text()
+    assert text.startswith("# Results\n\nkept text\n")
+    assert "| (a) 2D projection only |" in text and "| (f) full (4 views) |" in text
+    assert "held-out scenes" in text and "Machine:" in text and "Command: `mllm3d" in text
+
+
+def test_rerun_reuses_stores_and_runs(bench) -> None:
+    out, _ = bench
+    ckpt = out / "work" / "runs" / "f-full__4_views" / "checkpoints" / "last.ckpt"
+    before = ckpt.stat().st_mtime_ns
+    cfg = BenchmarkConfig.quick()
+    cfg.variants = ("f",)
+    result = run_benchmark(cfg, out / "work")
+    assert ckpt.stat().st_mtime_ns == before
+    assert set(result.rows) == {"a", "f"}
+    checks = dict(direction_checks(result))
+    assert "(f) full > (a) 2D projection only" in checks
+    assert "## Controlled synthetic benchmark" in markdown(result)
+    # the scored queries are those of the scenes the runs' DataModule held out, never a training scene
+    from shared.store import open_store
+    from stage2_train3d.config import load_config
+    from stage2_train3d.datamodule import split_pairs
+
+    run = out / "work" / "runs" / "f-full__4_views"
+    train, held = split_pairs(open_store(out / "work" / "store-k4.zarr").complete_pairs(),
+                              load_config(run / "config.yaml").data)
+    scored = {s for s, _ in result.evals["f"].pairs}
+    assert scored == {s for s, _ in held} and not scored & {s for s, _ in train}
