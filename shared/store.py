@@ -42,6 +42,7 @@ from zarr.codecs import BloscCodec
 from shared.errors import StoreError, UnknownSceneError
 from shared.geometry import Correspondences, DepthTest
 from shared.scene import Query
+from shared.zarr_direct import read_array
 
 SCHEMA_VERSION = 1
 STORE_FORMAT = "mllm3d-pseudolabel-store"
@@ -371,44 +372,46 @@ class PseudoLabelStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
-    def _open_scene_group(self, scene_id: str) -> zarr.Group:
+    def _complete_scene(self, scene_id: str) -> tuple[Path, dict[str, Any]]:
+        """(folder, attributes) of a complete scene group; UnknownSceneError / StoreError otherwise."""
         d = self.scene_dir(scene_id)
         if not (d / "zarr.json").is_file():
             known = self.scene_ids()
             hint = f" (store has {len(known)} scenes, e.g. {known[:5]})" if known else " (store has no scenes)"
             raise UnknownSceneError(f"{self.path}: unknown scene {scene_id!r}{hint}")
-        _require_complete(d, "scene")
+        return d, _require_complete(d, "scene")
+
+    def _open_scene_group(self, scene_id: str) -> zarr.Group:
+        d, _ = self._complete_scene(scene_id)
         try:
             return zarr.open_group(str(d), mode="r")
         except (KeyError, ValueError, RuntimeError, OSError) as exc:
             raise StoreError(f"{d}: scene group is corrupt: unreadable group metadata: {exc}") from exc
 
     def read_scene(self, scene_id: str) -> StoredScene:
-        g = self._open_scene_group(scene_id)
-        a = dict(g.attrs)
+        d, a = self._complete_scene(scene_id)
         try:
-            corr = g["correspondences"]
             stored = StoredScene(
                 scene_id=str(a.get("scene_id", scene_id)),
-                points=np.asarray(g["points"][...]),
-                colors=np.asarray(g["colors"][...]),
-                frame_ids=np.asarray(g["frame_ids"][...]),
-                intrinsics=np.asarray(g["intrinsics"][...]),
-                poses=np.asarray(g["poses"][...]),
+                points=_load(d, "points"),
+                colors=_load(d, "colors"),
+                frame_ids=_load(d, "frame_ids"),
+                intrinsics=_load(d, "intrinsics"),
+                poses=_load(d, "poses"),
                 image_size=(int(a["image_size"][0]), int(a["image_size"][1])),
                 correspondences=Correspondences(
-                    np.asarray(corr["point_idx"][...]),
-                    np.asarray(corr["rows"][...]).astype(np.int32),
-                    np.asarray(corr["cols"][...]).astype(np.int32),
-                    np.asarray(corr["offsets"][...]),
+                    _load(d, "correspondences/point_idx"),
+                    _load(d, "correspondences/rows").astype(np.int32),
+                    _load(d, "correspondences/cols").astype(np.int32),
+                    _load(d, "correspondences/offsets"),
                 ),
-                instance_ids=np.asarray(g["instance_ids"][...]) if "instance_ids" in g else None,
+                instance_ids=_load(d, "instance_ids") if _has_array(d, "instance_ids") else None,
                 instance_labels={int(k): v for k, v in a.get("instance_labels", {}).items()},
                 source=str(a.get("source", "")),
                 depth_test=dict(a.get("depth_test", {})),
             )
-        except (KeyError, ValueError, RuntimeError, OSError) as exc:
-            raise StoreError(f"{self.scene_dir(scene_id)}: scene group is corrupt: {exc}") from exc
+        except (KeyError, ValueError, RuntimeError, OSError, StoreError) as exc:
+            raise StoreError(f"{d}: scene group is corrupt: {exc}") from exc
         return stored
 
     def read_thumbnails(self, scene_id: str, view_index: np.ndarray | None = None) -> np.ndarray | None:
@@ -492,10 +495,8 @@ class PseudoLabelStore:
         d = self.query_dir(scene_id, query_id)
         if not (d / "zarr.json").is_file():
             raise StoreError(f"{self.path}: no complete query {query_id!r} in scene {scene_id!r}")
-        _require_complete(d, "query")
+        a = _require_complete(d, "query")
         try:
-            g = zarr.open_group(str(d), mode="r")
-            a = dict(g.attrs)
             rec = QueryRecord(
                 query=Query(
                     scene_id=str(a["scene_id"]),
@@ -506,21 +507,21 @@ class PseudoLabelStore:
                     kind=a.get("kind"),
                     extra=dict(a.get("extra") or {}),
                 ),
-                view_index=np.asarray(g["view_index"][...]),
-                masks=np.asarray(g["masks"][...]),
-                seg_embeddings=np.asarray(g["seg_embeddings"][...]).astype(np.float32),
-                confidence=np.asarray(g["confidence"][...]),
-                attention=np.asarray(g["attention"][...]),
-                has_seg=np.asarray(g["has_seg"][...]),
+                view_index=_load(d, "view_index"),
+                masks=_load(d, "masks"),
+                seg_embeddings=_load(d, "seg_embeddings").astype(np.float32),
+                confidence=_load(d, "confidence"),
+                attention=_load(d, "attention"),
+                has_seg=_load(d, "has_seg"),
                 view_seed=int(a.get("view_seed", 0)),
                 segmenter=str(a.get("segmenter", "")),
                 generated_text=list(a.get("generated_text", [])),
-                attention_maps=np.asarray(g["attention_maps"][...]) if "attention_maps" in g else None,
+                attention_maps=_load(d, "attention_maps") if _has_array(d, "attention_maps") else None,
                 image_features=(
-                    np.asarray(g["image_features"][...]) if with_features and "image_features" in g else None
+                    _load(d, "image_features") if with_features and _has_array(d, "image_features") else None
                 ),
             )
-        except (KeyError, ValueError, RuntimeError, OSError) as exc:
+        except (KeyError, ValueError, RuntimeError, OSError, StoreError) as exc:
             raise StoreError(f"{d}: query group is corrupt: {exc}") from exc
         return rec
 
@@ -584,6 +585,28 @@ class PseudoLabelStore:
             except FileNotFoundError:
                 continue
         return removed
+
+
+def _has_array(group_dir: Path, name: str) -> bool:
+    return (group_dir / name / "zarr.json").is_file()
+
+
+def _load(group_dir: Path, name: str) -> np.ndarray:
+    """One whole array of a group: decoded directly when it has the store's own layout (shared.zarr_direct,
+    ~10x less overhead than zarr for small arrays), else through zarr. A missing array is a KeyError."""
+    path = group_dir / name
+    if path.parent != group_dir:  # a sub-group's array (correspondences/...): its group metadata must parse
+        try:
+            if _read_json(path.parent / "zarr.json").get("node_type") != "group":
+                raise ValueError("not a group")
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{path.parent}: unreadable group metadata: {exc}") from exc
+    if not _has_array(group_dir, name):
+        raise KeyError(f"array {name!r} missing")
+    data = read_array(path)
+    if data is None:
+        data = np.asarray(zarr.open_array(str(path), mode="r")[...])
+    return data
 
 
 def _require_complete(group_dir: Path, kind: str) -> dict[str, Any]:
