@@ -172,13 +172,12 @@ class Stage2Net(nn.Module):
         """t = W q: (..., query_dim) -> (..., feature_dim)."""
         return self.query_proj(q)
 
-    def score(self, f3d: torch.Tensor, t: torch.Tensor, pairwise: bool = False) -> torch.Tensor:
-        """Point logits from semantic features (M,F) and projected queries t: (Q,F) -> (M,Q), or, with
-        ``pairwise``, row by row for equal-length (M,F) and (M,F) -> (M,). See ModelConfig.logit."""
+    def score(self, f3d: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """Point logits from semantic features (M,F) and projected queries t (Q,F) -> (M,Q); see ModelConfig.logit."""
         if self.cfg.logit == "cosine":
             f3d = nn.functional.normalize(f3d, dim=-1, eps=1e-6)
             t = nn.functional.normalize(t, dim=-1, eps=1e-6)
-        s = (f3d * t).sum(-1) if pairwise else f3d @ t.T
+        s = f3d @ t.T
         if self.cfg.logit == "cosine":
             s = self.log_logit_scale.exp() * s + self.logit_bias
         return s

@@ -71,7 +71,8 @@ class Stage2Module(pl.LightningModule):
             return out["qp_logit"][batch["pair_qp"]]
         t_view = self.net.project_query(batch["view_emb"])  # (V,F)
         vox = batch["point_voxel"][batch["pair_point"]]
-        return self.net.score(out["semantic"][vox], t_view[batch["pair_view"]], pairwise=True)
+        # an (M, V) logit table, then one gather per pair: no (P, F) copies (P ~ 10-50x M with many queries)
+        return self.net.score(out["semantic"], t_view)[vox, batch["pair_view"]]
 
     def _spatial(self, batch: dict[str, Any], out: dict[str, torch.Tensor]) -> tuple[torch.Tensor, str]:
         mode = self.cfg.loss.spatial_mode

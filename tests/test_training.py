@@ -157,3 +157,24 @@ def test_every_variant_yaml_loads_and_overrides_apply():
         load_config(root / "default.yaml", ["model.stme=4"])
     with pytest.raises(BadInputError, match="loss.target"):
         load_config(None, ["loss.target=both"])
+
+
+@pytest.mark.parametrize("logit", ["dot", "cosine"])
+def test_pair_logits_without_token_for_query_score_each_pair_with_its_own_view(toy_store, logit):
+    cfg = with_overrides(TrainConfig(), [*TINY, f"model.query_dim={EMBED_DIM}", "model.image_feature_dim=4",
+                                         "fusion.token_for_query=false", f"model.logit={logit}"])
+    dm = StoreDataModule(toy_store, cfg)
+    dm.setup()
+    ds = dm._dataset(dm.train_pairs, train=False)
+    batch = collate([ds[0], ds[1]])
+    module = Stage2Module(build_network(cfg.model), cfg)
+    out = module.forward(batch)
+    got = module._pair_logits(batch, out)
+    f = out["semantic"][batch["point_voxel"][batch["pair_point"]]]
+    t = module.net.project_query(batch["view_emb"])[batch["pair_view"]]
+    if logit == "cosine":
+        f, t = torch.nn.functional.normalize(f, dim=-1), torch.nn.functional.normalize(t, dim=-1)
+    want = (f * t).sum(-1)
+    if logit == "cosine":
+        want = module.net.log_logit_scale.exp() * want + module.net.logit_bias
+    assert got.shape == (batch["pair_point"].shape[0],) and torch.allclose(got, want, atol=1e-5)
