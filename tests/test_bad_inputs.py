@@ -11,7 +11,6 @@ Stage 1 runner runs them with a stub segmenter, so no model is involved.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import re
@@ -34,6 +33,7 @@ from shared.scene import Query, View
 from shared.store import SCHEMA_VERSION, open_store
 from stage1_pseudolabel.runner import RunSummary, run_pseudolabels
 from stage1_pseudolabel.segmenter import SegmentationResult, ViewSegmentation
+from tests.fs_helpers import tree_digest
 from tests.stage1_helpers import hidden_entries, run_config, snapshot
 from tests.test_scannet import fake_scene
 
@@ -43,21 +43,6 @@ Q_BAD = Query(BAD, "q_bad", "the blue half of the wall")
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def tree_digest(path: Path) -> str:
-    """sha256 over every file's relative path and bytes under ``path`` (or of the file itself)."""
-    h = hashlib.sha256()
-    if path.is_file():
-        h.update(path.read_bytes())
-        return h.hexdigest()
-    for dirpath, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            p = Path(dirpath) / name
-            h.update(p.relative_to(path).as_posix().encode() + b"\0")
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 class StubSegmenter:
     """Left half of every colour image, same embedding for every query: enough to fill a store."""
 

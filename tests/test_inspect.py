@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import pytest
@@ -12,25 +10,13 @@ from click.testing import CliRunner
 from stage2_train3d.fusion import FusionConfig
 from stage2_train3d.inspect_cli import inspect_cmd, query_sheet
 from stage2_train3d.inspect_store import check_store, inspect_query, store_overview
+from tests.fs_helpers import tree_digest
 from tests.toy_store import SCENE, THUMB_HW, build_toy_store
 
 
 @pytest.fixture
 def store(tmp_path: Path):
     return build_toy_store(tmp_path / "toy.zarr")
-
-
-def tree_hash(root: Path) -> str:
-    """Hash of every file's relative path, bytes and mtime under ``root``."""
-    h = hashlib.sha256()
-    for dirpath, dirs, files in sorted(os.walk(root)):
-        dirs.sort()
-        for name in sorted(files):
-            p = Path(dirpath) / name
-            h.update(str(p.relative_to(root)).encode())
-            h.update(p.read_bytes())
-            h.update(str(p.stat().st_mtime_ns).encode())
-    return h.hexdigest()
 
 
 def test_overview_numbers(store) -> None:
@@ -76,15 +62,15 @@ def test_check_detects_corrupt_chunk_without_modifying_anything(store, tmp_path:
     chunks = sorted(p for p in chunk_dir.rglob("*") if p.is_file())
     assert chunks, "the mask array has chunk files"
     chunks[0].write_bytes(b"\x00garbage, not a blosc frame\xff" * 3)
-    before = tree_hash(store.path)
+    before = tree_digest(store.path, with_mtimes=True)
     problems = check_store(store.path)
-    assert tree_hash(store.path) == before
+    assert tree_digest(store.path, with_mtimes=True) == before
     errors = [p for p in problems if p.severity == "error"]
     assert len(errors) == 1
     assert "masks" in errors[0].where and "chair" in errors[0].where and "decode" in errors[0].message
     res = CliRunner().invoke(inspect_cmd, ["--store", str(store.path), "--check"])
     assert res.exit_code == 1
-    assert tree_hash(store.path) == before
+    assert tree_digest(store.path, with_mtimes=True) == before
 
 
 @pytest.mark.parametrize("query", ["nothing", "chair"])  # empty masks (all fill value) and non-empty ones
@@ -93,13 +79,13 @@ def test_check_detects_a_lost_chunk_without_modifying_anything(store, query: str
     chunks = sorted(p.relative_to(array).as_posix() for p in (array / "c").rglob("*") if p.is_file())
     assert chunks == ["c/0/0/0", "c/1/0/0", "c/2/0/0"], "every chunk is written, even an all-False one"
     (array / "c" / "1" / "0" / "0").unlink()  # zarr alone reads this back silently as all-False
-    before = tree_hash(store.path)
+    before = tree_digest(store.path, with_mtimes=True)
     errors = [p for p in check_store(store.path) if p.severity == "error"]
     assert len(errors) == 1, errors
     assert errors[0].where == str(array) and "1 of 3 chunk files missing (c/1/0/0)" in errors[0].message
     res = CliRunner(env={"COLUMNS": "250"}).invoke(inspect_cmd, ["--store", str(store.path), "--check"])
     assert res.exit_code == 1 and "chunk files missing" in res.output, res.output
-    assert tree_hash(store.path) == before
+    assert tree_digest(store.path, with_mtimes=True) == before
 
 
 def test_check_only_warns_about_missing_chunks_in_groups_written_before_every_chunk_was(store) -> None:

@@ -13,6 +13,7 @@ from shared.errors import StoreError, UnknownSceneError
 from shared.geometry import Correspondences, backproject_depth, compute_correspondences
 from shared.scene import Query
 from shared.store import SCHEMA_VERSION, QueryRecord, open_store, safe_key
+from tests.fs_helpers import tree_digest
 
 K = np.array([[40.0, 0.0, 23.5], [0.0, 40.0, 15.5], [0.0, 0.0, 1.0]])
 H, W = 32, 48
@@ -190,21 +191,6 @@ def test_empty_correspondences_round_trip(tmp_path: Path) -> None:
     assert len(s.read_scene("s0").correspondences.point_idx) == 0
 
 
-def tree_digest(path: Path) -> str:
-    """sha256 over every file's relative path, bytes and mtime under ``path``."""
-    import hashlib
-    import os
-
-    h = hashlib.sha256()
-    for dirpath, dirs, files in sorted(os.walk(path)):
-        dirs.sort()
-        for name in sorted(files):
-            p = Path(dirpath) / name
-            h.update(p.relative_to(path).as_posix().encode() + b"\0" + p.read_bytes())
-            h.update(str(p.stat().st_mtime_ns).encode())
-    return h.hexdigest()
-
-
 def _strip_complete(group: Path) -> None:
     meta = group / "zarr.json"
     doc = json.loads(meta.read_text())
@@ -216,7 +202,7 @@ def _strip_complete(group: Path) -> None:
 def test_incomplete_query_group_is_rewritten_and_complete_ones_never_touched(store, damage: str) -> None:
     assert store.write_query(_record(query_id="keep", seed=5))
     keep = store.query_dir("scene0001_00", "keep")
-    keep_digest = tree_digest(keep)
+    keep_digest = tree_digest(keep, with_mtimes=True)
     assert store.write_query(_record(seed=0))
     qdir = store.query_dir("scene0001_00", "q/1")
     if damage == "no-complete":  # e.g. an older version, a hand copy, a crash without atomic rename
@@ -240,10 +226,10 @@ def test_incomplete_query_group_is_rewritten_and_complete_ones_never_touched(sto
     assert store.complete_pairs() == [("scene0001_00", "keep"), ("scene0001_00", "q/1")]
     assert store.temporary_groups() == []
     # a complete group is never modified without overwrite
-    complete = tree_digest(qdir)
+    complete = tree_digest(qdir, with_mtimes=True)
     assert not store.write_query(_record(seed=2))
     assert not store.write_query(_record(query_id="keep", seed=6))
-    assert tree_digest(qdir) == complete and tree_digest(keep) == keep_digest
+    assert tree_digest(qdir, with_mtimes=True) == complete and tree_digest(keep, with_mtimes=True) == keep_digest
     assert store.temporary_groups() == []
 
 
@@ -264,13 +250,13 @@ def test_incomplete_scene_group_is_rewritten_with_its_queries(store) -> None:
     assert store.write_query(_record())
     assert store.complete_pairs() == [("scene0001_00", "q/1")]
     assert store.temporary_groups() == []
-    before = tree_digest(sdir)
+    before = tree_digest(sdir, with_mtimes=True)
     assert not store.write_scene(
         "scene0001_00", np.zeros((1, 3), np.float32), np.zeros((1, 3), np.uint8), np.array([0]), K[None],
         np.eye(4)[None], (H, W),
         Correspondences(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(2, np.int64)),
     )
-    assert tree_digest(sdir) == before
+    assert tree_digest(sdir, with_mtimes=True) == before
 
 
 @pytest.mark.parametrize("when", ["mid_write", "at_rename"])
