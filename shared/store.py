@@ -273,7 +273,11 @@ class PseudoLabelStore:
         except OSError:  # a concurrent writer published first (ENOTEMPTY/EEXIST)
             shutil.rmtree(tmp, ignore_errors=True)
             if trash is not None:
-                shutil.rmtree(trash, ignore_errors=True)
+                # the group we moved aside goes back unless the other writer's copy now stands there
+                try:
+                    os.rename(trash, final)
+                except OSError:
+                    shutil.rmtree(trash, ignore_errors=True)
             return False
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
