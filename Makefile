@@ -6,7 +6,7 @@ MLLM3D := $(VENV)/bin/mllm3d
 STAMP := $(VENV)/.installed
 CACHE ?= cache
 STORE ?= $(CACHE)/store.zarr
-SOURCE ?= synthetic:6:0
+SOURCE ?= synthetic:24:0
 CONFIG ?= configs/train/default.yaml
 RUN_DIR ?= $(CACHE)/runs/default
 
