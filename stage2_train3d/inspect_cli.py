@@ -115,7 +115,7 @@ def query_sheet(ins: QueryInspection, style: SheetStyle | None = None) -> np.nda
     if thumbs is None:
         thumbs = placeholder_thumbnails(k, ins.scene.image_size, style.placeholder_width)
     captions = [
-        [f"#{r.index} frame {r.frame_id} c={r.confidence:.2f}", f"kept, ω={r.weight:.2f}" if r.kept else r.reason]
+        [f"#{r.index} frame {r.frame_id} c={r.confidence:.2f}", f"kept, w={r.weight:.2f}" if r.kept else r.reason]  # PIL's default font has no ω
         for r in ins.rows
     ]
     return contact_sheet(thumbs, ins.record.masks, [r.kept for r in ins.rows], captions, style)

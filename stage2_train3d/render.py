@@ -21,7 +21,7 @@ class SheetStyle:
     gap: int = 4  # space between tiles, px
     caption_lines: int = 2
     line_height: int = 12
-    overlay: RGB = (30, 144, 255)  # mask tint (neither of the frame colours)
+    overlay: RGB = (255, 0, 255)  # mask tint: magenta, neither a frame colour nor a synthetic palette colour
     alpha: float = 0.55  # tint opacity
     kept: RGB = (0, 200, 0)
     filtered: RGB = (220, 0, 0)
