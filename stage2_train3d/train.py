@@ -120,7 +120,8 @@ def resolve_resume(resume: str | Path | None, out_dir: Path) -> str | None:
 
 def resume_config_differences(ckpt_path: str | Path, cfg: TrainConfig) -> list[str]:
     """Warnings for every config value that differs between a checkpoint being resumed and this run."""
-    saved = torch.load(ckpt_path, map_location="cpu", weights_only=False).get("hyper_parameters", {}).get("config")
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)  # only the config is read
+    saved = ckpt.get("hyper_parameters", {}).get("config")
     if not isinstance(saved, Mapping):
         return [f"warning: {ckpt_path} holds no config; cannot compare it with this run's"]
 
