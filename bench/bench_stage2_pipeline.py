@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import shutil
 import sys
@@ -283,16 +282,16 @@ def run(quick: bool = False, steps: int | None = None, workdir: Path | None = No
             warnings.filterwarnings("ignore", category=FutureWarning)  # spconv's torch.cuda.amp deprecation noise
             # no validation in the timed runs, so the product's val/miou checkpoint has nothing to monitor
             warnings.filterwarnings("ignore", message=r".*could not find the monitored key.*")
-            return _run(quick, steps, tmp)
+            from stage2_train3d.train import quiet_lightning
+
+            with quiet_lightning():  # the trainer's info lines
+                return _run(quick, steps, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _run(quick: bool, steps: int | None, tmp: Path) -> dict:
     import torch
-
-    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):  # trainer info lines
-        logging.getLogger(name).setLevel(logging.WARNING)
 
     store = tmp / "store.zarr"
     built = build_demo_store(store, quick)

@@ -42,6 +42,7 @@ from stage2_train3d.pipeline import DEFAULT_FAILURES, synthetic_stage1, train_or
 
 # on top of configs/train/default.yaml: no validation passes during training (the demo evaluates the
 # last checkpoint on the held-out scenes afterwards; ground truth never selects a checkpoint)
+NETWORK_ROW = "trained 3D network"  # the metrics table's row of the trained network
 DEMO_TRAIN: tuple[str, ...] = ("trainer.limit_val_batches=0", "trainer.log_every_n_steps=10", "data.val_fraction=0.25")
 
 
@@ -140,7 +141,7 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console | None = None) -> Demo
     predictor = Predictor.from_checkpoint(ckpt)
     train_pairs, held_out = split_pairs(pairs, predictor.config.data)
     held_scenes = sorted({s for s, _ in held_out})
-    methods = [ProjectionBaseline(predictor.config.fusion), NetworkMethod("trained 3D network", predictor, ckpt)]
+    methods = [ProjectionBaseline(predictor.config.fusion), NetworkMethod(NETWORK_ROW, predictor, ckpt)]
     with console.status("evaluating the 2D-projection baseline and the trained network on the held-out scenes"):
         result = evaluate(store, held_out, methods,
                           split=f"{len(held_scenes)} held-out scenes (not trained on): {', '.join(held_scenes)}")
@@ -219,7 +220,7 @@ def demo_cmd(out: Path, quick: bool, num_scenes: int | None, epochs: int | None,
 def verdict(result: EvalResult) -> str:
     """One line: the trained network's mIoU against the baseline's on the held-out queries."""
     by_name = {r.name: r.summary for r in result.rows}
-    base, net = by_name.get(BASELINE_NAME), by_name.get("trained 3D network")
+    base, net = by_name.get(BASELINE_NAME), by_name.get(NETWORK_ROW)
     if not base or not net:
         return ""
     d = 100 * (net["miou"] - base["miou"])

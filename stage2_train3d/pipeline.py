@@ -4,7 +4,6 @@ reuses a finished run with the same settings (so re-running a command redoes not
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,6 +64,7 @@ def train_or_reuse(
     overrides and store. Returns (the run's last checkpoint, reused): label-free, so no checkpoint is picked
     by a ground-truth metric. A stale or half-finished run is removed first."""
     from stage2_train3d.predictor import train_run
+    from stage2_train3d.train import quiet_lightning
 
     stamp = {"config": None if config is None else str(config), "store": str(Path(store).resolve()),
              "overrides": list(overrides)}
@@ -83,16 +83,9 @@ def train_or_reuse(
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     stamp_file.write_text(json.dumps(stamp, indent=2))
-    lightning = [logging.getLogger(n) for n in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")]
-    levels = [lg.level for lg in lightning]
-    for lg in lightning:  # the trainer's info lines (devices, tips) would interleave with the caller's output
-        lg.setLevel(logging.WARNING)
-    try:
+    with quiet_lightning():  # the trainer's info lines would interleave with the caller's output
         res = train_run(config, store, run_dir, overrides=list(overrides), progress=False, evaluate_untrained=False,
                         log=log)
-    finally:
-        for lg, level in zip(lightning, levels, strict=True):
-            lg.setLevel(level)
     ckpt = res.get("last_checkpoint")
     if not ckpt:
         raise BadInputError(f"training in {run_dir} produced no checkpoint")
