@@ -54,21 +54,19 @@ class Correspondences:
         s, e = int(self.offsets[v]), int(self.offsets[v + 1])
         return self.point_idx[s:e], self.rows[s:e], self.cols[s:e]
 
-    def subset(self, view_indices: Sequence[int]) -> Correspondences:
-        """Correspondences of the given views only (in that order)."""
-        parts = [self.view(int(v)) for v in view_indices]
-        counts = [len(p[0]) for p in parts]
+    @classmethod
+    def from_views(cls, parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Correspondences:
+        """The CSR table of per-view ``(point_idx, rows, cols)`` triples, in that view order (int32 arrays)."""
         offsets = np.zeros(len(parts) + 1, dtype=np.int64)
-        offsets[1:] = np.cumsum(counts)
+        offsets[1:] = np.cumsum([len(p[0]) for p in parts])
         if not parts:
             empty = np.zeros(0, dtype=np.int32)
-            return Correspondences(empty, empty.copy(), empty.copy(), offsets)
-        return Correspondences(
-            np.concatenate([p[0] for p in parts]).astype(np.int32, copy=False),
-            np.concatenate([p[1] for p in parts]).astype(np.int32, copy=False),
-            np.concatenate([p[2] for p in parts]).astype(np.int32, copy=False),
-            offsets,
-        )
+            return cls(empty, empty.copy(), empty.copy(), offsets)
+        return cls(*(np.concatenate([p[j] for p in parts]).astype(np.int32, copy=False) for j in range(3)), offsets)
+
+    def subset(self, view_indices: Sequence[int]) -> Correspondences:
+        """Correspondences of the given views only (in that order)."""
+        return Correspondences.from_views([self.view(int(v)) for v in view_indices])
 
 
 def check_intrinsic(intrinsic: np.ndarray, what: str = "intrinsic") -> np.ndarray:
@@ -207,17 +205,7 @@ def compute_correspondences(
         )
     pts = _columns(points)
     parts = [_project_view_cols(pts, k, p, d, test) for k, p, d in zip(intrinsics, poses, depths, strict=True)]
-    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(p[0]) for p in parts])
-    if not parts:
-        empty = np.zeros(0, dtype=np.int32)
-        return Correspondences(empty, empty.copy(), empty.copy(), offsets)
-    return Correspondences(
-        np.concatenate([p[0] for p in parts]),
-        np.concatenate([p[1] for p in parts]),
-        np.concatenate([p[2] for p in parts]),
-        offsets,
-    )
+    return Correspondences.from_views(parts)
 
 
 def backproject_depth(

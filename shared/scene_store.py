@@ -24,18 +24,6 @@ def thumbnail(color: np.ndarray, width: int = THUMB_WIDTH) -> np.ndarray:
     return np.asarray(Image.fromarray(color).resize((width, height), Image.BILINEAR))
 
 
-def _concat(parts: list[Correspondences]) -> Correspondences:
-    """Per-view correspondences (one view each) -> one CSR table, as compute_correspondences builds it."""
-    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(p.point_idx) for p in parts])
-    return Correspondences(
-        np.concatenate([p.point_idx for p in parts]),
-        np.concatenate([p.rows for p in parts]),
-        np.concatenate([p.cols for p in parts]),
-        offsets,
-    )
-
-
 def store_scene(
     store: PseudoLabelStore,
     scene: Scene,
@@ -79,7 +67,7 @@ def store_scene(
         intrinsics=np.stack(intrinsics),
         poses=np.stack(poses),
         image_size=size,
-        correspondences=_concat(parts),
+        correspondences=Correspondences.from_views([c.view(0) for c in parts]),
         instance_ids=scene.instance_ids,
         instance_labels=scene.instance_labels,
         thumbnails=np.stack(thumbs),
