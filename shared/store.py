@@ -385,6 +385,18 @@ class PseudoLabelStore:
             raise UnknownSceneError(f"{self.path}: unknown scene {scene_id!r}{hint}")
         return d, _require_complete(d, "scene")
 
+    def scene_attrs(self, scene_id: str) -> dict[str, Any]:
+        """The attributes of a complete scene group (image_size, num_views, ...), without reading arrays."""
+        return self._complete_scene(scene_id)[1]
+
+    def scene_frame_ids(self, scene_id: str) -> np.ndarray:
+        """(V,) int32 frame ids of a complete scene group (one small array; the rest is not read)."""
+        d, _ = self._complete_scene(scene_id)
+        try:
+            return _load(d, "frame_ids")
+        except (KeyError, ValueError, RuntimeError, OSError, StoreError) as exc:
+            raise StoreError(f"{d}: scene group is corrupt: {exc}") from exc
+
     def _open_scene_group(self, scene_id: str) -> zarr.Group:
         d, _ = self._complete_scene(scene_id)
         try:

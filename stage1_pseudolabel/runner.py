@@ -12,7 +12,6 @@ written, skipped and why.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 import traceback
@@ -352,33 +351,22 @@ def scene_image_size(
     The view count is checked from the group's attributes; with ``frame_ids`` the stored frame ids are
     compared too (a changed ``frame_stride`` / ``max_frames`` would otherwise misplace view indices).
     """
-    meta = store.scene_dir(scene_id) / "zarr.json"
-    attrs = json.loads(meta.read_text(encoding="utf-8"))["attributes"]
+    meta = store.scene_dir(scene_id)
+    attrs = store.scene_attrs(scene_id)
     hint = "the source changed since the scene group was written (another frame_stride / max_frames?); use a new store"
     if int(attrs["num_views"]) != num_views:
         raise StoreError(
             f"{meta}: stored scene has {attrs['num_views']} views but the source now gives {num_views}; {hint}"
         )
     if frame_ids is not None:
-        stored = _stored_frame_ids(store, scene_id)
-        if stored is not None and stored != [int(f) for f in frame_ids]:
+        stored = store.scene_frame_ids(scene_id).tolist()
+        if stored != [int(f) for f in frame_ids]:
             diff = next(i for i, (a, b) in enumerate(zip(stored, frame_ids, strict=True)) if a != int(b))
             raise StoreError(
                 f"{meta}: stored view {diff} is frame {stored[diff]} but the source now gives frame "
                 f"{int(frame_ids[diff])}; {hint}"
             )
     return int(attrs["image_size"][0]), int(attrs["image_size"][1])
-
-
-def _stored_frame_ids(store: PseudoLabelStore, scene_id: str) -> list[int] | None:
-    """The scene group's frame ids (a small array), or None if it cannot be read this way."""
-    try:
-        import zarr
-
-        arr = zarr.open_array(str(store.scene_dir(scene_id) / "frame_ids"), mode="r")
-        return [int(f) for f in np.asarray(arr[:]).tolist()]
-    except Exception:  # layout owned by shared.store; the view count check above still holds
-        return None
 
 
 def _frame_ids(scene: Scene) -> list[int]:
