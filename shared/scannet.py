@@ -199,6 +199,15 @@ def _intrinsics(scene_dir: Path, depth_hw: tuple[int, int], color_hw: tuple[int,
     return mats["depth"], mats["color"]
 
 
+def check_frame_options(where: Path, frame_stride: object, max_frames: object) -> None:
+    """BadInputError naming ``where`` unless frame_stride is an integer >= 1 and max_frames is one or None."""
+    for key, value, optional in (("frame_stride", frame_stride, False), ("max_frames", max_frames, True)):
+        if optional and value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise BadInputError(f"{where}: {key} must be an integer >= 1{' (or None)' if optional else ''}, got {value!r}")
+
+
 def discover_frames(
     scene_dir: Path, frame_stride: int = 1, max_frames: int | None = None, check_depth: bool = True
 ) -> tuple[list[Frame], tuple[int, int], tuple[int, int]]:
@@ -209,10 +218,7 @@ def discover_frames(
     BadInputError. With ``check_depth`` each kept frame's depth is decoded once here and its share of
     valid pixels is kept in :attr:`Frame.valid_depth`.
     """
-    if not isinstance(frame_stride, int) or isinstance(frame_stride, bool) or frame_stride < 1:
-        raise BadInputError(f"{scene_dir}: frame_stride must be an integer >= 1, got {frame_stride!r}")
-    if max_frames is not None and (not isinstance(max_frames, int) or isinstance(max_frames, bool) or max_frames < 1):
-        raise BadInputError(f"{scene_dir}: max_frames must be an integer >= 1 (or None), got {max_frames!r}")
+    check_frame_options(scene_dir, frame_stride, max_frames)
     colors = _numbered(scene_dir / "color", COLOR_EXTS)
     depths = _numbered(scene_dir / "depth", (".png",))
     poses = _numbered(scene_dir / "pose", (".txt",))
@@ -417,11 +423,7 @@ class ScanNetSource:
         self.root = Path(root)
         if not self.root.is_dir():
             raise BadInputError(f"{self.root}: ScanNet root is not a directory")
-        for key, value, optional in (("frame_stride", frame_stride, False), ("max_frames", max_frames, True)):
-            if optional and value is None:
-                continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise BadInputError(f"{self.root}: {key} must be an integer >= 1, got {value!r}")
+        check_frame_options(self.root, frame_stride, max_frames)
         self.options = {"frame_stride": frame_stride, "max_frames": max_frames, "point_stride": point_stride,
                         "voxel": voxel}
         dirs = [self.root] if is_scene_dir(self.root) else sorted(p for p in self.root.iterdir() if is_scene_dir(p))
