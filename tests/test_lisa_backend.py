@@ -36,7 +36,7 @@ def test_segment_view_contract_on_non_square_view(segmenter):
     assert isinstance(out, ViewSegmentation) and len(out.results) == len(QUERIES)
     for r in out.results:
         assert isinstance(r, SegmentationResult)
-        assert r.has_seg and r.text == "Sure, [SEG]."
+        assert r.has_seg and r.text == "Sure,[SEG]."  # LISA (4.31) ids: no "▁" token before [SEG]
         assert r.mask.shape == (36, 80) and r.mask.dtype == bool and 0 < r.mask.sum() < r.mask.size
         assert r.seg_embedding.shape == (segmenter.embed_dim,) and r.seg_embedding.dtype == np.float32
         assert 0.0 <= r.attention <= 1.0 and r.attention_map.shape == (16, 16)

@@ -10,7 +10,7 @@ from stage1_pseudolabel.lisa.checkpoint import load_lisa
 from stage1_pseudolabel.lisa.config import LisaConfig
 from stage1_pseudolabel.lisa.engine import LisaEngine
 from stage1_pseudolabel.lisa.preprocess import clip_preprocess
-from stage1_pseudolabel.lisa.tokenizer import LLAVA_V1_SYSTEM
+from stage1_pseudolabel.lisa.tokenizer import LLAVA_V1_SYSTEM, encode_like_lisa
 from tests.lisa_helpers import (
     QUERIES,
     engine,
@@ -24,8 +24,11 @@ IMAGE_TOKEN_INDEX = -200  # LLaVA's placeholder id
 
 
 def llava_tokenizer_image_token(prompt: str, tokenizer) -> list[int]:
-    """LLaVA's ``tokenizer_image_token``, transcribed (an independent reference for the engine)."""
-    chunks = [tokenizer(c).input_ids for c in prompt.split("<image>")]
+    """LLaVA's ``tokenizer_image_token``, transcribed (an independent reference for the engine's chunking).
+
+    Each chunk is tokenised as transformers 4.31 does (``encode_like_lisa``, pinned against LISA's own ids by
+    tests/test_lisa_parity.py)."""
+    chunks = [encode_like_lisa(tokenizer, c, tokenizer.bos_token_id) for c in prompt.split("<image>")]
 
     def insert_separator(x, sep):
         return [e for sub in zip(x, [sep] * len(x), strict=True) for e in sub][:-1]

@@ -12,7 +12,8 @@ from shared.errors import BadInputError
 
 #: LISA's default instruction (MLLM-For3D uses it unchanged).
 DEFAULT_PROMPT = "{query} Please output segmentation mask."
-#: The answer teacher-forced in ``decoding: forced`` (LISA's training answers look like this).
+#: The answer teacher-forced in ``decoding: forced``: one of LISA's training answers (``ANSWER_LIST[1]`` of its
+#: utils/utils.py); set ``forced_answer: "Sure, it is [SEG]."`` for the one its validation fixture uses.
 DEFAULT_FORCED_ANSWER = "Sure, [SEG]."
 
 DTYPES: dict[str, torch.dtype] = {
