@@ -70,10 +70,25 @@ def generate_synthetic(
     overwrite: bool = False,
     cfg: SyntheticConfig | None = None,
     console: Console | None = None,
+    discard_pseudolabels: bool = False,
 ) -> SynthSummary:
-    """Generate ``num_scenes`` scenes, write each scene group to the store, the queries and optional PLYs."""
+    """Generate ``num_scenes`` scenes, write each scene group to the store, the queries and optional PLYs.
+
+    ``overwrite`` rewrites a scene group, which drops its query groups (Stage 1's pseudo-labels); it
+    refuses, before writing anything, when any scene to rewrite holds query groups, unless
+    ``discard_pseudolabels``.
+    """
     source = SyntheticSource(num_scenes, seed=seed, cfg=cfg)
     store = open_store(store_path, "a")
+    if overwrite and not discard_pseudolabels:
+        held = {sid: len(store.query_ids(sid)) for sid in source.scene_ids() if store.has_scene(sid)}
+        held = {sid: n for sid, n in held.items() if n}
+        if held:
+            raise Mllm3dError(
+                f"{store_path}: --overwrite would delete {sum(held.values())} pseudo-label query group(s) of "
+                f"scene(s) {sorted(held)}; nothing was written. Use another --store, or pass "
+                "--discard-pseudolabels to rewrite these scenes and delete their pseudo-labels"
+            )
     out = SynthSummary()
     console = console or Console(stderr=True)
     columns = (TextColumn("[bold]synth[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -106,13 +121,18 @@ def generate_synthetic(
               type=click.Path(dir_okay=False), help="Where to write the queries (own json format).")
 @click.option("--ply-dir", default=None, type=click.Path(file_okay=False),
               help="Also export each scene as <scene>.ply coloured by instance.")
-@click.option("--overwrite", is_flag=True, help="Rewrite scene groups already in the store.")
-def synth(num_scenes: int, seed: int, store_path: str, queries_out: str, ply_dir: str | None, overwrite: bool) -> None:
+@click.option("--overwrite", is_flag=True,
+              help="Rewrite scene groups already in the store. Refused when a scene to rewrite holds "
+                   "pseudo-label query groups (rewriting a scene deletes them) unless --discard-pseudolabels.")
+@click.option("--discard-pseudolabels", is_flag=True,
+              help="With --overwrite: also rewrite scenes that hold pseudo-labels, deleting their query groups.")
+def synth(num_scenes: int, seed: int, store_path: str, queries_out: str, ply_dir: str | None, overwrite: bool,
+          discard_pseudolabels: bool) -> None:
     """Generate synthetic scenes (the default data of the demo and the tests) into the store."""
     console = Console()
     try:
         s = generate_synthetic(num_scenes, seed, store_path, queries_out, ply_dir, overwrite,
-                               console=Console(stderr=True))
+                               console=Console(stderr=True), discard_pseudolabels=discard_pseudolabels)
     except Mllm3dError as exc:
         console.print(f"[red]error:[/] {exc}")
         sys.exit(1)
