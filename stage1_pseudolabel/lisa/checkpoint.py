@@ -414,6 +414,30 @@ def build_arch(lisa_cfg: dict, ckpt_shapes: dict[str, tuple[int, ...]], *, decod
     )
 
 
+@dataclass
+class LoadPlan:
+    """The model built on the meta device and how each checkpoint key maps onto it (nothing read yet)."""
+
+    arch: LisaArch
+    model: LisaModel  # parameters on the meta device
+    mapping: dict[str, str]  # checkpoint key -> model key
+    report: LoadReport
+
+
+def plan_load(lisa_cfg: dict, ckpt_shapes: dict[str, tuple[int, ...]], *, decoder_heads: int | None,
+              mm_hidden_size: int, ckpt_dir: Path, strict: bool = True) -> LoadPlan:
+    """Infer the architecture from config.json and the tensor shapes, build it on the meta device and map
+    every checkpoint key onto it; raises one BadInputError listing missing/unexpected/mismatched keys."""
+    arch = build_arch(lisa_cfg, ckpt_shapes, decoder_heads=decoder_heads, mm_hidden_size=mm_hidden_size,
+                      source=str(ckpt_dir))
+    with params_on_meta():
+        model = LisaModel(arch)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    mapping, report = check_keys(ckpt_dir, expected, ckpt_shapes, strict=strict,
+                                 tied_lm_head=arch.llama.tie_word_embeddings)
+    return LoadPlan(arch=arch, model=model, mapping=mapping, report=report)
+
+
 def load_lisa(cfg: LisaConfig) -> LoadedLisa:
     """Load tokenizer, CLIP tower and the LISA weights from local folders, on ``cfg.device``/``cfg.dtype``."""
     ckpt_dir = Path(cfg.checkpoint)
@@ -435,15 +459,11 @@ def load_lisa(cfg: LisaConfig) -> LoadedLisa:
         sam_files.restrict(fill)
         ckpt_shapes = {**ckpt_shapes, **fill}
         sources.append(sam_files)
-    arch = build_arch(lisa_cfg, ckpt_shapes, decoder_heads=cfg.sam_decoder_heads,
-                      mm_hidden_size=int(tower.config.hidden_size), source=str(ckpt_dir))
+    plan = plan_load(lisa_cfg, ckpt_shapes, decoder_heads=cfg.sam_decoder_heads,
+                     mm_hidden_size=int(tower.config.hidden_size), ckpt_dir=ckpt_dir, strict=cfg.strict)
+    arch, model, mapping, report = plan.arch, plan.model, plan.mapping, plan.report
     if len(tokenizer) > arch.llama.vocab_size:
         raise BadInputError(f"{ckpt_dir}: tokenizer has {len(tokenizer)} tokens > vocab_size {arch.llama.vocab_size}")
-    with params_on_meta():
-        model = LisaModel(arch)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    mapping, report = check_keys(ckpt_dir, expected, ckpt_shapes, strict=cfg.strict,
-                                 tied_lm_head=arch.llama.tie_word_embeddings)
     buffers = {name for name, _ in model.named_buffers()}  # e.g. SAM's positional gaussian: kept float32
     for path, sd in (item for src in sources for item in src.iter_files()):
         part = {}
