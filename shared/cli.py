@@ -14,6 +14,7 @@ import click
 COMMANDS: dict[str, str] = {
     "synth": "shared.synthetic_cli:synth",
     "pseudolabel": "stage1_pseudolabel.cli:pseudolabel",
+    "lisa": "stage1_pseudolabel.lisa_cli:lisa",
     "train": "stage2_train3d.cli:train",
     "eval": "stage2_train3d.evaluate_cli:eval_cmd",
     "predict": "stage2_train3d.predict:predict_cmd",
@@ -43,6 +44,7 @@ def quiet_dependencies() -> None:
 
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"spconv\..*")
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*`rope_scaling` is deprecated.*", category=FutureWarning)
     logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
 
 
