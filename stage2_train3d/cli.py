@@ -14,6 +14,8 @@ from shared.errors import Mllm3dError
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, help="YAML config (configs/train/*.yaml)")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="run directory (checkpoints, logs, config.yaml)")
 @click.option("--resume", default=None, help='checkpoint to resume from, or "last" (= OUT/checkpoints/last.ckpt)')
+@click.option("--overwrite", is_flag=True,
+              help="replace an earlier run in --out (without it, or --resume, an --out holding a run is refused)")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="config override, dotted keys (e.g. model.stem=16)")
 @click.option("--epochs", type=int, default=None, help="= --set optim.epochs=N")
 @click.option("--lr", type=float, default=None, help="= --set optim.lr=X")
@@ -30,6 +32,7 @@ def train(
     config_path: Path | None,
     out_dir: Path,
     resume: str | None,
+    overwrite: bool,
     sets: tuple[str, ...],
     epochs: int | None,
     lr: float | None,
@@ -43,7 +46,7 @@ def train(
     progress: bool,
 ) -> None:
     """Train the 3D network on a pseudo-label store (Stage 2)."""
-    from stage2_train3d.train import train_run
+    from stage2_train3d.train import TrainingInterrupted, refuse_previous_run, train_run
 
     overrides = list(sets)
     for key, value in (
@@ -60,7 +63,11 @@ def train(
         if value is not None:
             overrides.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
     try:
+        refuse_previous_run(out_dir, resume, overwrite)
         result = train_run(config_path, store_path, out_dir, resume=resume, overrides=overrides, progress=progress)
+    except TrainingInterrupted as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(143) from exc
     except Mllm3dError as exc:
         raise click.ClickException(str(exc)) from exc
     _report(result)

@@ -26,8 +26,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from shared.errors import BadInputError
+from shared.errors import BadInputError, Mllm3dError
 from shared.store import open_store
 from stage2_train3d.config import TrainConfig, config_from_dict, load_config, save_config, with_overrides
 from stage2_train3d.datamodule import StoreDataModule
@@ -35,22 +36,24 @@ from stage2_train3d.model import build_network
 from stage2_train3d.module import Stage2Module
 
 METRICS = ("val/miou", "val/acc25", "val/acc50")
-KILL_ENV_VAR = "MLLM3D_TEST_TRAIN_KILL_AT"  # "<epoch>:<batch>": SIGKILL there (crash/resume tests only)
+KILL_ENV_VAR = "MLLM3D_TEST_TRAIN_KILL_AT"  # "<epoch>:<batch>[:TERM]": SIGKILL (SIGTERM) there (tests only)
 
 
 class _KillAt(Callback):
-    """Test-only: SIGKILLs the training process at the start of one (epoch, batch)."""
+    """Test-only: SIGKILLs (or SIGTERMs, with a ":TERM" suffix) the training process at one (epoch, batch)."""
 
     def __init__(self, spec: str) -> None:
+        parts = spec.split(":")
+        self.sig = signal.SIGTERM if parts[-1] == "TERM" else signal.SIGKILL
         try:
-            epoch, batch = (int(x) for x in spec.split(":"))
+            epoch, batch = (int(x) for x in parts[:2])
         except ValueError as exc:
-            raise BadInputError(f"{KILL_ENV_VAR}={spec!r}: expected <epoch>:<batch>") from exc
+            raise BadInputError(f"{KILL_ENV_VAR}={spec!r}: expected <epoch>:<batch>[:TERM]") from exc
         self.epoch, self.batch = epoch, batch
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), self.sig)
 
 
 @contextlib.contextmanager
@@ -125,6 +128,32 @@ def resolve_from_store(cfg: TrainConfig, dm: StoreDataModule) -> tuple[TrainConf
     return with_overrides(cfg, sets), notes
 
 
+class TrainingInterrupted(Mllm3dError):
+    """The run got SIGTERM (a scheduler's preemption or time limit) and stopped before it finished."""
+
+
+def previous_run_files(out_dir: str | Path) -> list[str]:
+    """What in ``out_dir`` belongs to an earlier run (config.yaml, result.json, checkpoints/*.ckpt)."""
+    out = Path(out_dir)
+    found = [name for name in ("config.yaml", "result.json") if (out / name).is_file()]
+    ckpts = out / "checkpoints"
+    if ckpts.is_dir():
+        found += sorted(f"checkpoints/{p.name}" for p in ckpts.glob("*.ckpt"))
+    return found
+
+
+def refuse_previous_run(out_dir: str | Path, resume: str | Path | None, overwrite: bool) -> None:
+    """BadInputError when ``out_dir`` holds an earlier run and neither resume nor overwrite was asked for."""
+    if resume or overwrite:
+        return
+    found = previous_run_files(out_dir)
+    if found:
+        raise BadInputError(
+            f"{out_dir}: holds an earlier training run ({', '.join(found[:4])}{', ...' if len(found) > 4 else ''}); "
+            "pass --resume last to continue it, --overwrite to replace it, or another --out"
+        )
+
+
 def resolve_resume(resume: str | Path | None, out_dir: Path) -> str | None:
     """None, "last" (= <out>/checkpoints/last.ckpt) or a checkpoint path; raises if it does not exist."""
     if resume is None or str(resume) == "":
@@ -137,7 +166,16 @@ def resolve_resume(resume: str | Path | None, out_dir: Path) -> str | None:
 
 def resume_config_differences(ckpt_path: str | Path, cfg: TrainConfig) -> list[str]:
     """Warnings for every config value that differs between a checkpoint being resumed and this run."""
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)  # only the config is read
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)  # only the config is read
+    except Exception as exc:  # truncated, garbage, not a torch file: torch raises many types
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise BadInputError(
+            f"{ckpt_path}: not a readable checkpoint (truncated or not a Lightning .ckpt: {type(exc).__name__}: "
+            f"{first}); resume from another checkpoint"
+        ) from exc
+    if not isinstance(ckpt, Mapping) or "state_dict" not in ckpt:
+        raise BadInputError(f"{ckpt_path}: not a Lightning checkpoint (no state_dict); resume from another checkpoint")
     saved = ckpt.get("hyper_parameters", {}).get("config")
     if not isinstance(saved, Mapping):
         return [f"warning: {ckpt_path} holds no config; cannot compare it with this run's"]
@@ -281,16 +319,22 @@ def train_run(
     )
     has_val = bool(dm.val_pairs)
     untrained: dict[str, float] = {}
-    if evaluate_untrained and has_val and ckpt_path is None and not fast_dev_run:
-        untrained = _metrics(trainer.validate(module, datamodule=dm, verbose=False))
-        say("untrained: " + _fmt(untrained))
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    try:
+        if evaluate_untrained and has_val and ckpt_path is None and not fast_dev_run:
+            untrained = _metrics(trainer.validate(module, datamodule=dm, verbose=False))
+            say("untrained: " + _fmt(untrained))
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    except SIGTERMException as exc:  # Lightning stops on SIGTERM with a SystemExit whose code is 0
+        raise _interrupted(out, trainer) from exc
 
     best = ckpt.best_model_path or ""
     last = str(out / "checkpoints" / "last.ckpt") if (out / "checkpoints" / "last.ckpt").is_file() else ""
     metrics: dict[str, float] = {}
     if has_val and not fast_dev_run:
-        metrics = _metrics(trainer.validate(module, datamodule=dm, ckpt_path=best or None, verbose=False))
+        try:
+            metrics = _metrics(trainer.validate(module, datamodule=dm, ckpt_path=best or None, verbose=False))
+        except SIGTERMException as exc:
+            raise _interrupted(out, trainer) from exc
         say(f"trained ({'best checkpoint' if best else 'final weights'}): " + _fmt(metrics))
     result = {
         "best_checkpoint": best,
@@ -304,6 +348,18 @@ def train_run(
     if trainer.is_global_zero:
         (out / "result.json").write_text(json.dumps(result, indent=2, default=_json_default), encoding="utf-8")
     return result
+
+
+def _interrupted(out: Path, trainer: pl.Trainer) -> TrainingInterrupted:
+    last = out / "checkpoints" / "last.ckpt"
+    how = (
+        f"rerun the same command with --resume last to continue from {last} (end of the last finished epoch)"
+        if last.is_file()
+        else "no epoch finished, so there is no checkpoint: rerun the same command with --overwrite to start again"
+    )
+    return TrainingInterrupted(
+        f"{out}: training interrupted by SIGTERM in epoch {trainer.current_epoch}, no result was written; {how}"
+    )
 
 
 def _json_default(x: Any) -> Any:

@@ -3,9 +3,13 @@ nothing already written (a store's pseudo-labels, an earlier training run) is lo
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from shared.cli import main as mllm3d
@@ -63,3 +67,74 @@ def test_synth_overwrite_without_pseudolabels_still_rewrites(tmp_path: Path) -> 
     assert invoke(*args).exit_code == 0
     res = invoke(*args, "--overwrite")
     assert res.exit_code == 0 and "1 scene(s) written" in " ".join(res.output.split()), res.output
+
+
+# ---------------------------------------------------------------------------------------------- 2, 3, 10. train
+TINY_TRAIN = [
+    "model.stem=8", "model.down=[8,16]", "model.up=[16,8]", "model.feature_dim=16", "data.batch_size=2",
+    "data.val_batch_size=2", "data.val_fraction=0.34", "trainer.cpu_threads=1", "trainer.accelerator=cpu",
+]
+
+
+@pytest.fixture(scope="module")
+def toy_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.stage2_toy import build_toy_store
+
+    return build_toy_store(tmp_path_factory.mktemp("h2train") / "toy.zarr", n_scenes=3, image_features=False)
+
+
+def _train_args(store: Path, out: Path, *extra: object) -> list[object]:
+    args: list[object] = ["train", "--store", store, "--out", out, "--no-progress", *extra]
+    for s in (*TINY_TRAIN, "optim.epochs=1"):
+        args += ["--set", s]
+    return args
+
+
+def _fake_previous_run(out: Path) -> None:
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "last.ckpt").write_bytes(b"an earlier run's weights")
+    (out / "config.yaml").write_text("earlier: run\n")
+
+
+def test_train_into_an_earlier_run_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _fake_previous_run(out)
+    before = tree_digest(out)
+    res = invoke(*_train_args(tmp_path / "no-store-needed.zarr", out))
+    msg = one_line_error(res)
+    assert "holds an earlier training run" in msg and "config.yaml" in msg and "--overwrite" in msg
+    assert "--resume last" in msg and str(out) in msg
+    assert tree_digest(out) == before
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage, not a torch file", None], ids=["empty", "garbage", "truncated"])
+def test_resume_from_a_broken_checkpoint_names_it(tmp_path: Path, toy_store: Path, content: bytes | None) -> None:
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    ckpt = out / "checkpoints" / "last.ckpt"
+    if content is None:  # the first half of a real torch file
+        import torch
+
+        torch.save({"state_dict": {"w": torch.zeros(1000)}, "epoch": 0}, ckpt)
+        ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    else:
+        ckpt.write_bytes(content)
+    res = invoke(*_train_args(toy_store, out, "--resume", "last"))
+    msg = one_line_error(res)
+    assert f"{ckpt}: not a readable checkpoint" in msg or f"{ckpt}: not a Lightning checkpoint" in msg, msg
+
+
+@pytest.mark.slow
+def test_sigterm_during_train_exits_nonzero_and_says_how_to_resume(tmp_path: Path, toy_store: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "shared.cli", *map(str, _train_args(toy_store, out))]
+    args = [a.replace("optim.epochs=1", "optim.epochs=3") for a in args]
+    env = {**os.environ, "MLLM3D_TEST_TRAIN_KILL_AT": "1:0:TERM"}
+    res = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 143, (res.stdout + res.stderr)[-3000:]
+    assert "Traceback" not in res.stderr
+    msg = " ".join(res.stderr.split())
+    assert "training interrupted by SIGTERM in epoch 1" in msg and "--resume last" in msg, msg
+    assert not (out / "result.json").exists()
+    assert (out / "checkpoints" / "last.ckpt").is_file()
