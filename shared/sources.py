@@ -18,9 +18,12 @@ DEFAULT_SYNTHETIC = (6, 0)  # "synthetic" = 6 scenes, seed 0
 #: reader options of a ScanNet spec -> their type (shared.scannet.ScanNetSource keyword arguments)
 SCANNET_OPTIONS: dict[str, type] = {"frame_stride": int, "max_frames": int, "point_stride": int, "voxel": float}
 
+#: prefixes of sources whose views are ray-cast from meshes (extra 'mesh') -> their SceneSource class
+MESH_SOURCES: dict[str, str] = {"mesh": "shared.mesh_source.MeshSource"}
+
 SPEC_HELP = (
     "'synthetic' (= synthetic:6:0), 'synthetic:N', 'synthetic:N:SEED', 'scannet:PATH' "
-    "(optionally 'scannet:PATH?frame_stride=N&max_frames=M'), or a directory in the ScanNet export layout"
+    "(optionally 'scannet:PATH?frame_stride=N&max_frames=M'), 'mesh:PATH' (same options), or a directory in the ScanNet export layout"
 )
 
 
@@ -105,6 +108,14 @@ def open_source(spec: str, **options: Any) -> SceneSource:
         from shared.scannet import ScanNetSource
 
         return ScanNetSource(path, **_merge_options(spec, from_spec, options))
+    if head in MESH_SOURCES:
+        rest, from_spec = _split_options(rest, spec)
+        if not rest or not Path(rest).is_dir():
+            raise BadInputError(f"source spec {spec!r}: {Path(rest)} is not a directory")
+        module, cls = MESH_SOURCES[head].rsplit(".", 1)
+        import importlib
+
+        return getattr(importlib.import_module(module), cls)(Path(rest), **_merge_options(spec, from_spec, options))
     plain, from_spec = _split_options(spec, spec) if "?" in spec and not Path(spec).is_dir() else (spec, {})
     if plain and Path(plain).is_dir():
         from shared.scannet import ScanNetSource
