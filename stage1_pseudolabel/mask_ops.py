@@ -115,3 +115,41 @@ def color_mask_to_depth(
         lookup = color_to_depth_lookup(hw, m.shape, kd, kc)
     rows, cols, inside = lookup
     return m[rows, cols] & inside
+
+
+def color_features_to_depth(
+    fmap: np.ndarray,
+    depth_hw: tuple[int, int],
+    color_hw: tuple[int, int],
+    depth_intrinsic: np.ndarray,
+    color_intrinsic: np.ndarray,
+) -> np.ndarray:
+    """A (C,h,w) feature map spanning the colour image -> a (C,h,w) map spanning the depth image.
+
+    Each output cell centre, in depth pixels, is mapped to the colour image with the masks' pixel map
+    ``K_c · K_d⁻¹ · [u, v, 1]`` (:func:`color_to_depth_lookup`) and the colour feature grid is sampled
+    there bilinearly (cells outside the colour image get 0). Stage 2 then samples the stored map with
+    the depth grid's own proportional scale, so features and masks of a (point, view) pair come from
+    the same colour pixel even where the colour camera is not a scaled copy of the depth camera.
+    """
+    f = np.asarray(fmap, dtype=np.float32)
+    c, h, w = f.shape
+    big_h, big_w = int(depth_hw[0]), int(depth_hw[1])
+    ch, cw = int(color_hw[0]), int(color_hw[1])
+    kd = np.asarray(depth_intrinsic, dtype=np.float64)[:3, :3]
+    kc = np.asarray(color_intrinsic, dtype=np.float64)[:3, :3]
+    m = kc @ np.linalg.inv(kd)
+    v, u = np.meshgrid((np.arange(h) + 0.5) * big_h / h - 0.5, (np.arange(w) + 0.5) * big_w / w - 0.5,
+                       indexing="ij")
+    z = m[2, 0] * u + m[2, 1] * v + m[2, 2]
+    x = (m[0, 0] * u + m[0, 1] * v + m[0, 2]) / z  # colour pixel coordinates
+    y = (m[1, 0] * u + m[1, 1] * v + m[1, 2]) / z
+    inside = (x >= -0.5) & (x < cw - 0.5) & (y >= -0.5) & (y < ch - 0.5)
+    fy = np.clip((y + 0.5) * h / ch - 0.5, 0.0, h - 1)  # colour feature cells
+    fx = np.clip((x + 0.5) * w / cw - 0.5, 0.0, w - 1)
+    y0, x0 = np.floor(fy).astype(np.intp), np.floor(fx).astype(np.intp)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    wy, wx = (fy - y0).astype(np.float32), (fx - x0).astype(np.float32)
+    top = f[:, y0, x0] * (1 - wx) + f[:, y0, x1] * wx
+    bottom = f[:, y1, x0] * (1 - wx) + f[:, y1, x1] * wx
+    return np.where(inside, top * (1 - wy) + bottom * wy, 0.0).astype(np.float32)

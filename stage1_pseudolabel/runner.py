@@ -38,7 +38,12 @@ from shared.scene_store import store_scene
 from shared.store import PseudoLabelStore, QueryRecord, open_store
 from stage1_pseudolabel import crash_hooks
 from stage1_pseudolabel.leases import SceneLease, lease_path, remove_dead_temporaries
-from stage1_pseudolabel.mask_ops import color_mask_to_depth, color_to_depth_lookup, resize_nearest
+from stage1_pseudolabel.mask_ops import (
+    color_features_to_depth,
+    color_mask_to_depth,
+    color_to_depth_lookup,
+    resize_nearest,
+)
 from stage1_pseudolabel.run_config import RunConfig
 from stage1_pseudolabel.segmenter import SegmentationResult, Segmenter, build_segmenter
 from stage1_pseudolabel.sharding import Shard, resolve_shard, shard_scenes
@@ -271,7 +276,8 @@ def assemble_record(
     """A QueryRecord from per-view results, masks on the ``image_size`` (depth) grid.
 
     With ``views`` (frame index -> View), each colour mask is mapped through that view's intrinsics
-    (:func:`map_mask_to_depth`); masks of views not given are resized by nearest neighbour (a copy when
+    (:func:`map_mask_to_depth`) and so are its image features (:func:`map_features_to_depth`); masks of
+    views not given are resized by nearest neighbour (a copy when
     they already have ``image_size``, as the runner's are).
     """
     idx = [int(i) for i in choice.view_index]
@@ -306,7 +312,9 @@ def assemble_record(
         )
     feats = None
     if idx and all(features.get(i) is not None for i in idx):
-        feats = np.stack([np.asarray(features[i], dtype=np.float32) for i in idx])
+        per_view = [features[i] if views is None or i not in views else
+                    map_features_to_depth(features[i], views[i], image_size) for i in idx]
+        feats = np.stack([np.asarray(f, dtype=np.float32) for f in per_view])
     return QueryRecord(
         query=query,
         view_index=np.asarray(idx, dtype=np.int32),
@@ -332,15 +340,30 @@ def map_mask_to_depth(mask: np.ndarray, view: View, image_size: tuple[int, int],
     return color_mask_to_depth(mask, image_size, view.intrinsic, view.color_intrinsic, lookup=lookup)
 
 
-def _view_lookup(view: View, image_size: tuple[int, int]):
-    """The colour->depth pixel map of one view (None when a resize or a copy does)."""
+def map_features_to_depth(fmap: np.ndarray | None, view: View, image_size: tuple[int, int]) -> np.ndarray | None:
+    """A view's image features (spanning its colour image) on the frame of its depth grid, through the
+    same K_c·K_d⁻¹ pixel map as its masks; unchanged without ``color_intrinsic`` or for the same camera."""
+    cams = _colour_camera(view, image_size)
+    if fmap is None or cams is None:
+        return fmap
+    return color_features_to_depth(fmap, image_size, view.color_size, *cams)
+
+
+def _colour_camera(view: View, image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(K_d, K_c) of a view whose colour camera differs from its depth grid; None when they are the same."""
     if view.color_intrinsic is None:
         return None
     kd = np.asarray(view.intrinsic, dtype=np.float64)[:3, :3]
     kc = np.asarray(view.color_intrinsic, dtype=np.float64)[:3, :3]
     if view.color_size == tuple(image_size) and np.array_equal(kd, kc):
         return None
-    return color_to_depth_lookup(image_size, view.color_size, kd, kc)
+    return kd, kc
+
+
+def _view_lookup(view: View, image_size: tuple[int, int]):
+    """The colour->depth pixel map of one view (None when a resize or a copy does)."""
+    cams = _colour_camera(view, image_size)
+    return None if cams is None else color_to_depth_lookup(image_size, view.color_size, *cams)
 
 
 def scene_image_size(
@@ -426,7 +449,7 @@ def process_scene(
             )
         progress.views_done(1)
         summary.views_segmented += 1
-        features[fi] = out.image_features
+        features[fi] = map_features_to_depth(out.image_features, view, image_size)  # the masks' frame
         lookup = _view_lookup(view, image_size)
         for q, r in zip(qs, out.results, strict=True):
             if r.has_seg:
