@@ -32,6 +32,8 @@ from shared.ply import ply_points_colors, read_ply
 from shared.scene import Query, Scene, View
 
 DEPTH_SHIFT = 1000.0  # ScanNet depth PNGs are millimetres
+# Depth beyond this (metres) is invalid, read as 0: Kinect / 7-Scenes exports mark invalid pixels 65535 mm
+DEFAULT_MAX_DEPTH = 10.0
 COLOR_EXTS = (".jpg", ".jpeg", ".png")
 SCENE_PREFIX = "scannet_"
 _MERGE_EVERY = 2_000_000  # voxel-downsample the back-projected cloud whenever it grows past this
@@ -99,8 +101,11 @@ def _eight_bit_depth(path: Path, what: str) -> BadInputError:
     )
 
 
-def read_depth(path: Path) -> np.ndarray:
-    """Depth PNG (uint16 millimetres) -> float32 metres, 0 = invalid."""
+def read_depth(path: Path, max_depth: float = DEFAULT_MAX_DEPTH, dropped: list[int] | None = None) -> np.ndarray:
+    """Depth PNG (uint16 millimetres) -> float32 metres, 0 = invalid (also every pixel beyond ``max_depth`` m).
+
+    The number of pixels dropped for lying beyond ``max_depth`` is appended to ``dropped`` when given.
+    """
     try:
         with Image.open(path) as im:
             d = np.asarray(im)
@@ -110,7 +115,14 @@ def read_depth(path: Path) -> np.ndarray:
         raise _eight_bit_depth(path, f"dtype {d.dtype}")
     if d.ndim != 2 or not np.issubdtype(d.dtype, np.integer):
         raise BadInputError(f"{path}: depth must be a single-channel 16-bit PNG, got {d.dtype} {d.shape}")
-    return (d.astype(np.float32) / DEPTH_SHIFT).astype(np.float32)
+    depth = (d.astype(np.float32) / DEPTH_SHIFT).astype(np.float32)
+    far = depth > max_depth
+    n_far = int(np.count_nonzero(far))
+    if n_far:
+        depth[far] = 0.0
+    if dropped is not None:
+        dropped.append(n_far)
+    return depth
 
 
 def valid_depth_fraction(depth: np.ndarray) -> float:
@@ -135,8 +147,10 @@ class LazyViews(Sequence[View]):
     :meth:`valid_depth_fraction` give the cheaper per-frame facts without decoding the colour image.
     """
 
-    def __init__(self, frames: list[Frame], intrinsic: np.ndarray, color_intrinsic: np.ndarray) -> None:
+    def __init__(self, frames: list[Frame], intrinsic: np.ndarray, color_intrinsic: np.ndarray,
+                 max_depth: float = DEFAULT_MAX_DEPTH) -> None:
         self.frames = frames
+        self.max_depth = max_depth
         self.intrinsic = intrinsic
         self.color_intrinsic = color_intrinsic
         self._valid: dict[int, float] = {}
@@ -152,7 +166,7 @@ class LazyViews(Sequence[View]):
         return View(
             frame_id=f.frame_id,
             color=read_color(f.color_path),
-            depth=read_depth(f.depth_path),
+            depth=read_depth(f.depth_path, self.max_depth),
             intrinsic=self.intrinsic.copy(),
             pose=f.pose.copy(),
             color_intrinsic=self.color_intrinsic.copy(),
@@ -168,7 +182,7 @@ class LazyViews(Sequence[View]):
 
     def depth_at(self, index: int) -> np.ndarray:
         """The depth map of view ``index`` (float32 metres) without decoding its colour image."""
-        return read_depth(self.frames[index].depth_path)
+        return read_depth(self.frames[index].depth_path, self.max_depth)
 
     def valid_depth_fraction(self, index: int) -> float:
         """Share of valid depth pixels of view ``index``: measured at discovery, else read (depth only) once."""
@@ -209,16 +223,21 @@ def check_frame_options(where: Path, frame_stride: object, max_frames: object) -
 
 
 def discover_frames(
-    scene_dir: Path, frame_stride: int = 1, max_frames: int | None = None, check_depth: bool = True
+    scene_dir: Path, frame_stride: int = 1, max_frames: int | None = None, check_depth: bool = True,
+    max_depth: float = DEFAULT_MAX_DEPTH,
 ) -> tuple[list[Frame], tuple[int, int], tuple[int, int]]:
     """Validated frames (sorted numerically, every ``frame_stride``-th, at most ``max_frames``), depth and color sizes.
 
     Frames with a non-finite pose or an all-zero depth map are skipped with one warning each that
     counts them; a missing file, a non-rigid pose, an 8-bit depth map or an image of another size raises
     BadInputError. With ``check_depth`` each kept frame's depth is decoded once here and its share of
-    valid pixels is kept in :attr:`Frame.valid_depth`.
+    valid pixels is kept in :attr:`Frame.valid_depth`; depth beyond ``max_depth`` metres (Kinect's
+    65535 mm "invalid") is dropped (read as 0) and the dropped pixels are counted in one warning.
     """
     check_frame_options(scene_dir, frame_stride, max_frames)
+    if not isinstance(max_depth, (int, float)) or isinstance(max_depth, bool) or not max_depth > 0:
+        raise BadInputError(f"{scene_dir}: max_depth must be a number of metres > 0, got {max_depth!r}")
+    far_pixels: dict[int, int] = {}
     colors = _numbered(scene_dir / "color", COLOR_EXTS)
     depths = _numbered(scene_dir / "depth", (".png",))
     poses = _numbered(scene_dir / "pose", (".txt",))
@@ -260,7 +279,12 @@ def discover_frames(
             raise BadInputError(f"{depths[fid]}: depth size {dhw} differs from {depth_hw} of {first_depth}")
         elif chw != color_hw:
             raise BadInputError(f"{colors[fid]}: color size {chw} differs from {color_hw} of {first_color}")
-        valid = valid_depth_fraction(read_depth(depths[fid])) if check_depth else None
+        valid = None
+        if check_depth:
+            far: list[int] = []
+            valid = valid_depth_fraction(read_depth(depths[fid], max_depth, far))
+            if far and far[0]:
+                far_pixels[fid] = far[0]
         if valid == 0.0:
             empty.append(fid)
             continue
@@ -275,6 +299,13 @@ def discover_frames(
         warnings.warn(
             f"{scene_dir}: skipped {len(empty)} frame(s) whose depth is all zero (frames {empty[:10]}"
             f"{' ...' if len(empty) > 10 else ''})",
+            stacklevel=2,
+        )
+    if far_pixels:
+        warnings.warn(
+            f"{scene_dir}: dropped {sum(far_pixels.values())} depth pixel(s) beyond max_depth={max_depth:g} m "
+            f"(read as invalid; Kinect exports mark invalid depth 65535 mm) in {len(far_pixels)} frame(s) "
+            f"(frames {sorted(far_pixels)[:10]}{' ...' if len(far_pixels) > 10 else ''})",
             stacklevel=2,
         )
     if not frames:
@@ -362,15 +393,16 @@ def load_scannet_scene(
     max_frames: int | None = None,
     point_stride: int = 4,
     voxel: float = 0.02,
+    max_depth: float = DEFAULT_MAX_DEPTH,
 ) -> Scene:
     """Load one ScanNet export directory as a Scene with lazy views (see the module docstring)."""
     d = Path(scene_dir)
     if not d.is_dir():
         raise BadInputError(f"{d}: not a ScanNet scene directory")
     scene_id = scene_id_from_dir(d)
-    frames, depth_hw, color_hw = discover_frames(d, frame_stride, max_frames)
+    frames, depth_hw, color_hw = discover_frames(d, frame_stride, max_frames, max_depth=max_depth)
     k_depth, k_color = _intrinsics(d, depth_hw, color_hw)
-    views = LazyViews(frames, k_depth, k_color)
+    views = LazyViews(frames, k_depth, k_color, max_depth)
     mesh = _find(d, scene_id, "_vh_clean_2.ply")
     instance_ids = None
     labels: dict[int, str] = {}
@@ -419,13 +451,14 @@ class ScanNetSource:
         max_frames: int | None = None,
         point_stride: int = 4,
         voxel: float = 0.02,
+        max_depth: float = DEFAULT_MAX_DEPTH,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise BadInputError(f"{self.root}: ScanNet root is not a directory")
         check_frame_options(self.root, frame_stride, max_frames)
         self.options = {"frame_stride": frame_stride, "max_frames": max_frames, "point_stride": point_stride,
-                        "voxel": voxel}
+                        "voxel": voxel, "max_depth": max_depth}
         dirs = [self.root] if is_scene_dir(self.root) else sorted(p for p in self.root.iterdir() if is_scene_dir(p))
         if not dirs:
             raise BadInputError(f"{self.root}: no ScanNet scene directories (with depth/ and pose/) found")

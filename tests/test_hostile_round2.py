@@ -138,3 +138,26 @@ def test_sigterm_during_train_exits_nonzero_and_says_how_to_resume(tmp_path: Pat
     assert "training interrupted by SIGTERM in epoch 1" in msg and "--resume last" in msg, msg
     assert not (out / "result.json").exists()
     assert (out / "checkpoints" / "last.ckpt").is_file()
+
+
+# ---------------------------------------------------------------------------------------------- 4. max depth
+def test_kinect_invalid_depth_is_dropped_and_counted(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from shared.scannet import load_scannet_scene
+    from tests.test_scannet import fake_scene
+
+    d = fake_scene(tmp_path, "scene0009_00")
+    depth = np.full((48, 64), 2000, np.uint16)
+    depth[:5, :7] = 65535  # 35 Kinect "invalid" pixels in frame 10
+    Image.fromarray(depth).save(d / "depth" / "10.png")
+    with pytest.warns(UserWarning) as caught:
+        scene = load_scannet_scene(d)
+    msgs = [str(w.message) for w in caught if "max_depth" in str(w.message)]
+    assert len(msgs) == 1 and "dropped 35 depth pixel(s) beyond max_depth=10 m" in msgs[0] and "frames [10]" in msgs[0]
+    assert str(d) in msgs[0]
+    v = scene.views[1]
+    assert v.frame_id == 10 and float(v.depth.max()) == 2.0 and int((v.depth == 0).sum()) == 35
+    assert scene.points[:, 2].max() < 3.0  # no point 65 m away in the back-projected cloud
+    far = load_scannet_scene(d, max_depth=100.0)  # nothing beyond 100 m: kept, no warning
+    assert float(far.views[1].depth.max()) == pytest.approx(65.535)

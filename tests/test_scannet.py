@@ -238,7 +238,7 @@ def test_lazy_views_answer_usable_frames_without_decoding(tmp_path, monkeypatch)
               np.full((50, 3), 9, dtype=np.uint8))  # a mesh: no back-projection pass at load
     calls = {"depth": [], "color": []}
     real_depth, real_color = scannet.read_depth, scannet.read_color
-    monkeypatch.setattr(scannet, "read_depth", lambda p: calls["depth"].append(p.name) or real_depth(p))
+    monkeypatch.setattr(scannet, "read_depth", lambda p, *a: calls["depth"].append(p.name) or real_depth(p, *a))
     monkeypatch.setattr(scannet, "read_color", lambda p: calls["color"].append(p.name) or real_color(p))
     scene = load_scannet_scene(d)
     assert sorted(calls["depth"]) == ["0.png", "10.png", "20.png", "30.png"] and calls["color"] == []
