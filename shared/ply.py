@@ -216,12 +216,24 @@ def _skip_element(f, fmt: str, endian: str, count: int, props: list[tuple], path
                 f.seek(n * np.dtype(pr[2]).itemsize, os.SEEK_CUR)
 
 
-def ply_points_colors(data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-    """(points (N,3) float32, colors (N,3) uint8 or None) from ``read_ply``'s result."""
+def ply_points_colors(
+    data: dict[str, np.ndarray], path: str | os.PathLike[str] | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(points (N,3) float32, colors (N,3) uint8 or None) from ``read_ply``'s result.
+
+    Raises BadInputError (naming ``path`` when given) if a vertex coordinate is NaN or infinite.
+    """
+    where = f"{path}: " if path is not None else ""
     missing = [c for c in "xyz" if c not in data]
     if missing:
-        raise BadInputError(f"PLY vertex element lacks {missing}")
+        raise BadInputError(f"{where}PLY vertex element lacks {missing}")
     pts = np.stack([data["x"], data["y"], data["z"]], axis=1).astype(np.float32)
+    bad = np.flatnonzero(~np.all(np.isfinite(pts), axis=1))
+    if bad.size:
+        raise BadInputError(
+            f"{where}{bad.size} of {len(pts)} vertices have non-finite coordinates (NaN or inf; first: vertex "
+            f"{int(bad[0])}); fix or re-export the mesh"
+        )
     if all(c in data for c in ("red", "green", "blue")):
         col = np.stack([data["red"], data["green"], data["blue"]], axis=1)
         return pts, np.clip(col, 0, 255).astype(np.uint8)

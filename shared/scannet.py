@@ -407,7 +407,7 @@ def load_scannet_scene(
     instance_ids = None
     labels: dict[int, str] = {}
     if mesh is not None:
-        points, colors = ply_points_colors(read_ply(mesh))
+        points, colors = ply_points_colors(read_ply(mesh), mesh)
         if colors is None:
             colors = np.full((len(points), 3), 128, dtype=np.uint8)
         if len(points) == 0:

@@ -325,6 +325,8 @@ class PseudoLabelStore:
         n = int(points.shape[0])
         if points.shape != (n, 3) or colors.shape != (n, 3):
             raise StoreError(f"scene {scene_id}: points {points.shape} and colors {colors.shape} must both be (N,3)")
+        if not np.all(np.isfinite(points)):
+            raise StoreError(f"scene {scene_id}: points hold NaN or infinite coordinates; nothing was written")
         if intrinsics.shape != (v, 3, 3) or poses.shape != (v, 4, 4):
             raise StoreError(
                 f"scene {scene_id}: {v} frames but intrinsics {intrinsics.shape} and poses {poses.shape}"

@@ -137,6 +137,12 @@ def _empty_mesh(d: Path) -> None:
     write_ply(d / f"{BAD}_vh_clean_2.ply", np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8))
 
 
+def _nan_mesh(d: Path) -> None:
+    pts = np.random.default_rng(0).random((20, 3)).astype(np.float32) + [0, 0, 2]
+    pts[7, 1], pts[12, 2] = np.nan, np.inf
+    write_ply(d / f"{BAD}_vh_clean_2.ply", pts, np.full((20, 3), 9, np.uint8))
+
+
 FAILING_SCENES = [
     pytest.param(_unlink("color/10.png"), r"frame 10 has no color file \(color/10\.jpg\|png missing\)", id="missing-color"),
     pytest.param(_unlink("depth/10.png"), r"frame 10 has no depth file \(depth/10\.png missing\)", id="missing-depth"),
@@ -154,6 +160,8 @@ FAILING_SCENES = [
                  r"intrinsic/intrinsic_color\.txt: missing, and the color images \(\(96, 128\)\) differ in size "
                  r"from the depth images", id="size-mismatch-one-intrinsic"),
     pytest.param(_empty_mesh, rf"{BAD}_vh_clean_2\.ply: empty point cloud", id="empty-point-cloud"),
+    pytest.param(_nan_mesh, rf"{BAD}_vh_clean_2\.ply: 2 of 20 vertices have non-finite coordinates "
+                 r"\(NaN or inf; first: vertex 7\)", id="nan-vertices"),
 ]
 
 

@@ -161,3 +161,22 @@ def test_kinect_invalid_depth_is_dropped_and_counted(tmp_path: Path) -> None:
     assert scene.points[:, 2].max() < 3.0  # no point 65 m away in the back-projected cloud
     far = load_scannet_scene(d, max_depth=100.0)  # nothing beyond 100 m: kept, no warning
     assert float(far.views[1].depth.max()) == pytest.approx(65.535)
+
+
+# ---------------------------------------------------------------------------------------------- 5. NaN vertices
+def test_store_refuses_a_scene_with_non_finite_points(tmp_path: Path) -> None:
+    from shared.errors import StoreError
+    from tests.toy_store import write_toy_scene
+
+    store = open_store(tmp_path / "s.zarr", "a")
+    real = store.write_scene
+
+    def with_nan(scene_id, points, *a, **kw):
+        points = points.copy()
+        points[3, 0] = np.nan
+        return real(scene_id, points, *a, **kw)
+
+    store.write_scene = with_nan  # type: ignore[method-assign]
+    with pytest.raises(StoreError, match="toy0001_00: points hold NaN or infinite coordinates"):
+        write_toy_scene(store)
+    assert store.scene_ids() == [] and not [p for p in (tmp_path / "s.zarr" / "scenes").iterdir() if p.is_dir()]
