@@ -81,7 +81,10 @@ def _text(rec: dict, keys: tuple[str, ...], ctx: _Ctx, i: int) -> str:
     value = _first(rec, keys)
     if value is None:
         raise ctx.fail(i, f"no text field (expected one of {list(keys)})")
-    text = str(value).strip()
+    if not isinstance(value, str):
+        field_name = next(k for k in keys if k in rec)
+        raise ctx.fail(i, f"text field {field_name!r} must be a string, got {type(value).__name__} {str(value)[:60]}")
+    text = value.strip()
     if not text:
         raise ctx.fail(i, f"empty text in field {next(k for k in keys if k in rec)!r}")
     return text

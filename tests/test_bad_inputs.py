@@ -241,6 +241,11 @@ BAD_ANNOTATIONS = [
         json.dumps([{"scene_id": GOOD, "query_id": "q1", "text": "the chair"},
                     {"scene_id": GOOD, "query_id": "q2", "text": "   "}]),
         r"queries\.json: record 1: empty text in field 'text'", id="empty-text"),
+    pytest.param(
+        json.dumps([{"scene_id": GOOD, "query_id": "q1", "text": "the chair"},
+                    {"scene_id": GOOD, "query_id": "q2", "text": ["the", "chair"]}]),
+        r"queries\.json: record 1: text field 'text' must be a string, got list \['the', 'chair'\]",
+        id="text-is-a-list"),
     pytest.param('[{"scene_id": "scene0001_00", "text": "the chair",\n  "query_id": q3}]',
                  r"queries\.json: invalid JSON at line 2, column 15: Expecting value", id="invalid-json"),
 ]
