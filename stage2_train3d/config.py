@@ -7,6 +7,7 @@ are parsed as YAML scalars/lists. Unknown keys are errors that name the key and 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,30 +150,100 @@ class TrainConfig:
             )
         if self.data.voxel_size <= 0:
             raise BadInputError(f"data.voxel_size must be > 0, got {self.data.voxel_size}")
+        at_least = {
+            "data.batch_size": (self.data.batch_size, 1), "data.val_batch_size": (self.data.val_batch_size, 1),
+            "data.queries_per_item": (self.data.queries_per_item, 1), "data.num_workers": (self.data.num_workers, 0),
+            "data.scene_cache": (self.data.scene_cache, 1), "optim.epochs": (self.optim.epochs, 1),
+            "model.stem": (self.model.stem, 1), "model.blocks": (self.model.blocks, 1),
+            "model.feature_dim": (self.model.feature_dim, 1), "model.query_dim": (self.model.query_dim, 1),
+            "fusion.iterations": (self.fusion.iterations, 0), "trainer.num_nodes": (self.trainer.num_nodes, 1),
+            "trainer.log_every_n_steps": (self.trainer.log_every_n_steps, 1),
+            "trainer.check_val_every_n_epoch": (self.trainer.check_val_every_n_epoch, 1),
+        }
+        for key, (value, low) in at_least.items():
+            if value < low:
+                raise BadInputError(f"{key} = {value}: expected an integer >= {low}")
+        if any(c < 1 for c in (*self.model.down, *self.model.up)):
+            raise BadInputError(f"model.down {self.model.down} / model.up {self.model.up}: every width must be >= 1")
+        if not self.optim.lr > 0:
+            raise BadInputError(f"optim.lr = {self.optim.lr}: expected a number > 0")
+        if not 0.0 <= self.data.val_fraction < 1.0:
+            raise BadInputError(f"data.val_fraction = {self.data.val_fraction}: expected a number in [0, 1)")
+        for key, value in (("loss.spatial_weight", self.loss.spatial_weight), ("loss.label_weight", self.loss.label_weight),
+                           ("loss.positive_weight", self.loss.positive_weight), ("optim.weight_decay", self.optim.weight_decay)):
+            if not value >= 0:
+                raise BadInputError(f"{key} = {value}: expected a number >= 0")
         if not 0.0 < self.threshold < 1.0:
             raise BadInputError(f"threshold must be in (0, 1), got {self.threshold}")
 
 
-def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
-    """Instantiate dataclass ``cls`` from a (nested) mapping, rejecting unknown keys."""
+def _build(cls: type, data: Mapping[str, Any], where: str, prefix: str = "") -> Any:
+    """Instantiate dataclass ``cls`` from a (nested) mapping: unknown keys and values of the wrong type
+    raise one BadInputError naming the file (``where``), the dotted key, the value and what was expected."""
     if not isinstance(data, Mapping):
-        raise BadInputError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise BadInputError(f"{where}: {prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in fields:
-            raise BadInputError(f"{where}: unknown key {key!r} (known: {sorted(fields)})")
+            raise BadInputError(f"{where}: unknown key {prefix + key!r} (known in this section: {sorted(fields)})")
         default = getattr(cls(), key)
         if dataclasses.is_dataclass(default):
-            kwargs[key] = _build(type(default), value or {}, f"{where}.{key}")
+            kwargs[key] = _build(type(default), value or {}, where, f"{prefix}{key}.")
         else:
-            kwargs[key] = value
+            kwargs[key] = _typed(hints[key], value, where, f"{prefix}{key}")
     return cls(**kwargs)
+
+
+def _typed(kind: Any, value: Any, where: str, key: str) -> Any:
+    """``value`` checked (and, for numbers written as strings such as ``1e-3``, converted) against ``kind``."""
+    def fail(expected: str) -> BadInputError:
+        return BadInputError(f"{where}: {key} = {value!r}: expected {expected}")
+
+    if kind is Any:
+        return value
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise fail("true or false")
+    if kind is int:
+        if isinstance(value, bool):
+            raise fail("an integer")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise fail("an integer")
+    if kind is float:
+        if isinstance(value, bool):
+            raise fail("a number")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise fail("a number")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise fail("a string")
+    if typing.get_origin(kind) is list:
+        (item,) = typing.get_args(kind) or (Any,)
+        if not isinstance(value, list):
+            raise fail(f"a list of {getattr(item, '__name__', item)}")
+        return [_typed(item, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
+    return value
 
 
 def config_from_dict(data: Mapping[str, Any] | None, where: str = "config") -> TrainConfig:
     cfg = _build(TrainConfig, dict(data or {}), where)
-    cfg.validate()
+    try:
+        cfg.validate()
+    except BadInputError as exc:
+        raise BadInputError(f"{where}: {exc}") from None
     return cfg
 
 

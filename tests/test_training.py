@@ -153,7 +153,7 @@ def test_every_variant_yaml_loads_and_overrides_apply():
     assert variants["paper"].model.down == [32, 64, 128, 256] and variants["paper"].model.feature_dim == 512
     cfg = load_config(root / "default.yaml", ["model.stem=4", "fusion.view_filter=false", "data.val_scenes=[a, b]"])
     assert cfg.model.stem == 4 and cfg.fusion.view_filter is False and cfg.data.val_scenes == ["a", "b"]
-    with pytest.raises(BadInputError, match="unknown key 'stme'"):
+    with pytest.raises(BadInputError, match="unknown key 'model.stme'"):
         load_config(root / "default.yaml", ["model.stme=4"])
     with pytest.raises(BadInputError, match="loss.target"):
         load_config(None, ["loss.target=both"])
