@@ -14,6 +14,7 @@ fabricates the (noisy) masks and embeddings; or pick one of the source's own que
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,14 @@ def predict_query(
     """Stage 1 for the query, q from the kept views, then the network's per-point probabilities."""
     record = run_stage1_for_query(scene, query, segmenter, views, seed, min_valid_depth)
     q, w, keep, reasons = query_weights(record, fusion)
+    if not np.any(keep):
+        kinds = Counter(r if r == "no [SEG]" else f"{r.split(' ')[0]} too low" for r in reasons)
+        why = ", ".join(f"{n}x {r}" for r, n in kinds.most_common()) or "no views"
+        raise BadInputError(
+            f"query {query.scene_id}/{query.query_id}: no view survives the view filter ({why}; the checkpoint's "
+            f"fusion.min_confidence={fusion.min_confidence:g}, fusion.min_area={fusion.min_area:g}), so there is no "
+            "query embedding to predict with; try more --views or another --seed"
+        )
     prob = np.asarray(predictor.predict_points(scene.points, scene.colors, q), dtype=np.float32)
     if prob.shape != (scene.num_points,):
         raise BadInputError(f"predictor returned {prob.shape} scores for {scene.num_points} points")
@@ -260,6 +269,8 @@ def predict_cmd(
 
     console = Console()
     try:
+        if out.is_dir():
+            raise BadInputError(f"{out}: --out is an existing directory; give the path of the .ply file to write")
         cfg = PredictConfig(
             source=source, scene_id=scene_id, text=text, query_id=query_id, target_ids=parse_ids(target_ids),
             backend=backend, views=parse_views(views), seed=seed,

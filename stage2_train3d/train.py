@@ -128,6 +128,32 @@ def resolve_from_store(cfg: TrainConfig, dm: StoreDataModule) -> tuple[TrainConf
     return with_overrides(cfg, sets), notes
 
 
+def require_surviving_views(dm: StoreDataModule, cfg: TrainConfig) -> None:
+    """BadInputError when the view filter drops every view of every training query (the loss would be 0).
+
+    Stops at the first training query with a usable view, so a normal store costs one query read.
+    """
+    from collections import Counter
+
+    from stage2_train3d.fusion import query_weights
+
+    store = open_store(dm.store_path, "r")
+    reasons: Counter[str] = Counter()
+    for scene_id, query_id in dm.train_pairs:
+        rec = store.read_query(scene_id, query_id, with_features=False)
+        _, weights, _, why = query_weights(rec, cfg.fusion)
+        if float(weights.sum()) > 0:
+            return
+        reasons.update(r.split(" ")[0] if r != "no [SEG]" else r for r in why)
+    f = cfg.fusion
+    raise BadInputError(
+        f"{dm.store_path}: no (point, view) pair survives the view filter in any of the {len(dm.train_pairs)} "
+        f"training queries (views dropped: {dict(reasons)}; fusion.min_confidence={f.min_confidence:g}, "
+        f"fusion.min_area={f.min_area:g}); training would see a loss of 0. Lower fusion.min_confidence / "
+        "fusion.min_area or set fusion.view_filter=false (--set KEY=VALUE)"
+    )
+
+
 class TrainingInterrupted(Mllm3dError):
     """The run got SIGTERM (a scheduler's preemption or time limit) and stopped before it finished."""
 
@@ -274,6 +300,7 @@ def train_run(
     dm.list_pairs()
     cfg, notes = resolve_from_store(cfg, dm)
     dm.config = cfg
+    require_surviving_views(dm, cfg)
     say(
         f"store {store_path}: {len(dm.train_pairs)} train / {len(dm.val_pairs)} val queries "
         f"({len({s for s, _ in dm.train_pairs})} / {len({s for s, _ in dm.val_pairs})} scenes)"

@@ -180,3 +180,46 @@ def test_store_refuses_a_scene_with_non_finite_points(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="toy0001_00: points hold NaN or infinite coordinates"):
         write_toy_scene(store)
     assert store.scene_ids() == [] and not [p for p in (tmp_path / "s.zarr" / "scenes").iterdir() if p.is_dir()]
+
+
+# ---------------------------------------------------------------------------------------------- 7. every view filtered
+def test_train_with_every_view_filtered_out_stops_with_the_setting_to_change(tmp_path: Path, toy_store: Path) -> None:
+    out = tmp_path / "run"
+    res = invoke(*_train_args(toy_store, out, "--set", "fusion.min_confidence=1.5"))
+    msg = one_line_error(res)
+    assert "no (point, view) pair survives the view filter" in msg and "fusion.min_confidence=1.5" in msg, msg
+    assert "fusion.view_filter=false" in msg
+    assert not (out / "checkpoints").exists() and not (out / "result.json").exists()
+
+
+def test_predict_with_every_view_filtered_out_says_so(tmp_path: Path) -> None:
+    import torch
+
+    from shared.errors import BadInputError
+    from shared.synthetic import SyntheticSource
+    from stage1_pseudolabel.segmenter import build_segmenter
+    from stage2_train3d.config import load_config
+    from stage2_train3d.fusion import FusionConfig
+    from stage2_train3d.model import build_network
+    from stage2_train3d.predict import predict_query
+    from stage2_train3d.predictor import Predictor
+
+    torch.manual_seed(0)
+    source = SyntheticSource(1, seed=3)
+    scene = source.load("synth_0000")
+    seg = build_segmenter("synthetic", {"seed": 0, "embed_dim": 32, "miss_rate": 0.0, "hallucination_rate": 0.0})
+    cfg = load_config(None, ["model.stem=8", "model.down=[8,16]", "model.up=[16,16]", "model.feature_dim=16",
+                             "model.query_dim=32"])
+    q = source.scene_queries("synth_0000")[0]
+    with pytest.raises(BadInputError, match=r"no view survives the view filter \(3x confidence too low; "
+                                            r"the checkpoint's fusion\.min_confidence=1\.5"):
+        predict_query(scene, q, seg, Predictor(build_network(cfg.model), cfg), FusionConfig(min_confidence=1.5),
+                      views=3, seed=0)
+
+
+def test_predict_out_that_is_a_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "ckpt.ckpt").write_bytes(b"x")
+    res = invoke("predict", "--scene", "synth_0000", "--text", "x", "--target-ids", "1",
+                 "--checkpoint", tmp_path / "ckpt.ckpt", "--out", tmp_path)
+    msg = one_line_error(res)
+    assert f"{tmp_path}: --out is an existing directory" in msg
