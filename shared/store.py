@@ -30,6 +30,7 @@ import shutil
 import socket
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,12 +80,42 @@ def config_hash(config: dict[str, Any]) -> str:
 _SAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
-def safe_key(name: str) -> str:
-    """A filesystem- and zarr-safe key for a scene or query id (reversible via the group's attrs)."""
+# Longest group key: room for the ``.tmp-<key>.<host>-<pid>-<uuid>`` / ``.lease-<key>`` names beside it
+# within the 255-byte file name limit. Longer keys are cut and get a hash of the full id.
+MAX_KEY_LEN = 100
+
+
+def _unbounded_key(name: str) -> str:
     key = _SAFE.sub("_", str(name))
     if key != str(name) or key.startswith("."):
         key = f"{key.lstrip('.')}~{hashlib.sha1(str(name).encode()).hexdigest()[:8]}"
     return key
+
+
+def safe_key(name: str) -> str:
+    """A filesystem- and zarr-safe key for a scene or query id (reversible via the group's attrs).
+
+    At most :data:`MAX_KEY_LEN` characters: a longer one is truncated and ends in ``~`` + 16 hex digits of
+    a hash of the id; shorter keys are what they always were, so existing stores keep their names.
+    """
+    key = _unbounded_key(name)
+    if len(key) > MAX_KEY_LEN:
+        key = f"{key[:MAX_KEY_LEN - 17]}~{hashlib.sha1(str(name).encode()).hexdigest()[:16]}"
+    return key
+
+
+def key_matches(folder_name: str, name: str) -> bool:
+    """True when ``folder_name`` is the group key of id ``name`` (also the pre-bound key of a long id)."""
+    return folder_name in (safe_key(name), _unbounded_key(name))
+
+
+def _group_dir(parent: Path, name: str) -> Path:
+    """``parent/<safe_key(name)>``, or the unbounded key's folder of a long id written before keys were bounded."""
+    key = safe_key(name)
+    legacy = _unbounded_key(name)
+    if legacy != key and len(legacy) < 256 and not (parent / key).exists() and (parent / legacy).is_dir():
+        return parent / legacy
+    return parent / key
 
 
 @dataclass
@@ -215,10 +246,10 @@ class PseudoLabelStore:
         return self.path / "scenes"
 
     def scene_dir(self, scene_id: str) -> Path:
-        return self.scenes_dir / safe_key(scene_id)
+        return _group_dir(self.scenes_dir, scene_id)
 
     def query_dir(self, scene_id: str, query_id: str) -> Path:
-        return self.scene_dir(scene_id) / "queries" / safe_key(query_id)
+        return _group_dir(self.scene_dir(scene_id) / "queries", query_id)
 
     def _tmp_dir(self, final: Path) -> Path:
         tag = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -291,7 +322,7 @@ class PseudoLabelStore:
     def scene_ids(self) -> list[str]:
         """Ids of all complete scenes, sorted."""
         out = []
-        for key, attrs in self._complete_children(self.scenes_dir):
+        for key, attrs in self._complete_children(self.scenes_dir, "scene_id"):
             out.append(str(attrs.get("scene_id", key)))
         return sorted(out)
 
@@ -545,21 +576,26 @@ class PseudoLabelStore:
 
     def query_ids(self, scene_id: str) -> list[str]:
         """Ids of the complete queries of one scene, sorted."""
-        return sorted(str(a.get("query_id", k)) for k, a in self._complete_children(self.scene_dir(scene_id) / "queries"))
+        return sorted(
+            str(a.get("query_id", k)) for k, a in self._complete_children(self.scene_dir(scene_id) / "queries", "query_id")
+        )
 
     def complete_pairs(self) -> list[tuple[str, str]]:
         """All complete (scene_id, query_id) pairs, read from the groups' small zarr.json files only."""
         pairs = []
-        for skey, sattrs in self._complete_children(self.scenes_dir):
+        for skey, sattrs in self._complete_children(self.scenes_dir, "scene_id"):
             sid = str(sattrs.get("scene_id", skey))
-            for qkey, qattrs in self._complete_children(self.scenes_dir / skey / "queries"):
+            for qkey, qattrs in self._complete_children(self.scenes_dir / skey / "queries", "query_id"):
                 pairs.append((sid, str(qattrs.get("query_id", qkey))))
         return sorted(pairs)
 
     def query_attrs(self, scene_id: str, query_id: str) -> dict[str, Any]:
         return _read_json(self.query_dir(scene_id, query_id) / "zarr.json")["attributes"]
 
-    def _complete_children(self, parent: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _complete_children(self, parent: Path, id_attr: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(folder name, attrs) of the complete groups under ``parent``. A group whose stored id
+        (``id_attr``) does not belong to its folder name (a hand copy such as ``X.bak``) is skipped with a
+        warning: it would list the id twice, and reading that id opens the other folder."""
         if not parent.is_dir():
             return
         for entry in sorted(os.scandir(parent), key=lambda e: e.name):
@@ -571,6 +607,14 @@ class PseudoLabelStore:
             except (OSError, ValueError):
                 continue
             if attrs.get("complete") is True:
+                stored = attrs.get(id_attr)
+                if stored is not None and not key_matches(entry.name, str(stored)):
+                    warnings.warn(
+                        f"{entry.path}: skipped, its {id_attr} {str(stored)[:80]!r} does not match the folder name "
+                        f"(a copied or renamed group; expected folder {safe_key(str(stored))!r}); move it out of the store",
+                        stacklevel=3,
+                    )
+                    continue
                 yield entry.name, attrs
 
     # ------------------------------------------------------------------ maintenance

@@ -443,9 +443,13 @@ def check_store(path: str | os.PathLike[str], progress: Progress | None = None) 
         return [Problem(str(root), str(exc))]
     if store.attrs.get("format") != STORE_FORMAT:  # open_store checks this too; keep explicit
         problems.append(Problem(str(root), "root format attribute missing"))
+    from shared.store import key_matches, safe_key
+
     scenes_dir = root / "scenes"
     if not scenes_dir.is_dir():
         return problems + [Problem(str(scenes_dir), "scenes group missing")]
+    if not (scenes_dir / "zarr.json").is_file():
+        problems.append(Problem(str(scenes_dir / "zarr.json"), "group metadata file missing (scenes is no Zarr group)"))
     scene_dirs = sorted(p for p in scenes_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     query_dirs = {
         s: sorted(q for q in (s / "queries").iterdir() if q.is_dir() and not q.name.startswith("."))
@@ -460,10 +464,23 @@ def check_store(path: str | os.PathLike[str], progress: Progress | None = None) 
         done += 1
         if progress is not None:
             progress(done, total)
+        sid = (sattrs or {}).get("scene_id")
+        if sid is not None and not key_matches(sdir.name, str(sid)):
+            problems.append(Problem(str(sdir), f"stored scene_id {str(sid)[:80]!r} does not match the folder name "
+                                               f"(expected {safe_key(str(sid))!r}): a copied or renamed group"))
         if not (sdir / "queries").is_dir():
             problems.append(Problem(str(sdir / "queries"), "queries group missing"))
+        elif sattrs is not None and not (sdir / "queries" / "zarr.json").is_file():
+            problems.append(Problem(str(sdir / "queries" / "zarr.json"), "group metadata file missing"))
         for qdir in query_dirs[sdir]:
             _check_query(qdir, sattrs or {}, problems)
+            try:
+                qid = _read_attrs(qdir).get("query_id")
+            except (OSError, ValueError, AttributeError):  # reported by _check_query
+                qid = None
+            if qid is not None and not key_matches(qdir.name, str(qid)):
+                problems.append(Problem(str(qdir), f"stored query_id {str(qid)[:80]!r} does not match the folder "
+                                                   f"name (expected {safe_key(str(qid))!r}): a copied or renamed group"))
             done += 1
             if progress is not None:
                 progress(done, total)

@@ -223,3 +223,82 @@ def test_predict_out_that_is_a_directory_is_refused(tmp_path: Path) -> None:
                  "--checkpoint", tmp_path / "ckpt.ckpt", "--out", tmp_path)
     msg = one_line_error(res)
     assert f"{tmp_path}: --out is an existing directory" in msg
+
+
+# ---------------------------------------------------------------------------------------------- 8. copied groups
+@pytest.fixture
+def synth_store(tmp_path: Path) -> Path:
+    store = tmp_path / "s.zarr"
+    assert invoke("synth", "--num-scenes", 1, "--store", store, "--queries-out", tmp_path / "q.json").exit_code == 0
+    _add_query(store, open_store(store).scene_ids()[0])
+    return store
+
+
+def test_copied_scene_group_is_not_listed_twice_and_check_fails(synth_store: Path) -> None:
+    import shutil
+
+    from stage2_train3d.inspect_store import check_store
+
+    sid = open_store(synth_store).scene_ids()[0]
+    shutil.copytree(synth_store / "scenes" / sid, synth_store / "scenes" / f"{sid}.bak")
+    with pytest.warns(UserWarning, match=rf"{sid}\.bak: skipped, its scene_id '{sid}' does not match the folder"):
+        assert open_store(synth_store).scene_ids() == [sid]
+    with pytest.warns(UserWarning):
+        assert open_store(synth_store).complete_pairs() == [(sid, "q0")]
+    errors = [p for p in check_store(synth_store) if p.severity == "error"]
+    assert [(Path(p.where).name, "does not match the folder name" in p.message) for p in errors] == [(f"{sid}.bak", True)]
+    res = invoke("inspect", "--store", synth_store, "--check")
+    assert res.exit_code == 1 and "copied or renamed group" in " ".join(res.output.split())
+
+
+def test_missing_scenes_group_metadata_fails_check(synth_store: Path) -> None:
+    from stage2_train3d.inspect_store import check_store
+
+    (synth_store / "scenes" / "zarr.json").unlink()
+    errors = [p for p in check_store(synth_store) if p.severity == "error"]
+    assert [(p.where, p.message.startswith("group metadata file missing")) for p in errors] == [
+        (str(synth_store / "scenes" / "zarr.json"), True)
+    ]
+    assert invoke("inspect", "--store", synth_store, "--check").exit_code == 1
+
+
+# ---------------------------------------------------------------------------------------------- 9. long names
+def test_store_keys_are_bounded_and_short_keys_unchanged() -> None:
+    from shared.store import MAX_KEY_LEN, safe_key
+
+    assert safe_key("scene0001_00") == "scene0001_00"  # old stores keep their names
+    assert safe_key("a b") == "a_b~" + __import__("hashlib").sha1(b"a b").hexdigest()[:8]
+    long_a, long_b = "s" * 250, "s" * 249 + "t"
+    ka, kb = safe_key(long_a), safe_key(long_b)
+    assert len(ka) == MAX_KEY_LEN and len(kb) == MAX_KEY_LEN and ka != kb and ka.startswith("s" * 80)
+
+
+def test_a_300_character_query_id_and_250_character_scene_id_are_written_and_read(tmp_path: Path) -> None:
+    from stage1_pseudolabel.leases import lease_path
+    from tests.toy_store import write_toy_scene
+
+    sid, qid = "scene_" + "x" * 244, "q" * 300
+    store = open_store(tmp_path / "s.zarr", "a")
+    write_toy_scene(store, sid)
+    _add_query(tmp_path / "s.zarr", sid, qid)
+    store = open_store(tmp_path / "s.zarr")
+    assert store.scene_ids() == [sid] and store.query_ids(sid) == [qid] and store.complete_pairs() == [(sid, qid)]
+    assert store.read_query(sid, qid).query.query_id == qid
+    assert len(lease_path(store, sid).name) < 255
+    from stage2_train3d.inspect_store import check_store
+
+    assert [p for p in check_store(tmp_path / "s.zarr") if p.severity == "error"] == []
+
+
+def test_a_long_id_written_before_keys_were_bounded_still_opens(tmp_path: Path) -> None:
+    import os
+
+    from shared.store import _unbounded_key, safe_key
+    from tests.toy_store import write_toy_scene
+
+    sid = "scene_" + "y" * 120
+    store = open_store(tmp_path / "s.zarr", "a")
+    write_toy_scene(store, sid)
+    os.rename(tmp_path / "s.zarr" / "scenes" / safe_key(sid), tmp_path / "s.zarr" / "scenes" / _unbounded_key(sid))
+    store = open_store(tmp_path / "s.zarr")
+    assert store.scene_ids() == [sid] and store.read_scene(sid).scene_id == sid
