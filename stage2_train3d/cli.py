@@ -26,6 +26,9 @@ from shared.errors import Mllm3dError
 @click.option("--devices", default=None, help='Lightning devices: "auto", a count, or a list like "0,1"')
 @click.option("--strategy", default=None, help="Lightning strategy: auto|ddp|ddp_find_unused_parameters_true|...")
 @click.option("--num-nodes", type=int, default=None, help="nodes (SLURM multi-node: run under srun)")
+@click.option("--select-by", type=click.Choice(["last", "val-gt-miou"]), default="last", show_default=True,
+              help="the run's checkpoint: the last epoch (label-free), or the best ground-truth val/miou "
+                   "(model selection with labels; reported as such)")
 @click.option("--progress/--no-progress", default=True, help="rich progress bar")
 def train(
     store_path: Path,
@@ -43,6 +46,7 @@ def train(
     devices: str | None,
     strategy: str | None,
     num_nodes: int | None,
+    select_by: str,
     progress: bool,
 ) -> None:
     """Train the 3D network on a pseudo-label store (Stage 2)."""
@@ -64,7 +68,8 @@ def train(
             overrides.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
     try:
         refuse_previous_run(out_dir, resume, overwrite)
-        result = train_run(config_path, store_path, out_dir, resume=resume, overrides=overrides, progress=progress)
+        result = train_run(config_path, store_path, out_dir, resume=resume, overrides=overrides, progress=progress,
+                            select_by=select_by)
     except TrainingInterrupted as exc:
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(143) from exc
@@ -81,7 +86,8 @@ def _report(result: dict) -> None:
     table.add_column("model")
     for col in ("mIoU", "Acc@0.25", "Acc@0.5"):
         table.add_column(col, justify="right")
-    rows = [("untrained network", result.get("untrained") or {}), ("trained (best ckpt)", result.get("metrics") or {})]
+    selection = result.get("selection") or "last epoch"
+    rows = [("untrained network", result.get("untrained") or {}), (f"trained ({selection})", result.get("metrics") or {})]
     proj = result.get("metrics") or {}
     if "val/proj_miou" in proj:
         rows.append(
@@ -95,5 +101,5 @@ def _report(result: dict) -> None:
             table.add_row(name, *(f"{m.get(k, float('nan')):.4f}" for k in ("val/miou", "val/acc25", "val/acc50")))
     console = Console()
     console.print(table)
-    console.print(f"best checkpoint: {result.get('best_checkpoint') or '-'}")
+    console.print(f"checkpoint ({selection}): {result.get('checkpoint') or '-'}")
     console.print(f"config: {result.get('config_path')}")

@@ -167,6 +167,18 @@ def val_pairs(store: PseudoLabelStore, data_cfg: DataConfig) -> list[tuple[str, 
     return sorted(val)
 
 
+def trained_on_scored(methods: list, pairs: list[tuple[str, str]]) -> list[str]:
+    """One line per checkpoint that was trained on some of the scored scenes (its numbers are not held-out)."""
+    scored = {s for s, _ in pairs}
+    lines = []
+    for m in methods:
+        seen = sorted(scored & set(getattr(getattr(m, "predictor", None), "train_scenes", []) or []))
+        if seen:
+            lines.append(f"{m.name}: {len(seen)} of the {len(scored)} scored scenes were used to train this "
+                         f"checkpoint (e.g. {', '.join(seen[:3])}); its numbers on them are not held-out")
+    return lines
+
+
 def resolve_pairs(
     store: PseudoLabelStore, split: str, scenes: str | None, methods: list[Method], config: Path | None
 ) -> tuple[list[tuple[str, str]], str]:
@@ -285,6 +297,8 @@ def eval_cmd(
                 "(trained with val_fraction 0, or too few scenes): evaluating all scenes instead; "
                 "the network may have been trained on them"
             )
+        for line in trained_on_scored(methods, pairs):
+            console.print(f"[yellow]warning:[/yellow] {escape(line)}")
         result = run_eval(store, methods, pairs, split_desc, console)
     except Mllm3dError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -43,6 +43,13 @@ class Stage2Module(pl.LightningModule):
         self._val_proj_ious: list[float] = []
         # DDP needs every parameter in every step's graph; set in setup() when world_size > 1
         self.anchor_unused = False
+        self.train_scenes: list[str] = []  # saved in the checkpoint: eval warns when it scores them
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["train_scenes"] = list(self.train_scenes)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.train_scenes = list(checkpoint.get("train_scenes", self.train_scenes))
 
     def setup(self, stage: str) -> None:
         self.anchor_unused = self.trainer.world_size > 1

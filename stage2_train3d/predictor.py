@@ -29,7 +29,11 @@ __all__ = ["Predictor", "load_checkpoint", "resolve_checkpoint", "train_run"]
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run directory of ``mllm3d train`` -> its best checkpoint (else last.ckpt)."""
+    """A checkpoint file, or a run directory of ``mllm3d train`` -> the checkpoint that run selected.
+
+    Label-free by default: a run's selected checkpoint is its last one unless it was trained with
+    ``--select-by val-gt-miou``; a run directory without result.json stands for its ``last.ckpt``
+    (a ``best-*.ckpt`` only when no last.ckpt exists)."""
     p = Path(path)
     if not p.is_dir():
         return p
@@ -39,24 +43,32 @@ def resolve_checkpoint(path: str | Path) -> Path:
             res = json.loads(result.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise BadInputError(f"{result}: not valid JSON ({exc})") from exc
-        for key in ("best_checkpoint", "last_checkpoint"):
+        for key in ("checkpoint", "last_checkpoint"):  # "checkpoint" = the selected one (result.json v2)
             if not res.get(key):
                 continue
             # as recorded, else by file name in this directory (the run directory was moved)
             for ckpt in (Path(res[key]), p / "checkpoints" / Path(res[key]).name):
                 if ckpt.is_file():
                     return ckpt
-    best = sorted((p / "checkpoints").glob("best-*.ckpt"))
-    if best:
-        return best[-1]
     last = p / "checkpoints" / "last.ckpt"
     if last.is_file():
         return last
+    best = sorted((p / "checkpoints").glob("best-*.ckpt"))
+    if best:
+        return best[-1]
     raise BadInputError(f"{p}: a directory without result.json or checkpoints/*.ckpt (not a Stage 2 run directory)")
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[TrainConfig, Stage2Net]:
     """(config, network with weights) from a Stage 2 Lightning checkpoint or a run directory."""
+    cfg, net, _ = load_checkpoint_with_scenes(path, device)
+    return cfg, net
+
+
+def load_checkpoint_with_scenes(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[TrainConfig, Stage2Net, list[str]]:
+    """:func:`load_checkpoint` plus the scene ids the checkpoint was trained on ([] for older checkpoints)."""
     p = resolve_checkpoint(path)
     if not p.is_file():
         raise BadInputError(f"{p}: checkpoint not found")
@@ -74,7 +86,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     if missing or unexpected:
         raise BadInputError(f"{p}: weights do not match the config's network (missing {missing[:5]}, unexpected {unexpected[:5]})")
     net.to(device).eval()
-    return cfg, net
+    return cfg, net, [str(x) for x in ckpt.get("train_scenes", [])]
 
 
 class Predictor:
@@ -85,11 +97,14 @@ class Predictor:
         self.config = config
         self.device = torch.device(device)
         self.threshold: float = float(config.threshold)
+        self.train_scenes: list[str] = []  # the scenes the checkpoint was trained on, when it records them
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Predictor:
-        cfg, net = load_checkpoint(path, device)
-        return cls(net, cfg, device)
+        cfg, net, scenes = load_checkpoint_with_scenes(path, device)
+        pred = cls(net, cfg, device)
+        pred.train_scenes = scenes
+        return pred
 
     @property
     def fusion_config(self) -> FusionConfig:

@@ -3,8 +3,8 @@
 A run directory holds::
 
     <out>/config.yaml                 the resolved config (dims and spatial mode filled in from the store)
-    <out>/checkpoints/best-*.ckpt     best val/miou
-    <out>/checkpoints/last.ckpt       end of the latest epoch (resume with resume="last")
+    <out>/checkpoints/last.ckpt       end of the latest epoch (resume with resume="last"); the run's checkpoint
+    <out>/checkpoints/best-*.ckpt     only with select_by="val-gt-miou": best ground-truth val/miou (not label-free)
     <out>/logs/version_*/metrics.csv  CSV logs (TensorBoard logs too when tensorboard is installed)
     <out>/result.json                 what train_run returned
 """
@@ -285,13 +285,21 @@ def train_run(
     fast_dev_run: bool | int = False,
     trainer_kwargs: Mapping[str, Any] | None = None,
     log: Callable[[str], None] | None = print,
+    select_by: str = "last",
 ) -> dict[str, Any]:
     """Train one Stage 2 run and return its outcome.
 
-    Returns ``{"best_checkpoint", "last_checkpoint", "config_path", "out_dir", "metrics" (best
-    checkpoint's val/miou, val/acc25, val/acc50, val/proj_*), "untrained" (same keys before
-    training, {} if skipped), "notes"}``. ``resume`` is None, "last" or a checkpoint path.
+    Returns ``{"checkpoint" (the selected one), "selection", "best_checkpoint" ("" unless selected by
+    ground truth), "last_checkpoint", "config_path", "out_dir", "metrics" (the selected checkpoint's
+    val/miou, val/acc25, val/acc50, val/proj_*), "untrained" (same keys before training, {} if skipped),
+    "notes"}``. ``resume`` is None, "last" or a checkpoint path.
+
+    ``select_by`` is ``"last"`` (default, label-free: the final weights) or ``"val-gt-miou"``: keep the
+    checkpoint with the best ground-truth val/miou — model selection with labels, which a label-free
+    method must not do unless asked; the result says so.
     """
+    if select_by not in SELECTIONS:
+        raise BadInputError(f"select_by {select_by!r}: expected one of {sorted(SELECTIONS)}")
     say = log or (lambda _msg: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -318,14 +326,16 @@ def train_run(
     pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     net = build_network(cfg.model)
     module = Stage2Module(net, cfg)
-    ckpt = ModelCheckpoint(
+    module.train_scenes = sorted({s for s, _ in dm.train_pairs})
+    by_gt = select_by == "val-gt-miou"
+    best_ckpt = ModelCheckpoint(  # ground-truth model selection: only when asked for by name
         dirpath=str(out / "checkpoints"),
         filename="best-epoch{epoch:03d}-miou{val/miou:.4f}",
         auto_insert_metric_name=False,
         monitor="val/miou",
         mode="max",
         save_top_k=1,
-    )
+    ) if by_gt else None
     # Lightning 2.6 refreshes save_last only when a top-k checkpoint is saved in the same step, so
     # last.ckpt is its own monitor-free checkpoint, rewritten at the end of every epoch
     last_ckpt = ModelCheckpoint(
@@ -339,7 +349,7 @@ def train_run(
     trainer = build_trainer(
         cfg,
         out,
-        [ckpt, last_ckpt, *(callbacks or []), *_test_callbacks()],
+        [*([best_ckpt] if best_ckpt else []), last_ckpt, *(callbacks or []), *_test_callbacks()],
         progress,
         fast_dev_run=fast_dev_run,
         **dict(trainer_kwargs or {}),
@@ -354,16 +364,19 @@ def train_run(
     except SIGTERMException as exc:  # Lightning stops on SIGTERM with a SystemExit whose code is 0
         raise _interrupted(out, trainer) from exc
 
-    best = ckpt.best_model_path or ""
+    best = (best_ckpt.best_model_path or "") if best_ckpt else ""
     last = str(out / "checkpoints" / "last.ckpt") if (out / "checkpoints" / "last.ckpt").is_file() else ""
+    selection = SELECTIONS[select_by] if not by_gt or best else SELECTIONS["last"]
     metrics: dict[str, float] = {}
     if has_val and not fast_dev_run:
         try:
             metrics = _metrics(trainer.validate(module, datamodule=dm, ckpt_path=best or None, verbose=False))
         except SIGTERMException as exc:
             raise _interrupted(out, trainer) from exc
-        say(f"trained ({'best checkpoint' if best else 'final weights'}): " + _fmt(metrics))
+        say(f"trained ({selection}): " + _fmt(metrics))
     result = {
+        "checkpoint": best or last,
+        "selection": selection,
         "best_checkpoint": best,
         "last_checkpoint": last,
         "config_path": str(config_path),
@@ -375,6 +388,13 @@ def train_run(
     if trainer.is_global_zero:
         (out / "result.json").write_text(json.dumps(result, indent=2, default=_json_default), encoding="utf-8")
     return result
+
+
+#: select_by -> how the result names the selected weights
+SELECTIONS = {
+    "last": "last epoch",
+    "val-gt-miou": "best ground-truth val/miou checkpoint (selected with labels, not label-free)",
+}
 
 
 def _interrupted(out: Path, trainer: pl.Trainer) -> TrainingInterrupted:

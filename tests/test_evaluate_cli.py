@@ -85,22 +85,29 @@ def test_cli_records_the_split_used(store, tmp_path: Path) -> None:
     assert data["rows"][0]["name"] == BASELINE_NAME and "by_group" in data["rows"][0]
 
 
-def test_a_run_directory_stands_for_its_best_checkpoint(tmp_path: Path) -> None:
+def test_a_run_directory_stands_for_its_selected_checkpoint(tmp_path: Path) -> None:
     from stage2_train3d.predictor import resolve_checkpoint
 
     run = tmp_path / "runs" / "full"
     ck = run / "checkpoints"
     ck.mkdir(parents=True)
     (ck / "last.ckpt").write_bytes(b"")
-    assert resolve_checkpoint(run) == ck / "last.ckpt"  # no result.json, no best-*: last
+    assert resolve_checkpoint(run) == ck / "last.ckpt"  # no result.json: last
     (ck / "best-epoch003-miou0.4000.ckpt").write_bytes(b"")
-    assert resolve_checkpoint(run) == ck / "best-epoch003-miou0.4000.ckpt"
-    # result.json names the best checkpoint; a moved run directory still finds it by file name
-    (run / "result.json").write_text(json.dumps({"best_checkpoint": "/elsewhere/checkpoints/best-x.ckpt",
+    assert resolve_checkpoint(run) == ck / "last.ckpt"  # a ground-truth "best" is never picked silently
+    # an older result.json naming only a best checkpoint: still the last one (label-free)
+    (run / "result.json").write_text(json.dumps({"best_checkpoint": str(ck / "best-epoch003-miou0.4000.ckpt"),
+                                                 "last_checkpoint": str(ck / "last.ckpt")}))
+    assert resolve_checkpoint(run) == ck / "last.ckpt"
+    # result.json names the selected checkpoint; a moved run directory still finds it by file name
+    (run / "result.json").write_text(json.dumps({"checkpoint": "/elsewhere/checkpoints/best-x.ckpt",
                                                  "last_checkpoint": str(ck / "last.ckpt")}))
     (ck / "best-x.ckpt").write_bytes(b"")
     assert resolve_checkpoint(run) == ck / "best-x.ckpt"
     assert resolve_checkpoint(ck / "last.ckpt") == ck / "last.ckpt"  # a file is itself
+    (ck / "last.ckpt").unlink()
+    (run / "result.json").unlink()
+    assert resolve_checkpoint(run).name.startswith("best-")  # no last.ckpt at all: the only checkpoint there
     assert parse_checkpoint(str(run)) == ("full", run)
     with pytest.raises(BadInputError, match="not a Stage 2 run directory"):
         resolve_checkpoint(tmp_path)

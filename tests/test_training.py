@@ -86,12 +86,16 @@ def test_resume_reproduces_uninterrupted_run(toy_store, tmp_path):
 
 def test_checkpoint_restores_network_W_and_config(toy_store, tmp_path):
     res = _run(toy_store, tmp_path / "c", epochs=3)
-    assert res["best_checkpoint"] and res["metrics"]["val/miou"] >= 0
+    # label-free by default: the run's checkpoint is its last one; no ground-truth "best" is kept
+    assert res["checkpoint"] == res["last_checkpoint"] == str(tmp_path / "c" / "checkpoints" / "last.ckpt")
+    assert res["selection"] == "last epoch" and res["best_checkpoint"] == ""
+    assert not list((tmp_path / "c" / "checkpoints").glob("best-*.ckpt"))
+    assert res["metrics"]["val/miou"] >= 0
     assert res["untrained"]["val/miou"] >= 0
     saved = yaml.safe_load((tmp_path / "c" / "config.yaml").read_text())
     assert saved["model"]["stem"] == 8
-    pred = Predictor.from_checkpoint(res["best_checkpoint"])
-    ckpt = _weights(res["best_checkpoint"])
+    pred = Predictor.from_checkpoint(res["checkpoint"])
+    ckpt = _weights(res["checkpoint"])
     assert torch.equal(pred.net.query_proj.weight, ckpt["net.query_proj.weight"])
     assert torch.equal(pred.net.image_proj.weight, ckpt["net.image_proj.weight"])
     assert pred.threshold == 0.5 and pred.config.model.stem == 8
@@ -178,3 +182,37 @@ def test_pair_logits_without_token_for_query_score_each_pair_with_its_own_view(t
     if logit == "cosine":
         want = module.net.log_logit_scale.exp() * want + module.net.logit_bias
     assert got.shape == (batch["pair_point"].shape[0],) and torch.allclose(got, want, atol=1e-5)
+
+
+def test_ground_truth_selection_only_by_name_and_reported_as_such(toy_store, tmp_path):
+    res = _run(toy_store, tmp_path / "g", epochs=2, select_by="val-gt-miou")
+    best = list((tmp_path / "g" / "checkpoints").glob("best-*.ckpt"))
+    assert len(best) == 1 and res["checkpoint"] == res["best_checkpoint"] == str(best[0])
+    assert "selected with labels, not label-free" in res["selection"]
+    from stage2_train3d.predictor import resolve_checkpoint
+
+    assert resolve_checkpoint(tmp_path / "g") == best[0]  # the run's own (named) selection
+    from shared.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="select_by"):
+        _run(toy_store, tmp_path / "x", epochs=1, select_by="best")
+
+
+def test_checkpoint_records_its_training_scenes_and_eval_warns_on_them(toy_store, tmp_path):
+    from types import SimpleNamespace
+
+    from stage2_train3d.datamodule import StoreDataModule
+    from stage2_train3d.evaluate_cli import trained_on_scored
+
+    res = _run(toy_store, tmp_path / "s", epochs=1)
+    dm = StoreDataModule(toy_store, load_config(res["config_path"]))
+    dm.list_pairs()
+    train_scenes = sorted({s for s, _ in dm.train_pairs})
+    val_pairs = list(dm.val_pairs)
+    pred = Predictor.from_checkpoint(res["checkpoint"])
+    assert pred.train_scenes == train_scenes and train_scenes
+    method = SimpleNamespace(name="full", predictor=pred)
+    assert trained_on_scored([method], val_pairs) == []  # held-out scenes: no warning
+    lines = trained_on_scored([method], [*val_pairs, *dm.train_pairs])
+    assert len(lines) == 1 and lines[0].startswith(f"full: {len(train_scenes)} of the ")
+    assert "not held-out" in lines[0]
