@@ -20,11 +20,12 @@ SCANNET_OPTIONS: dict[str, type] = {"frame_stride": int, "max_frames": int, "poi
 
 #: prefixes of sources whose views are ray-cast from meshes (extra 'mesh') -> their SceneSource class
 MESH_SOURCES: dict[str, str] = {"mesh": "shared.mesh_source.MeshSource",
-                                "scannetpp": "shared.scannetpp.ScanNetPPSource"}
+                                "scannetpp": "shared.scannetpp.ScanNetPPSource",
+                                "matterport": "shared.matterport.MatterportSource"}
 
 SPEC_HELP = (
     "'synthetic' (= synthetic:6:0), 'synthetic:N', 'synthetic:N:SEED', 'scannet:PATH' "
-    "(optionally 'scannet:PATH?frame_stride=N&max_frames=M'), 'mesh:PATH', 'scannetpp:PATH' (same options), or a directory in the ScanNet export layout"
+    "(optionally 'scannet:PATH?frame_stride=N&max_frames=M'), 'mesh:PATH', 'scannetpp:PATH', 'matterport:PATH' (same options), or a directory in the ScanNet export layout"
 )
 
 
