@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,31 @@ def build_config(
     if config_path:
         return RunConfig.from_yaml(config_path, backend_config=backend_config, **overrides)
     return RunConfig(**overrides, backend_config=backend_config)
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived: unwinds the run like Ctrl-C (temporary groups removed, leases released)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    raise _Terminated()
+
+
+def _terminated_line(store_path: str | None) -> str:
+    """One line: what the store holds now, and that rerunning resumes."""
+    held = ""
+    if store_path is not None:
+        try:
+            from shared.store import open_store
+
+            store = open_store(store_path, "r")
+            held = (f"; the store {store_path} holds {len(store.scene_ids())} complete scene group(s) and "
+                    f"{len(store.complete_pairs())} complete query group(s), everything published so far")
+        except Exception:  # noqa: BLE001 - the report must not fail on the way out
+            held = f"; store {store_path}"
+    return (f"Error: pseudolabel interrupted by SIGTERM{held}; nothing half-written is visible; rerun the same "
+            "command to resume (complete groups are skipped)")
 
 
 @click.command("pseudolabel")
@@ -108,6 +134,11 @@ def pseudolabel(
 ) -> None:
     """Stage 1: segment every (scene, query) with a 2D backend and fill the pseudo-label store."""
     console = Console(stderr=True)
+    cfg = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        previous = None
     try:
         cfg = build_config(config_path, backend_config_path, options)
         from stage1_pseudolabel.runner import run_pseudolabels
@@ -115,6 +146,12 @@ def pseudolabel(
         summary = run_pseudolabels(cfg, console=console)
     except Mllm3dError as exc:
         raise click.ClickException(str(exc)) from exc
+    except _Terminated:
+        click.echo(_terminated_line(cfg.store if cfg is not None else None), err=True)
+        sys.exit(143)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     for line in summary.lines():
         style = "red" if line.startswith("FAILED") else None
         console.print(line, style=style, markup=False, highlight=False)

@@ -39,24 +39,28 @@ POINTS = ("before_write", "mid_write", "before_publish", "after_publish")
 class KillSwitch:
     """Counts write events and kills the process at the configured one."""
 
-    def __init__(self, kind: str, n: int, point: str) -> None:
-        self.kind, self.n, self.point = kind, n, point
+    def __init__(self, kind: str, n: int, point: str, sig: int = signal.SIGKILL) -> None:
+        self.kind, self.n, self.point, self.sig = kind, n, point, sig
         self.counts: Counter[tuple[str, str]] = Counter()
 
     def __call__(self, event: str, key: str = "") -> None:
         kind, _, point = event.partition(".")
         self.counts[(kind, point)] += 1
         if (kind, point) == (self.kind, self.point) and self.counts[(kind, point)] == self.n:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), self.sig)
 
 
 def parse(spec: str) -> KillSwitch:
     parts = spec.split(":")
+    sig = signal.SIGKILL
+    if len(parts) == 4 and parts[3] == "TERM":  # <kind>:<n>:<point>:TERM sends SIGTERM instead
+        sig = signal.SIGTERM
+        parts = parts[:3]
     if len(parts) != 3 or parts[0] not in KINDS or parts[2] not in POINTS or not parts[1].isdigit():
         raise BadInputError(
             f"${ENV_VAR}={spec!r}: expected <kind>:<n>:<point> with kind in {KINDS}, n >= 1, point in {POINTS}"
         )
-    return KillSwitch(parts[0], int(parts[1]), parts[2])
+    return KillSwitch(parts[0], int(parts[1]), parts[2], sig)
 
 
 class WriteBarrier:

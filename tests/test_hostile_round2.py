@@ -302,3 +302,22 @@ def test_a_long_id_written_before_keys_were_bounded_still_opens(tmp_path: Path) 
     os.rename(tmp_path / "s.zarr" / "scenes" / safe_key(sid), tmp_path / "s.zarr" / "scenes" / _unbounded_key(sid))
     store = open_store(tmp_path / "s.zarr")
     assert store.scene_ids() == [sid] and store.read_scene(sid).scene_id == sid
+
+
+# ---------------------------------------------------------------------------------------------- 3b. SIGTERM pseudolabel
+def test_sigterm_during_pseudolabel_says_what_was_published_and_resumes(tmp_path: Path) -> None:
+    from tests.stage1_helpers import hidden_entries, run_cli
+
+    store = tmp_path / "store.zarr"
+    args = ["--source", "synthetic:1:0", "--store", str(store), "--backend", "synthetic"]
+    res = run_cli(args, env={"MLLM3D_TEST_KILL_AT": "query:2:after_publish:TERM"})
+    assert res.returncode == 143, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    msg = " ".join(res.stderr.split())
+    assert (f"pseudolabel interrupted by SIGTERM; the store {store} holds 1 complete scene group(s) and "
+            "2 complete query group(s)") in msg and "rerun the same command to resume" in msg, msg
+    assert hidden_entries(store) == []  # no temporary group, no lease left behind
+    assert len(open_store(store).complete_pairs()) == 2
+    again = run_cli(args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(open_store(store).complete_pairs()) > 2
