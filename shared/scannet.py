@@ -317,8 +317,11 @@ def discover_frames(
 def _find(scene_dir: Path, scene_id: str, suffix: str) -> Path | None:
     """``<scene_id><suffix>`` in the directory, else the single ``*<suffix>`` file there."""
     exact = scene_dir / f"{scene_id}{suffix}"
-    if exact.is_file():
-        return exact
+    try:
+        if exact.is_file():
+            return exact
+    except OSError:  # the name is too long for the filesystem (a very long scene id): no such file
+        pass
     found = sorted(scene_dir.glob(f"*{suffix}"))
     return found[0] if len(found) == 1 else None
 

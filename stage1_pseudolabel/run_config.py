@@ -26,6 +26,8 @@ class RunConfig:
     # scene; None = the source spec's own (``scannet:PATH?frame_stride=N``), else 1 / all
     frame_stride: int | None = None
     max_frames: int | None = None
+    # ScanNet depth beyond this many metres is invalid (Kinect / 7-Scenes write 65535 mm for "no depth")
+    max_depth: float = 10.0
     queries: str | None = None  # annotation file; None = the source's own queries (synthetic)
     store: str = "cache/store.zarr"
     backend: str = "synthetic"
@@ -56,6 +58,8 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise BadInputError(f"{name} must be an integer >= 1, got {value!r}")
+        if isinstance(self.max_depth, bool) or not isinstance(self.max_depth, (int, float)) or not self.max_depth > 0:
+            raise BadInputError(f"max_depth must be a number of metres > 0, got {self.max_depth!r}")
         if not 0.0 <= self.min_valid_depth <= 1.0:
             raise BadInputError(f"min_valid_depth must be in [0, 1], got {self.min_valid_depth}")
         if self.heartbeat_s <= 0 or self.lease_timeout_s <= self.heartbeat_s:

@@ -174,7 +174,11 @@ def open_run_source(cfg: RunConfig, source: SceneSource | None = None) -> SceneS
     if source is None:
         from shared.sources import open_source
 
-        return open_source(cfg.source, **options)
+        opened = open_source(cfg.source, **options)
+        reader_options = getattr(opened, "options", None)
+        if isinstance(reader_options, dict) and "max_depth" in reader_options:  # a ScanNet reader
+            reader_options["max_depth"] = float(cfg.max_depth)
+        return opened
     have = getattr(source, "options", None)
     for key, value in options.items():
         if key == "frame_stride" and value == 1 and have is None:

@@ -321,3 +321,35 @@ def test_sigterm_during_pseudolabel_says_what_was_published_and_resumes(tmp_path
     again = run_cli(args)
     assert again.returncode == 0, again.stderr[-3000:]
     assert len(open_store(store).complete_pairs()) > 2
+
+
+def test_run_config_max_depth_reaches_the_scannet_reader(tmp_path: Path) -> None:
+    from shared.errors import BadInputError
+    from stage1_pseudolabel.run_config import RunConfig
+    from stage1_pseudolabel.runner import open_run_source
+    from tests.test_scannet import fake_scene
+
+    fake_scene(tmp_path / "scans", "scene0009_00")
+    assert RunConfig().max_depth == 10.0
+    src = open_run_source(RunConfig(source=f"scannet:{tmp_path / 'scans'}", max_depth=4.5))
+    assert src.options["max_depth"] == 4.5
+    with pytest.raises(BadInputError, match="max_depth must be a number of metres > 0, got 0"):
+        RunConfig(max_depth=0)
+
+
+# ---------------------------------------------------------------------------------------------- 9b. long scene folder
+def test_a_250_character_scene_folder_runs_through_stage1(tmp_path: Path) -> None:
+    from shared.scannet import ScanNetSource
+    from stage1_pseudolabel.runner import run_pseudolabels
+    from tests.stage1_helpers import hidden_entries, run_config
+    from tests.test_bad_inputs import StubSegmenter
+    from tests.test_scannet import fake_scene
+
+    sid = "scene" + "7" * 245
+    fake_scene(tmp_path / "scans", sid)
+    q = Query(sid, "q" * 300, "the red half of the wall")
+    summary = run_pseudolabels(run_config(tmp_path / "store.zarr"), source=ScanNetSource(tmp_path / "scans"),
+                               queries=[q], segmenter=StubSegmenter())
+    assert summary.ok and summary.queries_written == 1, summary.lines()
+    assert open_store(tmp_path / "store.zarr").complete_pairs() == [(sid, q.query_id)]
+    assert hidden_entries(tmp_path / "store.zarr") == []
