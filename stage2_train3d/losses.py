@@ -103,3 +103,18 @@ def label_loss(point_logits: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor
     if not bool(valid.any()):
         return _zero(point_logits)
     return F.binary_cross_entropy_with_logits(point_logits[valid], gt[valid].to(point_logits.dtype))
+
+
+def mean_pairwise_cosine(x: torch.Tensor) -> torch.Tensor:
+    """Mean cosine similarity over all pairs i != j of the rows of ``x`` (n, d), in O(n d).
+
+    With unit rows u_i, sum_{i != j} u_i·u_j = ||sum_i u_i||² − n. The collapse diagnostic of the spatial
+    loss: near 1 when every voxel's local feature points the same way, near 0 for unrelated features.
+    Fewer than two rows give 0.
+    """
+    n = x.shape[0]
+    if n < 2:
+        return x.new_zeros(())
+    u = F.normalize(x.float(), dim=1)
+    total = u.sum(dim=0)
+    return (total.dot(total) - n) / (n * (n - 1))

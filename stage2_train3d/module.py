@@ -19,6 +19,7 @@ from stage2_train3d.config import TrainConfig, config_from_dict
 from stage2_train3d.losses import (
     fused_loss,
     label_loss,
+    mean_pairwise_cosine,
     mms_loss,
     spatial_feature_loss,
     spatial_prototype_loss,
@@ -97,6 +98,14 @@ class Stage2Module(pl.LightningModule):
         n_views = int(batch["view_offset"][-1])
         return spatial_prototype_loss(out["local"], pair_voxel, batch["pair_view"], positive, n_views), "prototype"
 
+    @torch.no_grad()
+    def _local_feature_cosine(self, batch: dict[str, Any], out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Collapse diagnostic: mean pairwise cosine of the local-head features over each scene's voxels,
+        averaged over the batch's scenes (logged as ``*/local_cos``; ~1 = collapsed to one direction)."""
+        vo = batch["voxel_offset"].tolist()
+        vals = [mean_pairwise_cosine(out["local"][vo[b] : vo[b + 1]]) for b in range(int(batch["batch_size"]))]
+        return torch.stack(vals).mean() if vals else out["local"].new_zeros(())
+
     # ------------------------------------------------------------------ shared step
     def model_step(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
         """Forward + losses for one batch; raises NonFiniteLossError on a NaN/inf loss."""
@@ -114,6 +123,7 @@ class Stage2Module(pl.LightningModule):
             loss = loss + cfg.spatial_weight * spatial
             parts["spatial"] = spatial.detach()
             parts["spatial_is_features"] = torch.tensor(float(mode == "features"))
+        parts["local_cos"] = self._local_feature_cosine(batch, out)
         if cfg.with_labels:
             lab = label_loss(out["qp_logit"], batch["gt"], batch["qp_has_gt"])
             loss = loss + cfg.label_weight * lab

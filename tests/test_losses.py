@@ -84,3 +84,20 @@ def test_label_loss_only_valid_points():
     gt = torch.tensor([1.0, 0.0, 0.0])
     valid = torch.tensor([True, True, False])
     assert label_loss(logits, gt, valid).item() == pytest.approx(_bce(2, 1), rel=1e-5)
+
+
+def test_mean_pairwise_cosine_analytic_cases() -> None:
+    from stage2_train3d.losses import mean_pairwise_cosine
+
+    same = torch.tensor([[1.0, 2.0, 0.0]] * 5)
+    assert float(mean_pairwise_cosine(same)) == pytest.approx(1.0, abs=1e-6)  # collapsed: one direction
+    assert float(mean_pairwise_cosine(torch.eye(4) * 3.0)) == pytest.approx(0.0, abs=1e-6)  # orthogonal
+    assert float(mean_pairwise_cosine(torch.tensor([[1.0, 0.0], [-2.0, 0.0]]))) == pytest.approx(-1.0)
+    # three unit vectors 120° apart: every pair has cosine -1/2
+    ang = torch.tensor([0.0, 2.0944, 4.1888])
+    assert float(mean_pairwise_cosine(torch.stack([ang.cos(), ang.sin()], 1))) == pytest.approx(-0.5, abs=1e-4)
+    x = torch.randn(7, 5, generator=torch.Generator().manual_seed(0))
+    u = x / x.norm(dim=1, keepdim=True)
+    brute = sum(float(u[i] @ u[j]) for i in range(7) for j in range(7) if i != j) / 42
+    assert float(mean_pairwise_cosine(x)) == pytest.approx(brute, abs=1e-6)
+    assert float(mean_pairwise_cosine(x[:1])) == 0.0
