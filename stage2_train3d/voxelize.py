@@ -40,16 +40,25 @@ def voxelize(points: np.ndarray, voxel_size: float) -> Voxels:
         raise ValueError("voxelize: points contain inf/NaN")
     grid = np.floor(pts / voxel_size).astype(np.int64)
     grid -= grid.min(axis=0)
-    coords, inverse, counts = np.unique(grid, axis=0, return_inverse=True, return_counts=True)
+    ext = grid.max(axis=0) + 1
+    if float(ext[0]) * float(ext[1]) * float(ext[2]) >= 2.0**62:  # keys would overflow int64: row-wise unique
+        coords, inverse, counts = np.unique(grid, axis=0, return_inverse=True, return_counts=True)
+        return Voxels(coords.astype(np.int32), inverse.reshape(-1).astype(np.int64), counts, float(voxel_size))
+    # one int64 key per point, ordered like the rows (x, then y, then z): np.unique on it gives the same
+    # voxels in the same order as np.unique(grid, axis=0), ~10x faster (no structured-row sort)
+    key = (grid[:, 0] * ext[1] + grid[:, 1]) * ext[2] + grid[:, 2]
+    keys, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    yz = ext[1] * ext[2]
+    coords = np.stack([keys // yz, (keys // ext[2]) % ext[1], keys % ext[2]], axis=1)
     return Voxels(coords.astype(np.int32), inverse.reshape(-1).astype(np.int64), counts, float(voxel_size))
 
 
 def voxel_mean(values: np.ndarray, vox: Voxels) -> np.ndarray:
     """Mean of a per-point array (N,C) over each voxel -> (M,C) float32."""
     vals = np.asarray(values, dtype=np.float64)
-    out = np.zeros((vox.num_voxels, vals.shape[1]), dtype=np.float64)
-    np.add.at(out, vox.inverse, vals)
-    return (out / np.maximum(vox.counts, 1)[:, None]).astype(np.float32)
+    m = vox.num_voxels
+    out = np.stack([np.bincount(vox.inverse, weights=vals[:, c], minlength=m) for c in range(vals.shape[1])], axis=1)
+    return (out.reshape(m, vals.shape[1]) / np.maximum(vox.counts, 1)[:, None]).astype(np.float32)
 
 
 def voxel_normals(points: np.ndarray, vox: Voxels) -> np.ndarray:
