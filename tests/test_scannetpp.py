@@ -154,3 +154,10 @@ def test_nerfstudio_transforms_give_the_same_poses(pp, tmp_path: Path) -> None:
     for i in range(len(scene.views)):
         np.testing.assert_allclose(scene.views.pose_at(i), truth["poses"][i], atol=1e-9)
     np.testing.assert_allclose(scene.views[0].color_intrinsic, k, atol=1e-9)
+
+
+def test_frame_stride_and_max_frames(pp) -> None:
+    root, truth = pp
+    scene = open_source(f"scannetpp:{root}?frame_stride=2&max_frames=2").load(SCENE)
+    assert scene.frame_ids() == [0, 2]
+    np.testing.assert_allclose(scene.views.pose_at(1), truth["poses"][2], atol=1e-6)
