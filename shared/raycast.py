@@ -24,14 +24,16 @@ class MissingExtraError(Mllm3dError, ImportError):
 
 def _intersector(vertices: np.ndarray, faces: np.ndarray):
     try:
+        import embreex  # noqa: F401 - trimesh falls back to a slow pure-numpy engine without it
         import trimesh
         from trimesh.ray import ray_pyembree
     except ImportError:
         raise MissingExtraError(f"mesh ray casting needs the optional extra 'mesh': {INSTALL_HINT}") from None
-    if not getattr(ray_pyembree, "_has_embree", True) or not trimesh.ray.has_embree:
-        raise MissingExtraError(f"mesh ray casting needs embreex (Embree) next to trimesh: {INSTALL_HINT}")
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False, validate=False)
-    return ray_pyembree.RayMeshIntersector(mesh, scale_to_box=False)
+    try:
+        return ray_pyembree.RayMeshIntersector(mesh, scale_to_box=False)
+    except ImportError:  # trimesh defers the embreex import to here
+        raise MissingExtraError(f"mesh ray casting needs embreex (Embree) next to trimesh: {INSTALL_HINT}") from None
 
 
 @dataclass

@@ -132,9 +132,10 @@ def test_given_poses_render_the_synthetic_scene_s_own_depth(tmp_path: Path) -> N
         assert np.mean(v.instance_map[both] == inst[both]) > 0.98
 
 
-def test_missing_mesh_extra_is_a_one_line_error(monkeypatch, mesh_root: Path) -> None:
+@pytest.mark.parametrize("module", ["trimesh", "embreex"])
+def test_missing_mesh_extra_is_a_one_line_error(monkeypatch, mesh_root: Path, module: str) -> None:
     from shared.raycast import MissingExtraError
 
-    monkeypatch.setitem(sys.modules, "trimesh", None)
+    monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(MissingExtraError, match=r"optional extra 'mesh'.*pip install"):
         open_source(f"mesh:{mesh_root}").load("scene0000_00")
