@@ -57,9 +57,10 @@ def test_demo_rerun_reuses_store_and_run(demo_dir) -> None:
 def test_predict_cli_on_the_demo_checkpoint(demo_dir, tmp_path: Path) -> None:
     out, _ = demo_dir
     ckpt = json.loads((out / "run" / "result.json").read_text())
-    path = ckpt["best_checkpoint"] or ckpt["last_checkpoint"]
+    path = ckpt["checkpoint"]
     ply = tmp_path / "new.ply"
-    args = ["--source", "synthetic:1:0", "--scene", "synth_0000", "--text", "the thing I want", "--target-ids", "1",
+    # object 2: its 3 sampled views pass the view filter (object 1's do not, which predict now refuses)
+    args = ["--source", "synthetic:1:0", "--scene", "synth_0000", "--text", "the thing I want", "--target-ids", "2",
             "--checkpoint", path, "--out", str(ply), "--views", "3"]
     res = CliRunner(env={"COLUMNS": "200"}).invoke(predict_cmd, args)
     assert res.exit_code == 0, res.output + repr(res.exception)
