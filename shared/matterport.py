@@ -28,7 +28,7 @@ from PIL import Image
 from shared.errors import BadInputError, UnknownSceneError
 from shared.geometry import check_intrinsic, pose_problem
 from shared.mesh_ply import read_mesh_ply
-from shared.scannet import check_frame_options, read_color
+from shared.scannet import check_frame_options, read_color, refuse_options
 from shared.scene import Query, Scene, View
 
 DEPTH_SHIFT = 4000.0  # 0.25 mm units
@@ -161,9 +161,7 @@ class MatterportSource:
 
     def __init__(self, root: str | os.PathLike[str], frame_stride: int = 1, max_frames: int | None = None,
                  **unsupported: object) -> None:
-        given = sorted(k for k, v in unsupported.items() if v is not None)
-        if given:
-            raise BadInputError(f"matterport source {root}: options {given} do not apply (only frame_stride, max_frames)")
+        refuse_options("matterport", root, unsupported, "frame_stride, max_frames")
         self.root = Path(root)
         if not self.root.is_dir():
             raise BadInputError(f"{self.root}: Matterport root is not a directory")

@@ -26,7 +26,14 @@ from shared.errors import BadInputError, UnknownSceneError
 from shared.geometry import check_intrinsic, pose_problem
 from shared.mesh_ply import read_mesh_ply
 from shared.raycast import MeshRaycaster
-from shared.scannet import check_frame_options, read_matrix, scene_id_from_dir, valid_depth_fraction
+from shared.scannet import (
+    check_frame_options,
+    find_scene_dirs,
+    read_matrix,
+    refuse_options,
+    scene_id_from_dir,
+    valid_depth_fraction,
+)
 from shared.scene import Query, Scene, View
 from shared.synthetic import look_pose
 
@@ -217,15 +224,7 @@ class DirectorySource:
         self.root = Path(root)
         if not self.root.is_dir():
             raise BadInputError(f"{self.root}: {what} root is not a directory")
-        dirs = [self.root] if is_scene(self.root) else sorted(p for p in self.root.iterdir() if is_scene(p))
-        if not dirs:
-            raise BadInputError(f"{self.root}: no {what} scene directories found")
-        self._dirs: dict[str, Path] = {}
-        for p in dirs:
-            sid = scene_id_from_dir(p)
-            if sid in self._dirs:
-                raise BadInputError(f"{p}: scene id {sid} also used by {self._dirs[sid]}")
-            self._dirs[sid] = p
+        self._dirs = find_scene_dirs(self.root, is_scene, f"no {what} scene directories found")
         self.what = what
 
     def scene_ids(self) -> list[str]:
@@ -250,9 +249,7 @@ class MeshSource(DirectorySource):
 
     def __init__(self, root: str | os.PathLike[str], frame_stride: int = 1, max_frames: int | None = None,
                  **unsupported: object) -> None:
-        given = sorted(k for k, v in unsupported.items() if v is not None)
-        if given:
-            raise BadInputError(f"mesh source {root}: options {given} do not apply (only frame_stride, max_frames)")
+        refuse_options("mesh", root, unsupported, "frame_stride, max_frames")
         super().__init__(root, is_mesh_dir, "mesh")
         check_frame_options(self.root, frame_stride, max_frames)
         self.options = {"frame_stride": frame_stride, "max_frames": max_frames}

@@ -19,7 +19,7 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -437,6 +437,33 @@ def is_scene_dir(path: Path) -> bool:
     return (path / "depth").is_dir() and (path / "pose").is_dir()
 
 
+def find_scene_dirs(root: Path, is_scene: Callable[[Path], bool], none_found: str) -> dict[str, Path]:
+    """Scene id -> directory: ``root`` itself when it is a scene, else its scene subdirectories (sorted).
+
+    Every source of scene folders (ScanNet, mesh, ScanNet++) lists them this way; ``none_found`` is the
+    error when there are none, two folders with one scene id are an error naming both.
+    """
+    if not root.is_dir():
+        raise BadInputError(f"{root}: not a directory")
+    dirs = [root] if is_scene(root) else sorted(p for p in root.iterdir() if is_scene(p))
+    if not dirs:
+        raise BadInputError(f"{root}: {none_found}")
+    found: dict[str, Path] = {}
+    for p in dirs:
+        sid = scene_id_from_dir(p)
+        if sid in found:
+            raise BadInputError(f"{p}: scene id {sid} also used by {found[sid]}")
+        found[sid] = p
+    return found
+
+
+def refuse_options(source: str, root: object, unsupported: dict[str, object], supported: str) -> None:
+    """One error naming the spec options (``?key=value``) a source was given but does not read."""
+    given = sorted(k for k, v in unsupported.items() if v is not None)
+    if given:
+        raise BadInputError(f"{source} source {root}: options {given} do not apply (only {supported})")
+
+
 class ScanNetSource:
     """ScanNet scenes under ``root`` (a directory of scene dirs, or one scene dir); a shared.scene.SceneSource.
 
@@ -462,15 +489,7 @@ class ScanNetSource:
         check_frame_options(self.root, frame_stride, max_frames)
         self.options = {"frame_stride": frame_stride, "max_frames": max_frames, "point_stride": point_stride,
                         "voxel": voxel, "max_depth": max_depth}
-        dirs = [self.root] if is_scene_dir(self.root) else sorted(p for p in self.root.iterdir() if is_scene_dir(p))
-        if not dirs:
-            raise BadInputError(f"{self.root}: no ScanNet scene directories (with depth/ and pose/) found")
-        self._dirs: dict[str, Path] = {}
-        for p in dirs:
-            sid = scene_id_from_dir(p)
-            if sid in self._dirs:
-                raise BadInputError(f"{p}: scene id {sid} also used by {self._dirs[sid]}")
-            self._dirs[sid] = p
+        self._dirs = find_scene_dirs(self.root, is_scene_dir, "no ScanNet scene directories (with depth/ and pose/) found")
 
     def scene_ids(self) -> list[str]:
         """Scene ids (directory names without the ``scannet_`` prefix), sorted."""

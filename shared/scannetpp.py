@@ -27,7 +27,7 @@ from shared.geometry import check_intrinsic, pose_problem
 from shared.mesh_ply import read_mesh_ply
 from shared.mesh_source import DirectorySource, RenderedViews
 from shared.raycast import MeshRaycaster
-from shared.scannet import check_frame_options, load_instances, read_color, scene_id_from_dir
+from shared.scannet import check_frame_options, load_instances, read_color, refuse_options, scene_id_from_dir
 from shared.scene import Scene
 
 IMAGE_DIRS = ("resized_undistorted_images", "undistorted_images", "resized_images", "images")
@@ -185,9 +185,7 @@ class ScanNetPPSource(DirectorySource):
 
     def __init__(self, root: str | os.PathLike[str], frame_stride: int = 1, max_frames: int | None = None,
                  depth_width: int = DEPTH_WIDTH, **unsupported: object) -> None:
-        given = sorted(k for k, v in unsupported.items() if v is not None)
-        if given:
-            raise BadInputError(f"scannetpp source {root}: options {given} do not apply (only frame_stride, max_frames)")
+        refuse_options("scannetpp", root, unsupported, "frame_stride, max_frames")
         super().__init__(root, is_scannetpp_dir, "ScanNet++")
         check_frame_options(self.root, frame_stride, max_frames)
         self.options = {"frame_stride": frame_stride, "max_frames": max_frames}
