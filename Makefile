@@ -9,6 +9,8 @@ STORE ?= $(CACHE)/store.zarr
 SOURCE ?= synthetic:24:0
 CONFIG ?= configs/train/default.yaml
 RUN_DIR ?= $(CACHE)/runs/default
+# e.g. TRAIN_ARGS="--resume last" or TRAIN_ARGS=--overwrite: an earlier run in RUN_DIR is never replaced silently
+TRAIN_ARGS ?=
 
 .PHONY: setup test demo pseudolabels train eval bench lint clean
 
@@ -38,7 +40,7 @@ $(STORE): | setup
 	$(MAKE) pseudolabels STORE=$(STORE) SOURCE=$(SOURCE)
 
 train: setup | $(STORE)
-	$(MLLM3D) train --store $(STORE) --config $(CONFIG) --out $(RUN_DIR)
+	$(MLLM3D) train --store $(STORE) --config $(CONFIG) --out $(RUN_DIR) $(TRAIN_ARGS)
 
 eval: setup
 	$(MLLM3D) benchmark --out $(CACHE)/benchmark --results RESULTS.md
