@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "inspect": "stage2_train3d.inspect_cli:inspect_cmd",
     "benchmark": "stage2_train3d.benchmark:benchmark_cmd",
     "demo": "stage2_train3d.demo:demo_cmd",
+    "view": "stage2_train3d.view:view_cmd",
 }
 
 
