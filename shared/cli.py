@@ -37,6 +37,7 @@ SHORT_HELP: dict[str, str] = {
     "inspect": "Look inside a pseudo-label store without modifying it.",
     "benchmark": "Reproduce the directions of the paper's ablation table on seeded synthetic scenes.",
     "demo": "Synthetic scenes -> Stage 1 (stand-in backend) -> Stage 2 training -> evaluation, pictures and PLYs.",
+    "view": "Write a Rerun recording of a query: points, layers, posed cameras with images and masks.",
 }
 
 
