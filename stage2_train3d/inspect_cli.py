@@ -29,7 +29,10 @@ from stage2_train3d.render import (
     contact_sheet,
     highlight_colors,
     placeholder_thumbnails,
+    project_point_mask,
+    readable_thumbnails,
     save_png,
+    title_band,
 )
 
 
@@ -107,18 +110,34 @@ def view_table(ins: QueryInspection) -> Table:
     return t
 
 
-def query_sheet(ins: QueryInspection, style: SheetStyle | None = None) -> np.ndarray:
-    """The contact sheet of an inspected query (placeholder grey tiles if the store has no thumbnails)."""
-    style = style or SheetStyle()
+def query_sheet(
+    ins: QueryInspection, style: SheetStyle | None = None, network_prob: np.ndarray | None = None,
+    threshold: float = 0.5,
+) -> np.ndarray:
+    """The contact sheet of an inspected query: the query text as title, one readable tile per view
+    (frame id, α, ω, kept or why dropped); with ``network_prob`` (N,) a second row with the network's
+    mask projected into the same views. Placeholder grey tiles if the store has no thumbnails."""
+    style = style or SheetStyle(caption_lines=3)
     k = ins.record.num_views
     thumbs = ins.thumbnails
     if thumbs is None:
         thumbs = placeholder_thumbnails(k, ins.scene.image_size, style.placeholder_width)
-    captions = [
-        [f"#{r.index} frame {r.frame_id} c={r.confidence:.2f}", f"kept, w={r.weight:.2f}" if r.kept else r.reason]  # PIL's default font has no ω
+    thumbs = readable_thumbnails(thumbs, ins.scene.image_size)
+    kept = [r.kept for r in ins.rows]
+    captions = [  # PIL's default font has no Greek letters: alpha / omega spelled out
+        [f"view #{r.index}, frame {r.frame_id}", f"alpha (confidence) {r.confidence:.2f}, omega (weight) {r.weight:.2f}",
+         "kept" if r.kept else f"dropped: {r.reason}"]
         for r in ins.rows
     ]
-    return contact_sheet(thumbs, ins.record.masks, [r.kept for r in ins.rows], captions, style)
+    first = contact_sheet(thumbs, ins.record.masks, kept, captions, style)
+    q = ins.record.query
+    parts = [title_band(f"{q.text}  ({q.scene_id} / {q.query_id})", first.shape[1], style), first]
+    if network_prob is not None:
+        views = [ins.scene.correspondences.view(int(v)) for v in ins.record.view_index]
+        net = project_point_mask(np.asarray(network_prob) >= threshold, views, ins.scene.image_size)
+        parts.append(title_band("trained 3D network's mask, projected into the same views", first.shape[1], style))
+        parts.append(contact_sheet(thumbs, net, kept, [[c[0]] for c in captions], style))
+    return np.concatenate(parts, axis=0)
 
 
 def export_fused_ply(ins: QueryInspection, path: Path, vote_threshold: float) -> Path:
@@ -188,6 +207,8 @@ def _open(store_path: Path) -> PseudoLabelStore:
               help="Contact sheet PNG path [default: beside --ply, else cache/inspect/<scene>__<query>.png].")
 @click.option("--ply", type=click.Path(path_type=Path), default=None,
               help="Fused 3D pseudo-label PLY path [default: beside the contact sheet, same name, .ply].")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Stage 2 checkpoint or run dir: adds a row with the network's mask to the contact sheet.")
 @click.option("--check", is_flag=True, help="Validate every group (read-only); exit 1 on any error.")
 @click.option("--min-confidence", type=float, default=FusionConfig.min_confidence, show_default=True)
 @click.option("--min-area", type=float, default=FusionConfig.min_area, show_default=True)
@@ -199,6 +220,7 @@ def inspect_cmd(
     query_id: str | None,
     sheet: Path | None,
     ply: Path | None,
+    checkpoint: Path | None,
     check: bool,
     min_confidence: float,
     min_area: float,
@@ -234,10 +256,19 @@ def inspect_cmd(
             f"({int(ins.fused.seen.sum())} seen by a weighted view)"
         )
         sheet_path, ply_path = output_paths(scene, query_id, sheet, ply)
-        save_png(query_sheet(ins), sheet_path)
+        prob, thr = None, 0.5
+        if checkpoint is not None:
+            from stage2_train3d.predictor import Predictor
+
+            predictor = Predictor.from_checkpoint(checkpoint)
+            prob, thr = predictor.predict(ins.scene, ins.record), predictor.threshold
+        save_png(query_sheet(ins, network_prob=prob, threshold=thr), sheet_path)
         note = "" if ins.thumbnails is not None else " (no thumbnails in store)"
         console.print(f"contact sheet: {sheet_path}{note}", soft_wrap=True)
         export_fused_ply(ins, ply_path, cfg.vote_threshold)
         console.print(f"fused pseudo-label PLY: {ply_path}", soft_wrap=True)
+        ckpt = f" --checkpoint {checkpoint}" if checkpoint is not None else ""
+        console.print(f"3D view (needs the viz extra): mllm3d view --store {store_path} --scene {scene} "
+                      f"--query {query_id}{ckpt} --spawn", soft_wrap=True, markup=False)
     except Mllm3dError as exc:
         raise click.ClickException(str(exc)) from exc

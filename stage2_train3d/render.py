@@ -133,6 +133,36 @@ def contact_sheet(
     return sheet
 
 
+def title_band(text: str, width: int, style: SheetStyle, lines: int = 1) -> np.ndarray:
+    """A (h,width,3) strip of ``style.background`` with ``text`` written on it (a title or a row label)."""
+    h = lines * style.line_height + 2 * style.gap
+    img = Image.new("RGB", (width, h), style.background)
+    ImageDraw.Draw(img).text((style.gap, style.gap), text, fill=style.text, font=ImageFont.load_default())
+    return np.asarray(img)
+
+
+def readable_thumbnails(thumbnails: np.ndarray, image_hw: tuple[int, int], width: int = 320) -> np.ndarray:
+    """Thumbnails scaled to ``width`` px wide, or to the image's native width when that is smaller."""
+    k, th, tw = thumbnails.shape[:3]
+    w = max(1, min(width, int(image_hw[1])))
+    if w == tw or k == 0:
+        return thumbnails
+    h = max(1, round(th * w / tw))
+    return np.stack([np.asarray(Image.fromarray(t).resize((w, h), Image.BILINEAR)) for t in thumbnails])
+
+
+def project_point_mask(mask: np.ndarray, view_points: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                       image_hw: tuple[int, int]) -> np.ndarray:
+    """(k,H,W) bool: pixel (r,c) of view i is set when a point of ``mask`` (N,) is seen there.
+    ``view_points`` holds each view's (point_idx, rows, cols) correspondences."""
+    out = np.zeros((len(view_points), *image_hw), dtype=bool)
+    m = np.asarray(mask, dtype=bool)
+    for i, (idx, rows, cols) in enumerate(view_points):
+        sel = m[idx]
+        out[i, rows[sel], cols[sel]] = True
+    return out
+
+
 def save_png(image: np.ndarray, path: str | Path) -> Path:
     """Write an (H,W,3) uint8 image as PNG (parent directories created)."""
     p = Path(path)

@@ -93,3 +93,30 @@ def test_resize_mask_non_integer_factor_and_upsampling() -> None:
     assert up.tolist() == [[True, True, False, False], [True, True, False, False],
                            [False, False, True, True], [False, False, True, True]]
     assert not resize_mask(np.zeros((9, 9), bool), (3, 3)).any()
+
+
+def test_query_sheet_title_readable_tiles_and_network_row(tmp_path: Path) -> None:
+    from stage2_train3d.inspect_cli import query_sheet
+    from stage2_train3d.inspect_store import inspect_query
+    from tests.toy_store import SCENE, W, build_toy_store
+
+    store = build_toy_store(tmp_path / "s.zarr")
+    ins = inspect_query(store, SCENE, "chair")
+    one = query_sheet(ins)
+    n = ins.scene.num_points
+    prob = np.zeros(n, np.float32)
+    prob[np.arange(n) % W >= W // 2] = 1.0  # the network says: the right half of the plane
+    two = query_sheet(ins, network_prob=prob)
+    style = SheetStyle(caption_lines=3)
+    # thumbnails scaled to the native mask width (32 px < 320): 3 tiles in a row, plus a title band
+    body_h, body_w = sheet_size(3, (24, 32), style)
+    title_h = style.line_height + 2 * style.gap
+    assert one.shape == (title_h + body_h, body_w, 3)
+    assert two.shape == (2 * (title_h + body_h), body_w, 3)
+    assert (one[:title_h] != 255).any(), "the title is written"
+    # second row: right half tinted (network mask), left half not; the first row tints the chair (left 8 cols)
+    r0, c0 = tile_origin(0, 3, (24, 32), style)
+    top = two[title_h + r0 : title_h + r0 + 24, c0 : c0 + 32]
+    bottom = two[2 * title_h + body_h + r0 : 2 * title_h + body_h + r0 + 24, c0 : c0 + 32]
+    assert (top[:, :8] != 100).any(axis=2).all() and (top[:, 8:] == 100).all()
+    assert (bottom[:, 16:] != 100).any(axis=2).all() and (bottom[:, :16] == 100).all()
