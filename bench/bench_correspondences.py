@@ -1,4 +1,4 @@
-"""Benchmark 2: point->pixel correspondences, vectorised (shared.geometry) vs a per-point Python loop.
+"""Benchmark 2: point->pixel correspondences, vectorised (mllm3d.shared.geometry) vs a per-point Python loop.
 
 Scene: the real ScanNet fixture (scene0378_00, 19 posed 640x480 depth frames). Its back-projected
 cloud is resampled to 150k points and its 19 real views are repeated cyclically to 100 views
@@ -27,6 +27,8 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mllm3d.shared.geometry import DepthTest, compute_correspondences  # noqa: E402
+
 from bench.common import (  # noqa: E402
     Timing,
     fmt_rate,
@@ -40,7 +42,6 @@ from bench.common import (  # noqa: E402
     target,
 )
 from bench.reference_projection import compare, compute_correspondences_loop, project_view_loop  # noqa: E402
-from shared.geometry import DepthTest, compute_correspondences  # noqa: E402
 
 TARGET_SPEEDUP = 20.0
 FIXTURE_VOXEL = 0.015  # 1.5 cm gives ~190k real points, so 150k need no synthetic copies
@@ -75,10 +76,10 @@ def load_input(num_points: int, num_views: int, seed: int = 0) -> ProjectionInpu
         h, w = scene.views[0].depth_size
         kind = (
             f"ScanNet fixture {scene.scene_id} (real {w}x{h} depth; cloud back-projected from its depth by "
-            f"shared.scannet at {FIXTURE_VOXEL * 100:.1f} cm voxels)"
+            f"mllm3d.shared.scannet at {FIXTURE_VOXEL * 100:.1f} cm voxels)"
         )
     if scene is None:
-        from shared.synthetic import SyntheticConfig, generate_scene
+        from mllm3d.shared.synthetic import SyntheticConfig, generate_scene
 
         scene, _ = generate_scene("bench-room", seed, SyntheticConfig(num_views=16, image_size=(240, 320)))
         kind = f"synthetic room 320x240 ({why})"
@@ -245,7 +246,7 @@ def run(quick: bool = False, repeat: int = 5) -> dict:
         f"Timing: vectorised = median of {t_vec.repeat} runs after {t_vec.warmup} warm-up; spread (max−min)/median: "
         f"vectorised {t_vec.spread * 100:.0f} %, loop (worst view) "
         f"{max(t.spread for t in t_ref_views.values()) * 100:.0f} %.",
-        "shared.geometry computes the world→camera transform per coordinate (no `@`, so no multithreaded "
+        "mllm3d.shared.geometry computes the world→camera transform per coordinate (no `@`, so no multithreaded "
         "OpenBLAS call on a thin (N,3)×(3,3) product)"
         + ("; the OPENBLAS_NUM_THREADS=1 row checks that the BLAS thread count no longer matters."
            if one is not None else "; quick mode skips the OPENBLAS_NUM_THREADS=1 subprocess row."),

@@ -54,8 +54,8 @@ from torch.utils.flop_counter import FlopCounterMode
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stage1_pseudolabel.lisa.model import LisaArch, LisaModel, llama_config_from_lisa  # noqa: E402
-from stage1_pseudolabel.lisa.sam_shim import SamSpec  # noqa: E402
+from mllm3d.stage1_pseudolabel.lisa.model import LisaArch, LisaModel, llama_config_from_lisa  # noqa: E402
+from mllm3d.stage1_pseudolabel.lisa.sam_shim import SamSpec  # noqa: E402
 
 TITLE = "Stage 1: shared encodings vs naive LISA (FLOPs of LISA-7B, tiny-model wall time)"
 COMPONENTS = ("clip", "sam_encode", "lm_prefix", "lm_suffix", "lm_full", "sam_decode")
@@ -221,7 +221,7 @@ def compose_lengths(c: dict[str, Any], views: int, suffix_lengths: list[int], ba
 def caption_suffix_lengths() -> tuple[list[int] | None, list[str], str]:
     """Estimated LLaMA suffix lengths of the real ScanRefer captions (fixture file), the captions, and
     where they came from; (None, [], why not) if the file is absent or unreadable."""
-    from shared.fixtures import fixtures_dir
+    from mllm3d.shared.fixtures import fixtures_dir
 
     root = fixtures_dir()
     path = root / SCANREFER_CAPTIONS if root is not None else None
@@ -301,7 +301,7 @@ def real_flops(rc: RealConfig, views=(4, 32), queries=(1, 10, 40)) -> dict[str, 
 # --------------------------------------------------------------------------- (b) tiny-model wall time
 def bench_spec(quick: bool):
     """A small LISA whose cost is dominated by matmuls (so FLOPs predict time), still quick on one core."""
-    from stage1_pseudolabel.lisa.tiny import TinyLisaSpec
+    from mllm3d.stage1_pseudolabel.lisa.tiny import TinyLisaSpec
 
     if quick:
         return TinyLisaSpec()
@@ -332,11 +332,12 @@ def varied_texts(queries: int) -> tuple[list[str], str]:
 
 def tiny_wall(quick: bool, repeat: int, views: int, queries: int, threads: int) -> dict[str, Any]:
     """Part (b): naive vs shared wall time on a random small LISA vs the FLOP ratio of the same calls."""
+    from mllm3d.stage1_pseudolabel.lisa.checkpoint import load_lisa
+    from mllm3d.stage1_pseudolabel.lisa.config import LisaConfig
+    from mllm3d.stage1_pseudolabel.lisa.engine import LisaEngine
+    from mllm3d.stage1_pseudolabel.lisa.tiny import build_tiny_lisa_checkpoint
+
     from bench.common import measure_interleaved
-    from stage1_pseudolabel.lisa.checkpoint import load_lisa
-    from stage1_pseudolabel.lisa.config import LisaConfig
-    from stage1_pseudolabel.lisa.engine import LisaEngine
-    from stage1_pseudolabel.lisa.tiny import build_tiny_lisa_checkpoint
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

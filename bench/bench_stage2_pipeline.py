@@ -135,7 +135,7 @@ def build_timing(log_dir: Path):
     """Time every dataset item (``StoreQueryDataset.__getitem__``) and every ``collate`` in whichever process
     runs it (forked loader workers inherit the patch); each process appends ``kind seconds`` lines to
     ``log_dir/<pid>.log``. Restores both on exit."""
-    from stage2_train3d import datamodule as dmod
+    from mllm3d.stage2_train3d import datamodule as dmod
 
     log_dir.mkdir(parents=True, exist_ok=True)
     orig_get, orig_collate = dmod.StoreQueryDataset.__getitem__, dmod.collate
@@ -187,8 +187,8 @@ def read_build_logs(log_dir: Path, skip_items: int) -> dict[str, Any]:
 
 def build_demo_store(path: Path, quick: bool) -> dict[str, Any]:
     """Stage 1 with the synthetic backend into ``path`` (the demo store); returns what was written."""
-    from stage1_pseudolabel.run_config import RunConfig
-    from stage1_pseudolabel.runner import run_pseudolabels
+    from mllm3d.stage1_pseudolabel.run_config import RunConfig
+    from mllm3d.stage1_pseudolabel.runner import run_pseudolabels
 
     source = "synthetic:1:0" if quick else "synthetic:6:0"
     if DEMO_STAGE1_CONFIG.is_file():
@@ -208,7 +208,7 @@ def train_steps(
     accelerator: str = "cpu",
 ) -> dict[str, Any]:
     """Train the default config for ``steps`` steps with ``workers`` loader workers; timing summary."""
-    from stage2_train3d.train import train_run
+    from mllm3d.stage2_train3d.train import train_run
 
     timer = StepTimer()
     overrides = [
@@ -244,7 +244,7 @@ def train_steps(
     res["torch_threads"] = timer.threads
     res["workers"] = workers
     res["config"] = str(config.relative_to(REPO_ROOT)) if config else "TrainConfig defaults"
-    from stage2_train3d.train import as_config
+    from mllm3d.stage2_train3d.train import as_config
 
     cfg = as_config(config, overrides)
     res["model"] = f"stem {cfg.model.stem}, down {cfg.model.down}, up {cfg.model.up}, heads {cfg.model.feature_dim}-d"
@@ -256,8 +256,8 @@ def train_steps(
 def profile_batch_build(store: Path, batch_size: int | None, extra: list[str]) -> tuple[str, float, float]:
     """cProfile building one training batch in this process (items + collate) as a loader worker does:
     (profile text, seconds, seconds of it in store reads)."""
-    from stage2_train3d import datamodule as dmod
-    from stage2_train3d.train import as_config
+    from mllm3d.stage2_train3d import datamodule as dmod
+    from mllm3d.stage2_train3d.train import as_config
 
     overrides = ["data.val_fraction=0.0", *([f"data.batch_size={batch_size}"] if batch_size else []), *extra]
     cfg = as_config(DEFAULT_TRAIN_CONFIG if DEFAULT_TRAIN_CONFIG.is_file() else None, overrides)
@@ -282,7 +282,7 @@ def run(quick: bool = False, steps: int | None = None, workdir: Path | None = No
             warnings.filterwarnings("ignore", category=FutureWarning)  # spconv's torch.cuda.amp deprecation noise
             # no validation in the timed runs, so the product's val/miou checkpoint has nothing to monitor
             warnings.filterwarnings("ignore", message=r".*could not find the monitored key.*")
-            from stage2_train3d.train import quiet_lightning
+            from mllm3d.stage2_train3d.train import quiet_lightning
 
             with quiet_lightning():  # the trainer's info lines
                 return _run(quick, steps, tmp)

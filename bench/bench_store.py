@@ -35,6 +35,11 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mllm3d.shared.geometry import backproject_depth  # noqa: E402
+from mllm3d.shared.scene import Query, Scene  # noqa: E402
+from mllm3d.shared.scene_store import store_scene  # noqa: E402
+from mllm3d.shared.store import PseudoLabelStore, QueryRecord, open_store  # noqa: E402
+
 from bench.common import (  # noqa: E402
     dir_bytes,
     fmt_bytes,
@@ -46,10 +51,6 @@ from bench.common import (  # noqa: E402
     report,
     target,
 )
-from shared.geometry import backproject_depth  # noqa: E402
-from shared.scene import Query, Scene  # noqa: E402
-from shared.scene_store import store_scene  # noqa: E402
-from shared.store import PseudoLabelStore, QueryRecord, open_store  # noqa: E402
 
 TARGET_COMPRESSION = 50.0
 TARGET_READ_VS_NPY = 0.5
@@ -105,10 +106,10 @@ def _record(scene_id: str, query_id: str, view_index: np.ndarray, masks: np.ndar
 
 def synthetic_records(num_scenes: int, seed: int = 0) -> tuple[list[Scene], list[QueryRecord], str]:
     """Synthetic scenes and their queries' masks in 4 random views (see the module docstring)."""
-    from shared.synthetic import SyntheticConfig, generate_scene
+    from mllm3d.shared.synthetic import SyntheticConfig, generate_scene
 
     try:
-        from stage1_pseudolabel.segmenter import build_segmenter
+        from mllm3d.stage1_pseudolabel.segmenter import build_segmenter
 
         seg = build_segmenter("synthetic", {"seed": seed})
         how = "Stage 1 synthetic backend (GT + misses/hallucinations/boundary noise/partial masks)"
@@ -319,10 +320,9 @@ def throughput(store: PseudoLabelStore, rec: QueryRecord, work: Path, repeat: in
 
 def read_diagnostics(store: PseudoLabelStore, rec: QueryRecord, npy_dir: Path, repeat: int) -> dict[str, Any]:
     """Where read time goes: the masks array alone and the smallest array alone, through the store's read
-    path (shared.zarr_direct), through zarr's API (the reference reader), and with np.load."""
+    path (mllm3d.shared.zarr_direct), through zarr's API (the reference reader), and with np.load."""
     import zarr
-
-    from shared.zarr_direct import read_array
+    from mllm3d.shared.zarr_direct import read_array
 
     if not npy_dir.exists():
         npy_write(rec, npy_dir)

@@ -383,14 +383,14 @@ def ensure_repo_on_path() -> None:
 
 
 def load_fixture_scene(**kwargs: Any) -> tuple[Any, str]:
-    """The real ScanNet fixture scene via ``shared.scannet.load_scannet_scene(dir, **kwargs)``, or (None, why not)."""
-    from shared.fixtures import SCANNET_FIXTURE_SCENE, fixtures_dir
+    """The real ScanNet fixture scene via ``mllm3d.shared.scannet.load_scannet_scene(dir, **kwargs)``, or (None, why not)."""
+    from mllm3d.shared.fixtures import SCANNET_FIXTURE_SCENE, fixtures_dir
 
     root = fixtures_dir()
     if root is None or not (root / SCANNET_FIXTURE_SCENE).is_dir():
         return None, "ScanNet fixture not found (set $MLLM3D_FIXTURES)"
     try:
-        import shared.scannet as scannet
+        import mllm3d.shared.scannet as scannet
     except ImportError as exc:
-        return None, f"shared.scannet unavailable ({exc})"
+        return None, f"mllm3d.shared.scannet unavailable ({exc})"
     return scannet.load_scannet_scene(root / SCANNET_FIXTURE_SCENE, **kwargs), ""

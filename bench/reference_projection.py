@@ -1,6 +1,6 @@
 """Reference point->pixel mapping: a per-view Python loop over points (bench baseline only).
 
-It implements exactly the contract of :func:`shared.geometry.project_view` (same rounding, bounds,
+It implements exactly the contract of :func:`mllm3d.shared.geometry.project_view` (same rounding, bounds,
 border and depth test) one point at a time with Python floats, the way a straightforward
 implementation would. It exists only to measure what vectorisation buys and to cross-check the
 vectorised code; nothing outside ``bench/`` (and its smoke test) may use it.
@@ -12,8 +12,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-
-from shared.geometry import Correspondences, DepthTest
+from mllm3d.shared.geometry import Correspondences, DepthTest
 
 
 def project_view_loop(

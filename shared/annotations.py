@@ -47,8 +47,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from shared.errors import BadInputError
-from shared.scene import Query
+from mllm3d.shared.errors import BadInputError
+from mllm3d.shared.scene import Query
 
 FORMATS = ("own", "scanrefer", "referit", "nr3d", "multi3drefer", "intent3d", "instruct3d", "reason3d")
 _KNOWN_SOURCES = ("multi3drefer", "scanrefer", "nr3d", "sr3d", "intent3d", "instruct3d", "reason3d")

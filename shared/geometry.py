@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from shared.errors import BadInputError
+from mllm3d.shared.errors import BadInputError
 
 
 @dataclass(frozen=True)

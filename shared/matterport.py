@@ -23,13 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from mllm3d.shared.errors import BadInputError, UnknownSceneError
+from mllm3d.shared.geometry import check_intrinsic, pose_problem
+from mllm3d.shared.mesh_ply import read_mesh_ply
+from mllm3d.shared.scannet import check_frame_options, read_color, refuse_options
+from mllm3d.shared.scene import Query, Scene, View
 from PIL import Image
-
-from shared.errors import BadInputError, UnknownSceneError
-from shared.geometry import check_intrinsic, pose_problem
-from shared.mesh_ply import read_mesh_ply
-from shared.scannet import check_frame_options, read_color, refuse_options
-from shared.scene import Query, Scene, View
 
 DEPTH_SHIFT = 4000.0  # 0.25 mm units
 GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -210,7 +209,7 @@ class MatterportSource:
         raycaster = attrs = None
         if inst is not None:
             try:
-                from shared.raycast import MeshRaycaster
+                from mllm3d.shared.raycast import MeshRaycaster
 
                 raycaster = MeshRaycaster(verts, mesh.faces, None, inst, name=str(ply))
                 attrs = {oid: (label, "") for oid, label in labels.items()}
@@ -220,7 +219,7 @@ class MatterportSource:
                      instance_ids=inst, instance_labels=labels, source="matterport")
 
     def queries(self) -> list[Query]:
-        from shared.annotations import load_queries
+        from mllm3d.shared.annotations import load_queries
 
         houses = sorted({h for h, _ in self._regions.values()})
         return [q for h in houses for f in sorted(h.glob("queries_*.json")) for q in load_queries(f)]

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from shared.errors import BadInputError
-from shared.ply import _atomic_write, _parse_header
+from mllm3d.shared.errors import BadInputError
+from mllm3d.shared.ply import _atomic_write, _parse_header
 
 
 @dataclass

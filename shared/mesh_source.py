@@ -9,7 +9,7 @@ Without ``pose/`` a trajectory is generated (:func:`generate_trajectory`): z is 
 target object (instances whose label is not wall / floor / ceiling, by id, cycled up to ``num_views``),
 placed at eye height on an ellipse inside the room's bounding box on the side opposite the object and
 aimed at its centroid; positions inside an object's bounding box are rotated further round the ellipse.
-Views are rendered (shared.raycast) on access: depth, vertex colours and - with instances - the
+Views are rendered (mllm3d.shared.raycast) on access: depth, vertex colours and - with instances - the
 ``instance_map`` the synthetic backend reads. ``frame_stride`` / ``max_frames`` subsample the cameras.
 """
 
@@ -21,12 +21,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-
-from shared.errors import BadInputError, UnknownSceneError
-from shared.geometry import check_intrinsic, pose_problem
-from shared.mesh_ply import read_mesh_ply
-from shared.raycast import MeshRaycaster
-from shared.scannet import (
+from mllm3d.shared.errors import BadInputError, UnknownSceneError
+from mllm3d.shared.geometry import check_intrinsic, pose_problem
+from mllm3d.shared.mesh_ply import read_mesh_ply
+from mllm3d.shared.raycast import MeshRaycaster
+from mllm3d.shared.scannet import (
     check_frame_options,
     find_scene_dirs,
     read_matrix,
@@ -34,8 +33,8 @@ from shared.scannet import (
     scene_id_from_dir,
     valid_depth_fraction,
 )
-from shared.scene import Query, Scene, View
-from shared.synthetic import look_pose
+from mllm3d.shared.scene import Query, Scene, View
+from mllm3d.shared.synthetic import look_pose
 
 STRUCTURE_LABELS = ("wall", "floor", "ceiling", "window", "door", "unknown", "")
 DEFAULT_SIZE = (240, 320)  # (H, W) of generated views
@@ -180,7 +179,7 @@ def _given_cameras(d: Path) -> tuple[list[int], list[np.ndarray], np.ndarray, tu
 def load_mesh_scene(scene_dir: str | os.PathLike[str], frame_stride: int = 1, max_frames: int | None = None,
                     num_views: int = 16) -> Scene:
     """One mesh scene directory as a Scene with rendered views (see the module docstring)."""
-    from shared.scannet import load_instances
+    from mllm3d.shared.scannet import load_instances
 
     d = Path(scene_dir)
     check_frame_options(d, frame_stride, max_frames)
@@ -216,7 +215,7 @@ def is_mesh_dir(path: Path) -> bool:
 
 class DirectorySource:
     """Scenes = scene directories under ``root`` (or ``root`` itself), loaded by ``loader``; queries from
-    ``queries_*.json`` files beside them (shared.annotations.load_queries)."""
+    ``queries_*.json`` files beside them (mllm3d.shared.annotations.load_queries)."""
 
     name = "dir"
 
@@ -236,14 +235,14 @@ class DirectorySource:
         return self._dirs[scene_id]
 
     def queries(self) -> list[Query]:
-        from shared.annotations import load_queries
+        from mllm3d.shared.annotations import load_queries
 
         return [q for sid in self.scene_ids() for f in sorted(self._dirs[sid].glob("queries_*.json"))
                 for q in load_queries(f)]
 
 
 class MeshSource(DirectorySource):
-    """``mesh:PATH``: mesh scene directories (a shared.scene.SceneSource)."""
+    """``mesh:PATH``: mesh scene directories (a mllm3d.shared.scene.SceneSource)."""
 
     name = "mesh"
 

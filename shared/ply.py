@@ -14,8 +14,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
-
-from shared.errors import BadInputError
+from mllm3d.shared.errors import BadInputError
 
 PLY_TYPES: dict[str, str] = {
     "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",

@@ -1,7 +1,7 @@
 """Ray-cast pinhole views of a triangle mesh: depth, triangle id, instance id and colour per pixel.
 
 Engine: trimesh + embreex (Intel Embree), the optional extra ``mesh`` (``pip install -e .[mesh]``);
-see BENCHMARKS.md "Mesh ray casting" for why not Open3D. Cameras follow shared.scene: ``K`` is the
+see BENCHMARKS.md "Mesh ray casting" for why not Open3D. Cameras follow mllm3d.shared.scene: ``K`` is the
 3x3 pinhole matrix, ``pose`` the 4x4 camera-to-world matrix (x right, y down, z forward); depth is the
 camera z of the first hit (0 = no hit). Per-pixel instance = instance of the hit triangle's vertex
 nearest to the hit point; colour = barycentric blend of the vertex colours.
@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from shared.errors import BadInputError, Mllm3dError
+from mllm3d.shared.errors import BadInputError, Mllm3dError
 
 INSTALL_HINT = "pip install -e '.[mesh]' (trimesh + embreex)"
 

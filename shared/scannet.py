@@ -24,12 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from mllm3d.shared.errors import BadInputError, UnknownSceneError
+from mllm3d.shared.geometry import backproject_depth, check_intrinsic, pose_problem, voxel_downsample
+from mllm3d.shared.ply import ply_points_colors, read_ply
+from mllm3d.shared.scene import Query, Scene, View
 from PIL import Image
-
-from shared.errors import BadInputError, UnknownSceneError
-from shared.geometry import backproject_depth, check_intrinsic, pose_problem, voxel_downsample
-from shared.ply import ply_points_colors, read_ply
-from shared.scene import Query, Scene, View
 
 DEPTH_SHIFT = 1000.0  # ScanNet depth PNGs are millimetres
 # Depth beyond this (metres) is invalid, read as 0: Kinect / 7-Scenes exports mark invalid pixels 65535 mm
@@ -465,10 +464,10 @@ def refuse_options(source: str, root: object, unsupported: dict[str, object], su
 
 
 class ScanNetSource:
-    """ScanNet scenes under ``root`` (a directory of scene dirs, or one scene dir); a shared.scene.SceneSource.
+    """ScanNet scenes under ``root`` (a directory of scene dirs, or one scene dir); a mllm3d.shared.scene.SceneSource.
 
     ``queries()`` returns the queries of any ``queries_*.json`` file found in the scene directories
-    (as in the fixtures), read with shared.annotations.load_queries. ``frame_stride`` / ``max_frames``
+    (as in the fixtures), read with mllm3d.shared.annotations.load_queries. ``frame_stride`` / ``max_frames``
     subsample every scene's frames (see :func:`discover_frames`); ``options`` records what was used.
     """
 
@@ -507,7 +506,7 @@ class ScanNetSource:
 
     def queries(self) -> list[Query]:
         """Queries shipped beside the scenes (``queries_*.json``), [] when none."""
-        from shared.annotations import load_queries
+        from mllm3d.shared.annotations import load_queries
 
         out: list[Query] = []
         for sid in self.scene_ids():

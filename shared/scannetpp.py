@@ -20,15 +20,20 @@ import os
 from pathlib import Path
 
 import numpy as np
+from mllm3d.shared.errors import BadInputError
+from mllm3d.shared.geometry import check_intrinsic, pose_problem
+from mllm3d.shared.mesh_ply import read_mesh_ply
+from mllm3d.shared.mesh_source import DirectorySource, RenderedViews
+from mllm3d.shared.raycast import MeshRaycaster
+from mllm3d.shared.scannet import (
+    check_frame_options,
+    load_instances,
+    read_color,
+    refuse_options,
+    scene_id_from_dir,
+)
+from mllm3d.shared.scene import Scene
 from PIL import Image
-
-from shared.errors import BadInputError
-from shared.geometry import check_intrinsic, pose_problem
-from shared.mesh_ply import read_mesh_ply
-from shared.mesh_source import DirectorySource, RenderedViews
-from shared.raycast import MeshRaycaster
-from shared.scannet import check_frame_options, load_instances, read_color, refuse_options, scene_id_from_dir
-from shared.scene import Scene
 
 IMAGE_DIRS = ("resized_undistorted_images", "undistorted_images", "resized_images", "images")
 MESH = "scans/mesh_aligned_0.05.ply"

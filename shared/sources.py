@@ -10,18 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from shared.errors import BadInputError
-from shared.scene import SceneSource
+from mllm3d.shared.errors import BadInputError
+from mllm3d.shared.scene import SceneSource
 
 DEFAULT_SYNTHETIC = (6, 0)  # "synthetic" = 6 scenes, seed 0
 
-#: reader options of a ScanNet spec -> their type (shared.scannet.ScanNetSource keyword arguments)
+#: reader options of a ScanNet spec -> their type (mllm3d.shared.scannet.ScanNetSource keyword arguments)
 SCANNET_OPTIONS: dict[str, type] = {"frame_stride": int, "max_frames": int, "point_stride": int, "voxel": float}
 
 #: prefixes of sources whose views are ray-cast from meshes (extra 'mesh') -> their SceneSource class
-MESH_SOURCES: dict[str, str] = {"mesh": "shared.mesh_source.MeshSource",
-                                "scannetpp": "shared.scannetpp.ScanNetPPSource",
-                                "matterport": "shared.matterport.MatterportSource"}
+MESH_SOURCES: dict[str, str] = {"mesh": "mllm3d.shared.mesh_source.MeshSource",
+                                "scannetpp": "mllm3d.shared.scannetpp.ScanNetPPSource",
+                                "matterport": "mllm3d.shared.matterport.MatterportSource"}
 
 SPEC_HELP = (
     "'synthetic' (= synthetic:6:0), 'synthetic:N', 'synthetic:N:SEED', 'scannet:PATH' "
@@ -86,7 +86,7 @@ def open_source(spec: str, **options: Any) -> SceneSource:
     spec = str(spec).strip()
     head, _, rest = spec.partition(":")
     if head == "synthetic":
-        from shared.synthetic import SyntheticSource
+        from mllm3d.shared.synthetic import SyntheticSource
 
         given = {k: v for k, v in options.items() if v is not None and not (k == "frame_stride" and v == 1)}
         if given:
@@ -107,7 +107,7 @@ def open_source(spec: str, **options: Any) -> SceneSource:
         path = Path(rest)
         if not rest or not path.is_dir():
             raise BadInputError(f"source spec {spec!r}: {path} is not a directory")
-        from shared.scannet import ScanNetSource
+        from mllm3d.shared.scannet import ScanNetSource
 
         return ScanNetSource(path, **_merge_options(spec, from_spec, options))
     if head in MESH_SOURCES:
@@ -120,7 +120,7 @@ def open_source(spec: str, **options: Any) -> SceneSource:
         return getattr(importlib.import_module(module), cls)(Path(rest), **_merge_options(spec, from_spec, options))
     plain, from_spec = _split_options(spec, spec) if "?" in spec and not Path(spec).is_dir() else (spec, {})
     if plain and Path(plain).is_dir():
-        from shared.scannet import ScanNetSource
+        from mllm3d.shared.scannet import ScanNetSource
 
         return ScanNetSource(Path(plain), **_merge_options(spec, from_spec, options))
     raise BadInputError(f"unknown scene source {spec!r}: expected {SPEC_HELP}")

@@ -38,12 +38,11 @@ from typing import Any
 
 import numpy as np
 import zarr
+from mllm3d.shared.errors import StoreError, UnknownSceneError
+from mllm3d.shared.geometry import Correspondences, DepthTest
+from mllm3d.shared.scene import Query
+from mllm3d.shared.zarr_direct import read_array
 from zarr.codecs import BloscCodec
-
-from shared.errors import StoreError, UnknownSceneError
-from shared.geometry import Correspondences, DepthTest
-from shared.scene import Query
-from shared.zarr_direct import read_array
 
 SCHEMA_VERSION = 1
 STORE_FORMAT = "mllm3d-pseudolabel-store"
@@ -654,7 +653,7 @@ def _has_array(group_dir: Path, name: str) -> bool:
 
 
 def _load(group_dir: Path, name: str) -> np.ndarray:
-    """One whole array of a group: decoded directly when it has the store's own layout (shared.zarr_direct,
+    """One whole array of a group: decoded directly when it has the store's own layout (mllm3d.shared.zarr_direct,
     ~10x less overhead than zarr for small arrays), else through zarr. A missing array is a KeyError."""
     path = group_dir / name
     if path.parent != group_dir:  # a sub-group's array (correspondences/...): its group metadata must parse
@@ -744,7 +743,7 @@ def open_store(
 
 def _create_root(path: Path, segmenter: dict[str, Any] | None) -> None:
     """Create an empty store atomically (temp dir + rename) so concurrent creators cannot collide."""
-    from shared.version import creator
+    from mllm3d.shared.version import creator
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f"{TMP_PREFIX}{path.name}.{uuid.uuid4().hex[:8]}"

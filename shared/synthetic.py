@@ -16,10 +16,9 @@ This module holds the entry points and the SceneSource, and re-exports the piece
 from __future__ import annotations
 
 import numpy as np
-
-from shared.errors import BadInputError, UnknownSceneError
-from shared.scene import Query, Scene
-from shared.synthetic_layout import (
+from mllm3d.shared.errors import BadInputError, UnknownSceneError
+from mllm3d.shared.scene import Query, Scene
+from mllm3d.shared.synthetic_layout import (
     CATEGORIES,
     PALETTE,
     Category,
@@ -29,8 +28,8 @@ from shared.synthetic_layout import (
     generate_layout,
     sample_points,
 )
-from shared.synthetic_queries import AFFORDANCES, make_queries, query_candidates
-from shared.synthetic_render import (
+from mllm3d.shared.synthetic_queries import AFFORDANCES, make_queries, query_candidates
+from mllm3d.shared.synthetic_render import (
     camera_poses,
     intrinsic_matrix,
     look_pose,
@@ -84,7 +83,7 @@ def scene_seed(seed: int, index: int) -> int:
 
 
 class SyntheticSource:
-    """``num_scenes`` synthetic scenes ``synth_0000``, ``synth_0001``, ... (a shared.scene.SceneSource).
+    """``num_scenes`` synthetic scenes ``synth_0000``, ``synth_0001``, ... (a mllm3d.shared.scene.SceneSource).
 
     Scenes are regenerated on every ``load`` (deterministic, ~0.3 s); queries are made lazily
     from the layouts alone (no rendering) and cached.

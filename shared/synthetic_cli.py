@@ -9,17 +9,16 @@ from pathlib import Path
 
 import click
 import numpy as np
+from mllm3d.shared.annotations import save_queries
+from mllm3d.shared.errors import Mllm3dError
+from mllm3d.shared.ply import write_ply
+from mllm3d.shared.scene import Query, Scene
+from mllm3d.shared.scene_store import store_scene
+from mllm3d.shared.store import open_store
+from mllm3d.shared.synthetic import SyntheticConfig, SyntheticSource
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-
-from shared.annotations import save_queries
-from shared.errors import Mllm3dError
-from shared.ply import write_ply
-from shared.scene import Query, Scene
-from shared.scene_store import store_scene
-from shared.store import open_store
-from shared.synthetic import SyntheticConfig, SyntheticSource
 
 
 def instance_colors(instance_ids: np.ndarray) -> np.ndarray:

@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from shared.scene import Query
-from shared.synthetic_layout import Layout, SyntheticConfig, SynthObject, footprint_gap
+from mllm3d.shared.scene import Query
+from mllm3d.shared.synthetic_layout import Layout, SyntheticConfig, SynthObject, footprint_gap
 
 # intent -> (categories that satisfy it, phrasings)
 AFFORDANCES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

@@ -2,7 +2,7 @@
 
 ``zarr`` runs every array open and read as a round trip to its background event-loop thread; for a
 query group of 6-8 small arrays that fixed cost is ~15 ms, ~10x the time to decode the data (BENCHMARKS.md,
-store read speed). The store writes every array in one layout (``shared.store._write_array``): a regular
+store read speed). The store writes every array in one layout (``mllm3d.shared.store._write_array``): a regular
 chunk grid, default chunk keys (``c/i/j/k``), a ``bytes`` codec (little-endian) then ``blosc``. An
 array with exactly that metadata is decoded here with numcodecs directly; anything else (another
 writer, another codec) returns ``None`` and the caller reads it through zarr, which stays the reference.
@@ -17,9 +17,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+from mllm3d.shared.errors import StoreError
 from numcodecs import Blosc
-
-from shared.errors import StoreError
 
 _DTYPES = {"bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
            "float16", "float32", "float64"}

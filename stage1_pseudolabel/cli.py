@@ -1,4 +1,4 @@
-"""``mllm3d pseudolabel``: a thin command over :func:`stage1_pseudolabel.runner.run_pseudolabels`."""
+"""``mllm3d pseudolabel``: a thin command over :func:`mllm3d.stage1_pseudolabel.runner.run_pseudolabels`."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+from mllm3d.shared.errors import Mllm3dError
+from mllm3d.stage1_pseudolabel.run_config import RunConfig, load_backend_config
 from rich.console import Console
-
-from shared.errors import Mllm3dError
-from stage1_pseudolabel.run_config import RunConfig, load_backend_config
 
 # CLI shortcut -> backend config key (override --backend-config)
 BACKEND_SHORTCUTS = {
@@ -55,7 +54,7 @@ def _terminated_line(store_path: str | None) -> str:
     held = ""
     if store_path is not None:
         try:
-            from shared.store import open_store
+            from mllm3d.shared.store import open_store
 
             store = open_store(store_path, "r")
             held = (f"; the store {store_path} holds {len(store.scene_ids())} complete scene group(s) and "
@@ -141,7 +140,7 @@ def pseudolabel(
         previous = None
     try:
         cfg = build_config(config_path, backend_config_path, options)
-        from stage1_pseudolabel.runner import run_pseudolabels
+        from mllm3d.stage1_pseudolabel.runner import run_pseudolabels
 
         summary = run_pseudolabels(cfg, console=console)
     except Mllm3dError as exc:

@@ -27,8 +27,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from shared import store as store_module
-from shared.errors import BadInputError
+from mllm3d.shared import store as store_module
+from mllm3d.shared.errors import BadInputError
 
 ENV_VAR = "MLLM3D_TEST_KILL_AT"
 BARRIER_ENV_VAR = "MLLM3D_TEST_WRITE_BARRIER"

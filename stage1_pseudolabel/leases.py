@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.store import TMP_PREFIX, TRASH_PREFIX, PseudoLabelStore, safe_key
+from mllm3d.shared.store import TMP_PREFIX, TRASH_PREFIX, PseudoLabelStore, safe_key
 
 LEASE_PREFIX = ".lease-"
 _TMP_OWNER = re.compile(r"-(?P<pid>\d+)-(?P<rand>[0-9a-f]{8})$")

@@ -11,17 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from shared.errors import BadInputError
-from stage1_pseudolabel.sharding import STRATEGIES, parse_shard
-from stage1_pseudolabel.view_sampling import parse_views
+from mllm3d.shared.errors import BadInputError
+from mllm3d.stage1_pseudolabel.sharding import STRATEGIES, parse_shard
+from mllm3d.stage1_pseudolabel.view_sampling import parse_views
 
 
 @dataclass
 class RunConfig:
     """Everything that determines what a Stage 1 run writes, and how it behaves."""
 
-    source: str = "synthetic"  # shared.sources.open_source spec
+    source: str = "synthetic"  # mllm3d.shared.sources.open_source spec
     # ScanNet frame subsampling: every frame_stride-th frame file of the export, at most max_frames per
     # scene; None = the source spec's own (``scannet:PATH?frame_stride=N``), else 1 / all
     frame_stride: int | None = None
@@ -87,7 +86,7 @@ class RunConfig:
         return cls.from_dict(data, where=str(path))
 
     def source_options(self) -> dict[str, Any]:
-        """Reader options for ``shared.sources.open_source`` (only those set)."""
+        """Reader options for ``mllm3d.shared.sources.open_source`` (only those set)."""
         return {k: v for k, v in (("frame_stride", self.frame_stride), ("max_frames", self.max_frames)) if v is not None}
 
     def to_dict(self) -> dict[str, Any]:

@@ -21,6 +21,23 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from mllm3d.shared.errors import BadInputError, StoreError, UnknownSceneError
+from mllm3d.shared.geometry import DepthTest
+from mllm3d.shared.scene import Query, Scene, SceneSource, View
+from mllm3d.shared.scene_store import store_scene
+from mllm3d.shared.store import PseudoLabelStore, QueryRecord, open_store
+from mllm3d.stage1_pseudolabel import crash_hooks
+from mllm3d.stage1_pseudolabel.leases import SceneLease, lease_path, remove_dead_temporaries
+from mllm3d.stage1_pseudolabel.mask_ops import (
+    color_features_to_depth,
+    color_mask_to_depth,
+    color_to_depth_lookup,
+    resize_nearest,
+)
+from mllm3d.stage1_pseudolabel.run_config import RunConfig
+from mllm3d.stage1_pseudolabel.segmenter import SegmentationResult, Segmenter, build_segmenter
+from mllm3d.stage1_pseudolabel.sharding import Shard, resolve_shard, shard_scenes
+from mllm3d.stage1_pseudolabel.view_sampling import ViewChoice, sample_views, usable_frames
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -30,24 +47,6 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-
-from shared.errors import BadInputError, StoreError, UnknownSceneError
-from shared.geometry import DepthTest
-from shared.scene import Query, Scene, SceneSource, View
-from shared.scene_store import store_scene
-from shared.store import PseudoLabelStore, QueryRecord, open_store
-from stage1_pseudolabel import crash_hooks
-from stage1_pseudolabel.leases import SceneLease, lease_path, remove_dead_temporaries
-from stage1_pseudolabel.mask_ops import (
-    color_features_to_depth,
-    color_mask_to_depth,
-    color_to_depth_lookup,
-    resize_nearest,
-)
-from stage1_pseudolabel.run_config import RunConfig
-from stage1_pseudolabel.segmenter import SegmentationResult, Segmenter, build_segmenter
-from stage1_pseudolabel.sharding import Shard, resolve_shard, shard_scenes
-from stage1_pseudolabel.view_sampling import ViewChoice, sample_views, usable_frames
 
 
 @dataclass
@@ -135,7 +134,7 @@ def group_queries(
 ) -> dict[str, list[Query]]:
     """scene id -> its queries (first occurrence of each id kept); unknown scenes are counted.
 
-    A query with empty text is an error (as in shared.annotations), raised before any work.
+    A query with empty text is an error (as in mllm3d.shared.annotations), raised before any work.
     """
     by_scene: dict[str, list[Query]] = defaultdict(list)
     seen: set[tuple[str, str]] = set()
@@ -172,7 +171,7 @@ def open_run_source(cfg: RunConfig, source: SceneSource | None = None) -> SceneS
     """``cfg.source`` opened with the run's source options; a given source must agree with them."""
     options = cfg.source_options()
     if source is None:
-        from shared.sources import open_source
+        from mllm3d.shared.sources import open_source
 
         opened = open_source(cfg.source, **options)
         reader_options = getattr(opened, "options", None)
@@ -194,7 +193,7 @@ def open_run_source(cfg: RunConfig, source: SceneSource | None = None) -> SceneS
 def load_run_queries(cfg: RunConfig, source: SceneSource) -> list[Query]:
     """Queries from ``cfg.queries`` or, without a file, the source's own."""
     if cfg.queries:
-        from shared.annotations import load_queries
+        from mllm3d.shared.annotations import load_queries
 
         return load_queries(cfg.queries)
     qs = source.queries()

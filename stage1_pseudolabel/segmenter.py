@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-
-from shared.scene import Query, View
+from mllm3d.shared.scene import Query, View
 
 
 @dataclass
@@ -53,8 +52,8 @@ class Segmenter(Protocol):
 
 # backend name -> "module:factory"; factory(config: dict) -> Segmenter
 BACKENDS: dict[str, str] = {
-    "synthetic": "stage1_pseudolabel.synthetic_backend:build",
-    "lisa": "stage1_pseudolabel.lisa.backend:build",
+    "synthetic": "mllm3d.stage1_pseudolabel.synthetic_backend:build",
+    "lisa": "mllm3d.stage1_pseudolabel.lisa.backend:build",
 }
 
 

@@ -20,8 +20,8 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from shared.errors import BadInputError
-from stage1_pseudolabel.seeding import stable_seed
+from mllm3d.shared.errors import BadInputError
+from mllm3d.stage1_pseudolabel.seeding import stable_seed
 
 STRATEGIES = ("round_robin", "hash")
 #: environment variable with the total number of shards of a SLURM array run

@@ -38,12 +38,11 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
-
-from shared.errors import BadInputError
-from shared.scene import Query, View
-from stage1_pseudolabel.mask_ops import average_pool, boundary_band, dilate, erode, resize_nearest
-from stage1_pseudolabel.seeding import rng_for, unit_vector
-from stage1_pseudolabel.segmenter import SegmentationResult, ViewSegmentation
+from mllm3d.shared.errors import BadInputError
+from mllm3d.shared.scene import Query, View
+from mllm3d.stage1_pseudolabel.mask_ops import average_pool, boundary_band, dilate, erode, resize_nearest
+from mllm3d.stage1_pseudolabel.seeding import rng_for, unit_vector
+from mllm3d.stage1_pseudolabel.segmenter import SegmentationResult, ViewSegmentation
 
 ANSWER_SEG = "Sure, it is [SEG]."
 ANSWER_MISS = "Sorry, I cannot find it in this image."
@@ -354,5 +353,5 @@ def _drop_chunk(mask: np.ndarray, rng: np.random.Generator, fraction: tuple[floa
 
 
 def build(config: dict[str, Any]) -> SyntheticSegmenter:
-    """Backend factory registered as ``synthetic`` in :data:`stage1_pseudolabel.segmenter.BACKENDS`."""
+    """Backend factory registered as ``synthetic`` in :data:`mllm3d.stage1_pseudolabel.segmenter.BACKENDS`."""
     return SyntheticSegmenter(SyntheticBackendConfig.from_dict(dict(config or {})))

@@ -12,11 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from shared.errors import BadInputError
-from shared.geometry import pose_problem
-from shared.scene import View
-from stage1_pseudolabel.seeding import stable_seed
+from mllm3d.shared.errors import BadInputError
+from mllm3d.shared.geometry import pose_problem
+from mllm3d.shared.scene import View
+from mllm3d.stage1_pseudolabel.seeding import stable_seed
 
 ALL_VIEWS = "all"
 

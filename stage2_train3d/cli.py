@@ -1,12 +1,11 @@
-"""``mllm3d train``: a thin click layer over :func:`stage2_train3d.train.train_run`."""
+"""``mllm3d train``: a thin click layer over :func:`mllm3d.stage2_train3d.train.train_run`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
-
-from shared.errors import Mllm3dError
+from mllm3d.shared.errors import Mllm3dError
 
 
 @click.command("train")
@@ -50,7 +49,7 @@ def train(
     progress: bool,
 ) -> None:
     """Train the 3D network on a pseudo-label store (Stage 2)."""
-    from stage2_train3d.train import TrainingInterrupted, refuse_previous_run, train_run
+    from mllm3d.stage2_train3d.train import TrainingInterrupted, refuse_previous_run, train_run
 
     overrides = list(sets)
     for key, value in (

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from shared.errors import BadInputError
-from stage2_train3d.fusion import FusionConfig
+from mllm3d.shared.errors import BadInputError
+from mllm3d.stage2_train3d.fusion import FusionConfig
 
 
 @dataclass

@@ -23,7 +23,7 @@ point away from q), the weights fall back to the normalised confidences. q is *n
 
 "w/o Token-for-Query" (``token_for_query=False``): the paper's ablation uses each view's own e_i.
 Label fusion needs one weight per view, so this module maps it to uniform weights over the kept
-views and q = the plain mean of the kept ê_i. The training losses (stage2_train3d.losses) go further
+views and q = the plain mean of the kept ê_i. The training losses (mllm3d.stage2_train3d.losses) go further
 and score each (point, view) pair against its own view's ê_i in that mode, as the official code does;
 at inference the single q (plain mean) is used.
 """
@@ -33,9 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
-from shared.geometry import Correspondences
-from shared.store import QueryRecord, StoredScene
+from mllm3d.shared.geometry import Correspondences
+from mllm3d.shared.store import QueryRecord, StoredScene
 
 
 @dataclass

@@ -12,11 +12,10 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-
-from shared.errors import Mllm3dError
-from shared.metrics import point_iou, summarize
-from stage2_train3d.config import TrainConfig, config_from_dict
-from stage2_train3d.losses import (
+from mllm3d.shared.errors import Mllm3dError
+from mllm3d.shared.metrics import point_iou, summarize
+from mllm3d.stage2_train3d.config import TrainConfig, config_from_dict
+from mllm3d.stage2_train3d.losses import (
     fused_loss,
     label_loss,
     mean_pairwise_cosine,
@@ -24,7 +23,7 @@ from stage2_train3d.losses import (
     spatial_feature_loss,
     spatial_prototype_loss,
 )
-from stage2_train3d.model import Stage2Net
+from mllm3d.stage2_train3d.model import Stage2Net
 
 
 class NonFiniteLossError(Mllm3dError, FloatingPointError):
@@ -32,7 +31,7 @@ class NonFiniteLossError(Mllm3dError, FloatingPointError):
 
 
 class Stage2Module(pl.LightningModule):
-    """Trains ``net`` on batches from :class:`~stage2_train3d.datamodule.StoreDataModule`."""
+    """Trains ``net`` on batches from :class:`~mllm3d.stage2_train3d.datamodule.StoreDataModule`."""
 
     def __init__(self, net: Stage2Net, config: dict[str, Any] | TrainConfig) -> None:
         super().__init__()

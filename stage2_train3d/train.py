@@ -24,16 +24,21 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from mllm3d.shared.errors import BadInputError, Mllm3dError
+from mllm3d.shared.store import open_store
+from mllm3d.stage2_train3d.config import (
+    TrainConfig,
+    config_from_dict,
+    load_config,
+    save_config,
+    with_overrides,
+)
+from mllm3d.stage2_train3d.datamodule import StoreDataModule
+from mllm3d.stage2_train3d.model import build_network
+from mllm3d.stage2_train3d.module import Stage2Module
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
-
-from shared.errors import BadInputError, Mllm3dError
-from shared.store import open_store
-from stage2_train3d.config import TrainConfig, config_from_dict, load_config, save_config, with_overrides
-from stage2_train3d.datamodule import StoreDataModule
-from stage2_train3d.model import build_network
-from stage2_train3d.module import Stage2Module
 
 METRICS = ("val/miou", "val/acc25", "val/acc50")
 KILL_ENV_VAR = "MLLM3D_TEST_TRAIN_KILL_AT"  # "<epoch>:<batch>[:TERM]": SIGKILL (SIGTERM) there (tests only)
@@ -135,7 +140,7 @@ def require_surviving_views(dm: StoreDataModule, cfg: TrainConfig) -> None:
     """
     from collections import Counter
 
-    from stage2_train3d.fusion import query_weights
+    from mllm3d.stage2_train3d.fusion import query_weights
 
     store = open_store(dm.store_path, "r")
     reasons: Counter[str] = Counter()

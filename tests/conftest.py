@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from shared.fixtures import ENV_VAR, SCANNET_FIXTURE_SCENE, fixtures_dir
+from mllm3d.shared.fixtures import ENV_VAR, SCANNET_FIXTURE_SCENE, fixtures_dir
 
 
 @pytest.fixture(scope="session")

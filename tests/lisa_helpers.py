@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from shared.scene import Query, View
-from stage1_pseudolabel.lisa.checkpoint import LoadedLisa, load_lisa
-from stage1_pseudolabel.lisa.config import LisaConfig
-from stage1_pseudolabel.lisa.engine import LisaEngine
-from stage1_pseudolabel.lisa.tiny import TinyLisaSpec, build_tiny_lisa_checkpoint
+from mllm3d.shared.scene import Query, View
+from mllm3d.stage1_pseudolabel.lisa.checkpoint import LoadedLisa, load_lisa
+from mllm3d.stage1_pseudolabel.lisa.config import LisaConfig
+from mllm3d.stage1_pseudolabel.lisa.engine import LisaEngine
+from mllm3d.stage1_pseudolabel.lisa.tiny import TinyLisaSpec, build_tiny_lisa_checkpoint
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -6,10 +6,16 @@ import json
 from pathlib import Path
 
 import numpy as np
+from mllm3d.shared.mesh_ply import write_mesh_ply
+from mllm3d.shared.synthetic import (
+    SyntheticConfig,
+    camera_poses,
+    generate_layout,
+    intrinsic_matrix,
+    render_view,
+)
 from PIL import Image
 
-from shared.mesh_ply import write_mesh_ply
-from shared.synthetic import SyntheticConfig, camera_poses, generate_layout, intrinsic_matrix, render_view
 from tests.mesh_helpers import layout_mesh
 
 GL = np.diag([1.0, -1.0, -1.0, 1.0])

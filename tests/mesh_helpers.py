@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-
-from shared.annotations import save_queries
-from shared.mesh_ply import write_mesh_ply
-from shared.synthetic import SyntheticConfig, generate_layout, generate_queries
-from shared.synthetic_layout import Layout
+from mllm3d.shared.annotations import save_queries
+from mllm3d.shared.mesh_ply import write_mesh_ply
+from mllm3d.shared.synthetic import SyntheticConfig, generate_layout, generate_queries
+from mllm3d.shared.synthetic_layout import Layout
 
 
 def layout_mesh(layout: Layout, spacing: float = 0.1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -6,11 +6,17 @@ import json
 from pathlib import Path
 
 import numpy as np
+from mllm3d.shared.mesh_ply import write_mesh_ply
+from mllm3d.shared.synthetic import (
+    SyntheticConfig,
+    camera_poses,
+    generate_layout,
+    intrinsic_matrix,
+    render_view,
+)
+from mllm3d.shared.synthetic_layout import Layout
 from PIL import Image
 
-from shared.mesh_ply import write_mesh_ply
-from shared.synthetic import SyntheticConfig, camera_poses, generate_layout, intrinsic_matrix, render_view
-from shared.synthetic_layout import Layout
 from tests.mesh_helpers import layout_mesh
 
 

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared.synthetic import SyntheticConfig, SyntheticSource
-from stage1_pseudolabel.run_config import RunConfig
+from mllm3d.shared.synthetic import SyntheticConfig, SyntheticSource
+from mllm3d.stage1_pseudolabel.run_config import RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
 TIMESTAMP_KEYS = ("written_at", "created_at")
@@ -64,13 +64,13 @@ def hidden_entries(store: Path) -> list[str]:
 def run_cli(
     args: list[str], env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess:
-    """``python -m shared.cli pseudolabel ARGS`` in a subprocess (repo root as working directory)."""
+    """``python -m mllm3d.cli pseudolabel ARGS`` in a subprocess (repo root as working directory)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MLLM3D_TEST_"))}
     full_env.pop("RANK", None)
     full_env.pop("WORLD_SIZE", None)
     full_env.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", "pseudolabel", "--no-progress", *args],
+        [sys.executable, "-m", "mllm3d.cli", "pseudolabel", "--no-progress", *args],
         cwd=REPO,
         env=full_env,
         capture_output=True,
@@ -86,7 +86,7 @@ def start_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.
     full_env.pop("WORLD_SIZE", None)
     full_env.update(env or {})
     return subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "pseudolabel", "--no-progress", *args],
+        [sys.executable, "-m", "mllm3d.cli", "pseudolabel", "--no-progress", *args],
         cwd=REPO,
         env=full_env,
         stdout=subprocess.PIPE,

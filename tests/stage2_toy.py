@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from shared.geometry import compute_correspondences, world_to_camera
-from shared.scene import Query
-from shared.store import QueryRecord, open_store
+from mllm3d.shared.geometry import compute_correspondences, world_to_camera
+from mllm3d.shared.scene import Query
+from mllm3d.shared.store import QueryRecord, open_store
 
 H, W = 24, 32
 K = np.array([[28.0, 0, 15.5], [0, 28.0, 11.5], [0, 0, 1]])

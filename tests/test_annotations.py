@@ -6,10 +6,9 @@ import csv
 import json
 
 import pytest
-
-from shared.annotations import load_queries, save_queries
-from shared.errors import BadInputError
-from shared.scene import Query
+from mllm3d.shared.annotations import load_queries, save_queries
+from mllm3d.shared.errors import BadInputError
+from mllm3d.shared.scene import Query
 
 
 def _write(tmp_path, name, data):

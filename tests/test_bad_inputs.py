@@ -22,17 +22,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from mllm3d.shared.annotations import load_queries, save_queries
+from mllm3d.shared.errors import BadInputError, StoreError, UnknownSceneError
+from mllm3d.shared.ply import write_ply
+from mllm3d.shared.scannet import ScanNetSource, load_scannet_scene
+from mllm3d.shared.scene import Query, View
+from mllm3d.shared.store import SCHEMA_VERSION, open_store
+from mllm3d.stage1_pseudolabel.runner import RunSummary, run_pseudolabels
+from mllm3d.stage1_pseudolabel.segmenter import SegmentationResult, ViewSegmentation
 from PIL import Image
 
-from shared.annotations import load_queries, save_queries
-from shared.cli import main as mllm3d
-from shared.errors import BadInputError, StoreError, UnknownSceneError
-from shared.ply import write_ply
-from shared.scannet import ScanNetSource, load_scannet_scene
-from shared.scene import Query, View
-from shared.store import SCHEMA_VERSION, open_store
-from stage1_pseudolabel.runner import RunSummary, run_pseudolabels
-from stage1_pseudolabel.segmenter import SegmentationResult, ViewSegmentation
+from mllm3d.cli import main as mllm3d
 from tests.fs_helpers import tree_digest
 from tests.stage1_helpers import hidden_entries, run_config, snapshot
 from tests.test_scannet import fake_scene
@@ -278,9 +278,8 @@ def test_query_object_with_empty_text_is_refused_by_the_runner(seeded) -> None:
 @pytest.mark.parametrize("also_from_index", [True, False], ids=["key-removed-from-shard-and-index",
                                                                  "key-removed-from-shard-only"])
 def test_checkpoint_missing_a_key_is_named(tmp_path: Path, seeded, also_from_index: bool) -> None:
+    from mllm3d.stage1_pseudolabel.lisa.tiny import build_tiny_lisa_checkpoint
     from safetensors.torch import load_file, save_file
-
-    from stage1_pseudolabel.lisa.tiny import build_tiny_lisa_checkpoint
 
     scans, store = seeded
     ckpt = build_tiny_lisa_checkpoint(tmp_path / "weights")
@@ -387,7 +386,7 @@ def test_corrupted_group_gives_store_error_naming_it_and_check_reports_it(seeded
     res = invoke("inspect", "--store", store, "--check")
     assert res.exit_code == 1, res.output
     assert str(group) in check_table_where(res.output) and "error" in res.output, res.output
-    from stage2_train3d.inspect_store import check_store
+    from mllm3d.pipeline.inspect_store import check_store
 
     errors = [p for p in check_store(store) if p.severity == "error"]
     assert errors and all(p.where.startswith(str(group)) for p in errors), errors
@@ -415,7 +414,7 @@ def test_group_without_complete_marker_is_rewritten_by_the_next_run(seeded, whic
     assert s.complete_pairs() == [(BAD, "q_bad")] and not s.has_query(GOOD, "q_good")
     with pytest.raises(StoreError, match=re.escape(str(group).rstrip("/")) + ": incomplete group"):
         s.read_query(GOOD, "q_good") if which == "query" else s.read_scene(GOOD)
-    from stage2_train3d.inspect_store import check_store
+    from mllm3d.pipeline.inspect_store import check_store
 
     problems = check_store(store)
     assert [(p.where, p.severity) for p in problems] == [(str(group).rstrip("/"), "error")], problems
@@ -454,7 +453,7 @@ def test_disk_full_midway_through_a_query_group(tmp_path: Path, monkeypatch) -> 
     earlier groups are untouched, the scene is reported failed, and a rerun completes the store."""
     import zarr.storage._local as zarr_local
 
-    from stage2_train3d.inspect_store import check_store
+    from mllm3d.pipeline.inspect_store import check_store
 
     scans = tmp_path / "scans"
     fake_scene(scans, GOOD)

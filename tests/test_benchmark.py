@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from stage2_train3d.benchmark import BenchmarkConfig, benchmark_cmd, direction_checks, markdown, run_benchmark
+from mllm3d.pipeline.benchmark import (
+    BenchmarkConfig,
+    benchmark_cmd,
+    direction_checks,
+    markdown,
+    run_benchmark,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -57,9 +63,9 @@ def test_rerun_reuses_stores_and_runs(bench) -> None:
     assert "(f) full > (a) 2D projection only" in checks
     assert "## Controlled synthetic benchmark" in markdown(result)
     # the scored queries are those of the scenes the runs' DataModule held out, never a training scene
-    from shared.store import open_store
-    from stage2_train3d.config import load_config
-    from stage2_train3d.datamodule import split_pairs
+    from mllm3d.shared.store import open_store
+    from mllm3d.stage2_train3d.config import load_config
+    from mllm3d.stage2_train3d.datamodule import split_pairs
 
     run = out / "work" / "runs" / "f-full__4_views"
     train, held = split_pairs(open_store(out / "work" / "store-k4.zarr").complete_pairs(),

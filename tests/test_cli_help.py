@@ -6,7 +6,7 @@ import importlib
 import subprocess
 import sys
 
-from shared.cli import COMMANDS, SHORT_HELP
+from mllm3d.cli import COMMANDS, SHORT_HELP
 
 
 def test_short_help_table_matches_each_commands_docstring() -> None:
@@ -21,7 +21,7 @@ def test_short_help_table_matches_each_commands_docstring() -> None:
 def test_top_level_help_imports_no_command_module_and_no_torch() -> None:
     code = (
         "import sys\n"
-        "from shared.cli import main\n"
+        "from mllm3d.cli import main\n"
         "sys.argv = ['mllm3d', '--help']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "heavy = sorted(m for m in ('torch', 'pytorch_lightning', 'transformers', 'spconv', 'zarr') if m in sys.modules)\n"

@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 
 import pytest
+from mllm3d.shared.sources import open_source
+from mllm3d.shared.store import open_store
+from mllm3d.stage1_pseudolabel.runner import run_pseudolabels
 
-from shared.sources import open_source
-from shared.store import open_store
-from stage1_pseudolabel.runner import run_pseudolabels
 from tests.stage1_helpers import hidden_entries, run_config, snapshot, start_cli
 
 SOURCE = "synthetic:4:0"

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from shared.errors import BadInputError
-from stage2_train3d.config import load_config
+from mllm3d.shared.errors import BadInputError
+from mllm3d.stage2_train3d.config import load_config
 
 DEFAULT = Path(__file__).resolve().parents[1] / "configs" / "train" / "default.yaml"
 

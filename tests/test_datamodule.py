@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from shared.store import open_store
-from stage2_train3d.config import DataConfig, TrainConfig
-from stage2_train3d.datamodule import (
+from mllm3d.shared.store import open_store
+from mllm3d.stage2_train3d.config import DataConfig, TrainConfig
+from mllm3d.stage2_train3d.datamodule import (
     ShardedSampler,
     StoreDataModule,
     StoreQueryDataset,
@@ -16,8 +15,8 @@ from stage2_train3d.datamodule import (
     sample_image_features,
     split_pairs,
 )
-from stage2_train3d.fusion import FusionConfig
-from stage2_train3d.voxelize import (
+from mllm3d.stage2_train3d.fusion import FusionConfig
+from mllm3d.stage2_train3d.voxelize import (
     augment_points,
     devoxelize,
     input_features,
@@ -25,6 +24,7 @@ from stage2_train3d.voxelize import (
     voxel_normals,
     voxelize,
 )
+
 from tests.stage2_toy import H, W, build_toy_store
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from mllm3d.shared.ply import read_ply
 
-from shared.ply import read_ply
-from stage2_train3d.demo import demo_cmd
-from stage2_train3d.predict import predict_cmd
+from mllm3d.pipeline.demo import demo_cmd
+from mllm3d.pipeline.predict import predict_cmd
 
 pytestmark = pytest.mark.slow
 

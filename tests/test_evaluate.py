@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mllm3d.shared.errors import StoreError
+from mllm3d.shared.metrics import gt_mask
+from mllm3d.shared.scene import Query
+from mllm3d.stage2_train3d.fusion import FusionConfig
 
-from shared.errors import StoreError
-from shared.metrics import gt_mask
-from shared.scene import Query
-from stage2_train3d.evaluate import (
+from mllm3d.pipeline.evaluate import (
     BASELINE_NAME,
     NetworkMethod,
     ProjectionBaseline,
@@ -23,7 +24,6 @@ from stage2_train3d.evaluate import (
     write_csv,
     write_json,
 )
-from stage2_train3d.fusion import FusionConfig
 from tests.toy_store import SCENE, build_toy_store
 
 

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from mllm3d.shared.errors import BadInputError
+from mllm3d.stage2_train3d.config import DataConfig
 
-from shared.errors import BadInputError
-from stage2_train3d.config import DataConfig
-from stage2_train3d.evaluate import BASELINE_NAME, NetworkMethod, ProjectionBaseline, evaluate, select_pairs
-from stage2_train3d.evaluate_cli import (
+from mllm3d.pipeline.evaluate import BASELINE_NAME, NetworkMethod, ProjectionBaseline, evaluate, select_pairs
+from mllm3d.pipeline.evaluate_cli import (
     FALLBACK_PREFIX,
     checkpoint_names,
     eval_cmd,
@@ -86,7 +86,7 @@ def test_cli_records_the_split_used(store, tmp_path: Path) -> None:
 
 
 def test_a_run_directory_stands_for_its_selected_checkpoint(tmp_path: Path) -> None:
-    from stage2_train3d.predictor import resolve_checkpoint
+    from mllm3d.stage2_train3d.predictor import resolve_checkpoint
 
     run = tmp_path / "runs" / "full"
     ck = run / "checkpoints"
@@ -114,7 +114,7 @@ def test_a_run_directory_stands_for_its_selected_checkpoint(tmp_path: Path) -> N
 
 
 def test_results_table_hides_zero_target_columns_without_such_queries(store) -> None:
-    from stage2_train3d.evaluate_cli import results_table
+    from mllm3d.pipeline.evaluate_cli import results_table
 
     def headers(pairs):
         res = evaluate(store, pairs, [ProjectionBaseline()])

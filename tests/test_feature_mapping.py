@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-
-from shared.scene import View
-from stage1_pseudolabel.mask_ops import color_features_to_depth
-from stage1_pseudolabel.runner import map_features_to_depth
-from stage2_train3d.datamodule import sample_image_features
+from mllm3d.shared.scene import View
+from mllm3d.stage1_pseudolabel.mask_ops import color_features_to_depth
+from mllm3d.stage1_pseudolabel.runner import map_features_to_depth
+from mllm3d.stage2_train3d.datamodule import sample_image_features
 
 DEPTH_HW, COLOR_HW = (48, 64), (96, 128)
 KD = np.array([[50.0, 0, 31.5], [0, 50.0, 23.5], [0, 0, 1]])

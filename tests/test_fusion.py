@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from shared.geometry import Correspondences
-from shared.scene import Query
-from shared.store import QueryRecord, StoredScene
-from stage2_train3d.fusion import (
+from mllm3d.shared.geometry import Correspondences
+from mllm3d.shared.scene import Query
+from mllm3d.shared.store import QueryRecord, StoredScene
+from mllm3d.stage2_train3d.fusion import (
     FusionConfig,
     filter_views,
     fuse_labels,

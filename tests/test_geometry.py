@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from shared.errors import BadInputError
-from shared.geometry import (
+from mllm3d.shared.errors import BadInputError
+from mllm3d.shared.geometry import (
     DepthTest,
     backproject_depth,
     check_intrinsic,
@@ -126,7 +125,7 @@ def test_world_to_camera_matches_the_matrix_product() -> None:
     tilt = np.array([[1, 0, 0], [0, np.cos(ang), -np.sin(ang)], [0, np.sin(ang), np.cos(ang)]])
     pose[:3, :3] = pose[:3, :3] @ tilt
     pts = rng.uniform(-5, 5, (1000, 3))
-    from shared.geometry import world_to_camera
+    from mllm3d.shared.geometry import world_to_camera
 
     ref = (pts - pose[:3, 3]) @ pose[:3, :3]
     assert np.allclose(world_to_camera(pts, pose), ref, rtol=0, atol=1e-12)

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from mllm3d.shared.scene import Query
+from mllm3d.shared.store import QueryRecord, open_store
 
-from shared.cli import main as mllm3d
-from shared.scene import Query
-from shared.store import QueryRecord, open_store
+from mllm3d.cli import main as mllm3d
 from tests.fs_helpers import tree_digest
 
 
@@ -128,7 +128,7 @@ def test_resume_from_a_broken_checkpoint_names_it(tmp_path: Path, toy_store: Pat
 def test_sigterm_during_train_exits_nonzero_and_says_how_to_resume(tmp_path: Path, toy_store: Path) -> None:
     root = Path(__file__).resolve().parent.parent
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "shared.cli", *map(str, _train_args(toy_store, out))]
+    args = [sys.executable, "-m", "mllm3d.cli", *map(str, _train_args(toy_store, out))]
     args = [a.replace("optim.epochs=1", "optim.epochs=3") for a in args]
     env = {**os.environ, "MLLM3D_TEST_TRAIN_KILL_AT": "1:0:TERM"}
     res = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True, timeout=600)
@@ -142,9 +142,9 @@ def test_sigterm_during_train_exits_nonzero_and_says_how_to_resume(tmp_path: Pat
 
 # ---------------------------------------------------------------------------------------------- 4. max depth
 def test_kinect_invalid_depth_is_dropped_and_counted(tmp_path: Path) -> None:
+    from mllm3d.shared.scannet import load_scannet_scene
     from PIL import Image
 
-    from shared.scannet import load_scannet_scene
     from tests.test_scannet import fake_scene
 
     d = fake_scene(tmp_path, "scene0009_00")
@@ -165,7 +165,8 @@ def test_kinect_invalid_depth_is_dropped_and_counted(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- 5. NaN vertices
 def test_store_refuses_a_scene_with_non_finite_points(tmp_path: Path) -> None:
-    from shared.errors import StoreError
+    from mllm3d.shared.errors import StoreError
+
     from tests.toy_store import write_toy_scene
 
     store = open_store(tmp_path / "s.zarr", "a")
@@ -194,15 +195,15 @@ def test_train_with_every_view_filtered_out_stops_with_the_setting_to_change(tmp
 
 def test_predict_with_every_view_filtered_out_says_so(tmp_path: Path) -> None:
     import torch
+    from mllm3d.shared.errors import BadInputError
+    from mllm3d.shared.synthetic import SyntheticSource
+    from mllm3d.stage1_pseudolabel.segmenter import build_segmenter
+    from mllm3d.stage2_train3d.config import load_config
+    from mllm3d.stage2_train3d.fusion import FusionConfig
+    from mllm3d.stage2_train3d.model import build_network
+    from mllm3d.stage2_train3d.predictor import Predictor
 
-    from shared.errors import BadInputError
-    from shared.synthetic import SyntheticSource
-    from stage1_pseudolabel.segmenter import build_segmenter
-    from stage2_train3d.config import load_config
-    from stage2_train3d.fusion import FusionConfig
-    from stage2_train3d.model import build_network
-    from stage2_train3d.predict import predict_query
-    from stage2_train3d.predictor import Predictor
+    from mllm3d.pipeline.predict import predict_query
 
     torch.manual_seed(0)
     source = SyntheticSource(1, seed=3)
@@ -237,7 +238,7 @@ def synth_store(tmp_path: Path) -> Path:
 def test_copied_scene_group_is_not_listed_twice_and_check_fails(synth_store: Path) -> None:
     import shutil
 
-    from stage2_train3d.inspect_store import check_store
+    from mllm3d.pipeline.inspect_store import check_store
 
     sid = open_store(synth_store).scene_ids()[0]
     shutil.copytree(synth_store / "scenes" / sid, synth_store / "scenes" / f"{sid}.bak")
@@ -252,7 +253,7 @@ def test_copied_scene_group_is_not_listed_twice_and_check_fails(synth_store: Pat
 
 
 def test_missing_scenes_group_metadata_fails_check(synth_store: Path) -> None:
-    from stage2_train3d.inspect_store import check_store
+    from mllm3d.pipeline.inspect_store import check_store
 
     (synth_store / "scenes" / "zarr.json").unlink()
     errors = [p for p in check_store(synth_store) if p.severity == "error"]
@@ -264,7 +265,7 @@ def test_missing_scenes_group_metadata_fails_check(synth_store: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- 9. long names
 def test_store_keys_are_bounded_and_short_keys_unchanged() -> None:
-    from shared.store import MAX_KEY_LEN, safe_key
+    from mllm3d.shared.store import MAX_KEY_LEN, safe_key
 
     assert safe_key("scene0001_00") == "scene0001_00"  # old stores keep their names
     assert safe_key("a b") == "a_b~" + __import__("hashlib").sha1(b"a b").hexdigest()[:8]
@@ -274,7 +275,8 @@ def test_store_keys_are_bounded_and_short_keys_unchanged() -> None:
 
 
 def test_a_300_character_query_id_and_250_character_scene_id_are_written_and_read(tmp_path: Path) -> None:
-    from stage1_pseudolabel.leases import lease_path
+    from mllm3d.stage1_pseudolabel.leases import lease_path
+
     from tests.toy_store import write_toy_scene
 
     sid, qid = "scene_" + "x" * 244, "q" * 300
@@ -285,7 +287,7 @@ def test_a_300_character_query_id_and_250_character_scene_id_are_written_and_rea
     assert store.scene_ids() == [sid] and store.query_ids(sid) == [qid] and store.complete_pairs() == [(sid, qid)]
     assert store.read_query(sid, qid).query.query_id == qid
     assert len(lease_path(store, sid).name) < 255
-    from stage2_train3d.inspect_store import check_store
+    from mllm3d.pipeline.inspect_store import check_store
 
     assert [p for p in check_store(tmp_path / "s.zarr") if p.severity == "error"] == []
 
@@ -293,7 +295,8 @@ def test_a_300_character_query_id_and_250_character_scene_id_are_written_and_rea
 def test_a_long_id_written_before_keys_were_bounded_still_opens(tmp_path: Path) -> None:
     import os
 
-    from shared.store import _unbounded_key, safe_key
+    from mllm3d.shared.store import _unbounded_key, safe_key
+
     from tests.toy_store import write_toy_scene
 
     sid = "scene_" + "y" * 120
@@ -324,9 +327,10 @@ def test_sigterm_during_pseudolabel_says_what_was_published_and_resumes(tmp_path
 
 
 def test_run_config_max_depth_reaches_the_scannet_reader(tmp_path: Path) -> None:
-    from shared.errors import BadInputError
-    from stage1_pseudolabel.run_config import RunConfig
-    from stage1_pseudolabel.runner import open_run_source
+    from mllm3d.shared.errors import BadInputError
+    from mllm3d.stage1_pseudolabel.run_config import RunConfig
+    from mllm3d.stage1_pseudolabel.runner import open_run_source
+
     from tests.test_scannet import fake_scene
 
     fake_scene(tmp_path / "scans", "scene0009_00")
@@ -339,8 +343,9 @@ def test_run_config_max_depth_reaches_the_scannet_reader(tmp_path: Path) -> None
 
 # ---------------------------------------------------------------------------------------------- 9b. long scene folder
 def test_a_250_character_scene_folder_runs_through_stage1(tmp_path: Path) -> None:
-    from shared.scannet import ScanNetSource
-    from stage1_pseudolabel.runner import run_pseudolabels
+    from mllm3d.shared.scannet import ScanNetSource
+    from mllm3d.stage1_pseudolabel.runner import run_pseudolabels
+
     from tests.stage1_helpers import hidden_entries, run_config
     from tests.test_bad_inputs import StubSegmenter
     from tests.test_scannet import fake_scene

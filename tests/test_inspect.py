@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from mllm3d.stage2_train3d.fusion import FusionConfig
 
-from stage2_train3d.fusion import FusionConfig
-from stage2_train3d.inspect_cli import inspect_cmd, query_sheet
-from stage2_train3d.inspect_store import check_store, inspect_query, store_overview
+from mllm3d.pipeline.inspect_cli import inspect_cmd, query_sheet
+from mllm3d.pipeline.inspect_store import check_store, inspect_query, store_overview
 from tests.fs_helpers import tree_digest
 from tests.toy_store import SCENE, THUMB_HW, build_toy_store
 
@@ -91,7 +91,7 @@ def test_check_detects_a_lost_chunk_without_modifying_anything(store, query: str
 def test_check_only_warns_about_missing_chunks_in_groups_written_before_every_chunk_was(store) -> None:
     import json
 
-    from shared.store import ALL_CHUNKS_ATTR
+    from mllm3d.shared.store import ALL_CHUNKS_ATTR
 
     group = store.query_dir(SCENE, "nothing")
     meta = json.loads((group / "zarr.json").read_text())
@@ -135,7 +135,7 @@ def test_check_on_a_non_store(tmp_path: Path) -> None:
 
 
 def test_cli_query_writes_sheet_and_ply_by_default(store, tmp_path: Path) -> None:
-    from shared.ply import read_ply
+    from mllm3d.shared.ply import read_ply
 
     runner = CliRunner(env={"COLUMNS": "200"})
     with runner.isolated_filesystem(temp_dir=tmp_path) as cwd:
@@ -168,8 +168,9 @@ def test_cli_query_explicit_paths(store, tmp_path: Path) -> None:
 
 
 def test_fused_ply_export_reads_back(store, tmp_path: Path) -> None:
-    from shared.ply import read_ply
-    from stage2_train3d.inspect_cli import export_fused_ply
+    from mllm3d.shared.ply import read_ply
+
+    from mllm3d.pipeline.inspect_cli import export_fused_ply
 
     ins = inspect_query(store, SCENE, "table", FusionConfig())
     path = export_fused_ply(ins, tmp_path / "out" / "table.ply", vote_threshold=0.5)

@@ -7,9 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mllm3d.shared.errors import BadInputError
+from mllm3d.stage1_pseudolabel.segmenter import (
+    SegmentationResult,
+    Segmenter,
+    ViewSegmentation,
+    build_segmenter,
+)
 
-from shared.errors import BadInputError
-from stage1_pseudolabel.segmenter import SegmentationResult, Segmenter, ViewSegmentation, build_segmenter
 from tests.lisa_helpers import (
     QUERIES,
     make_view,

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from mllm3d.shared.fixtures import fixtures_dir
+from mllm3d.stage1_pseudolabel.lisa.check import check_checkpoint
+from mllm3d.stage1_pseudolabel.lisa.checkpoint import plan_load
 
-from shared.cli import main
-from shared.fixtures import fixtures_dir
-from stage1_pseudolabel.lisa.check import check_checkpoint
-from stage1_pseudolabel.lisa.checkpoint import plan_load
+from mllm3d.cli import main
 
 ROOT = fixtures_dir()
 REF = ROOT / "lisa_reference" if ROOT is not None else None

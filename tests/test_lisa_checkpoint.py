@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mllm3d.shared.errors import BadInputError
+from mllm3d.stage1_pseudolabel.lisa.checkpoint import checkpoint_key_for, load_lisa, map_checkpoint_key
+from mllm3d.stage1_pseudolabel.lisa.config import LisaConfig
+from mllm3d.stage1_pseudolabel.lisa.sam_shim import SamSpec, build_sam, infer_sam_spec
+from mllm3d.stage1_pseudolabel.lisa.tiny import build_tiny_lisa_checkpoint
 from safetensors.torch import load_file, save_file
 
-from shared.errors import BadInputError
-from stage1_pseudolabel.lisa.checkpoint import checkpoint_key_for, load_lisa, map_checkpoint_key
-from stage1_pseudolabel.lisa.config import LisaConfig
-from stage1_pseudolabel.lisa.sam_shim import SamSpec, build_sam, infer_sam_spec
-from stage1_pseudolabel.lisa.tiny import build_tiny_lisa_checkpoint
 from tests.lisa_helpers import (
     QUERIES,
     engine,
@@ -259,7 +259,7 @@ def test_sam_weights_from_a_separate_official_sam_file(tmp_path):
 
 def test_wrapped_vision_tower_keys_are_ignored_under_strict(tmp_path):
     """``base_model.model.model.vision_tower.*`` is the CLIP tower behind a wrapper: ignored, not unexpected."""
-    from stage1_pseudolabel.lisa.checkpoint import is_ignored_key
+    from mllm3d.stage1_pseudolabel.lisa.checkpoint import is_ignored_key
 
     assert is_ignored_key("base_model.model.model.vision_tower.vision_model.post_layernorm.weight")
     assert is_ignored_key("module.model.layers.0.self_attn.rotary_emb.inv_freq")

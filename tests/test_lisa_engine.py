@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from mllm3d.stage1_pseudolabel.lisa.checkpoint import load_lisa
+from mllm3d.stage1_pseudolabel.lisa.config import LisaConfig
+from mllm3d.stage1_pseudolabel.lisa.engine import LisaEngine
+from mllm3d.stage1_pseudolabel.lisa.preprocess import clip_preprocess
+from mllm3d.stage1_pseudolabel.lisa.tokenizer import LLAVA_V1_SYSTEM, encode_like_lisa
 
-from stage1_pseudolabel.lisa.checkpoint import load_lisa
-from stage1_pseudolabel.lisa.config import LisaConfig
-from stage1_pseudolabel.lisa.engine import LisaEngine
-from stage1_pseudolabel.lisa.preprocess import clip_preprocess
-from stage1_pseudolabel.lisa.tokenizer import LLAVA_V1_SYSTEM, encode_like_lisa
 from tests.lisa_helpers import (
     QUERIES,
     engine,

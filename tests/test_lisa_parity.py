@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mllm3d.shared.fixtures import fixtures_dir
+from mllm3d.stage1_pseudolabel.lisa.backend import LisaSegmenter, build
+from mllm3d.stage1_pseudolabel.lisa.engine import LisaEngine
+from mllm3d.stage1_pseudolabel.lisa.preprocess import postprocess_masks
 from PIL import Image
-
-from shared.fixtures import fixtures_dir
-from stage1_pseudolabel.lisa.backend import LisaSegmenter, build
-from stage1_pseudolabel.lisa.engine import LisaEngine
-from stage1_pseudolabel.lisa.preprocess import postprocess_masks
 
 ROOT = fixtures_dir()
 REF = ROOT / "lisa_reference" if ROOT is not None else None
@@ -125,7 +124,7 @@ def test_prompt_answer_ids_equal_lisa(ref, q, answer_key) -> None:
 
 
 def test_default_forced_answer_is_a_lisa_training_answer(ref) -> None:
-    from stage1_pseudolabel.lisa.config import DEFAULT_FORCED_ANSWER
+    from mllm3d.stage1_pseudolabel.lisa.config import DEFAULT_FORCED_ANSWER
 
     # LISA's ANSWER_LIST (utils/utils.py) holds "Sure, [SEG]."; the fixture pins its 4.31 ids as alt_answer
     rq = ref["ids"]["queries"][0]
@@ -225,7 +224,7 @@ def test_reference_folder_layout_is_the_release_layout() -> None:
 
 def test_tokenizer_alone_pins_lisa_431_ids(ref) -> None:
     """Fast: the checkpoint's tokenizer only (no weights) gives transformers 4.31's ids for every prompt."""
-    from stage1_pseudolabel.lisa.tokenizer import llava_v1_prompt, load_tokenizer, tokenize_prompt
+    from mllm3d.stage1_pseudolabel.lisa.tokenizer import llava_v1_prompt, load_tokenizer, tokenize_prompt
 
     tok = load_tokenizer(REF / "checkpoint")
     bos = ref["ids"]["bos"]

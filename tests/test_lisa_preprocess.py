@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from shared.errors import BadInputError
-from stage1_pseudolabel.lisa.preprocess import (
+from mllm3d.shared.errors import BadInputError
+from mllm3d.stage1_pseudolabel.lisa.preprocess import (
     SAM_PIXEL_MEAN,
     SAM_PIXEL_STD,
     ClipPreprocess,
@@ -18,7 +17,8 @@ from stage1_pseudolabel.lisa.preprocess import (
     sam_preprocess,
     valid_embedding_cells,
 )
-from stage1_pseudolabel.lisa.sam_shim import SamSpec, build_sam
+from mllm3d.stage1_pseudolabel.lisa.sam_shim import SamSpec, build_sam
+
 from tests.lisa_helpers import (
     single_thread,  # noqa: F401  (autouse fixture)
     smooth_image,

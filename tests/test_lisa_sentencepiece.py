@@ -12,7 +12,7 @@ import pytest
 
 spm = pytest.importorskip("sentencepiece")
 
-from stage1_pseudolabel.lisa.tokenizer import SEG_TOKEN, load_tokenizer, special_token_ids  # noqa: E402
+from mllm3d.stage1_pseudolabel.lisa.tokenizer import SEG_TOKEN, load_tokenizer, special_token_ids  # noqa: E402
 
 
 def _released_style_tokenizer(folder: Path) -> int:

@@ -6,8 +6,7 @@ import math
 
 import pytest
 import torch
-
-from stage2_train3d.losses import (
+from mllm3d.stage2_train3d.losses import (
     fused_loss,
     label_loss,
     mms_loss,
@@ -87,7 +86,7 @@ def test_label_loss_only_valid_points():
 
 
 def test_mean_pairwise_cosine_analytic_cases() -> None:
-    from stage2_train3d.losses import mean_pairwise_cosine
+    from mllm3d.stage2_train3d.losses import mean_pairwise_cosine
 
     same = torch.tensor([[1.0, 2.0, 0.0]] * 5)
     assert float(mean_pairwise_cosine(same)) == pytest.approx(1.0, abs=1e-6)  # collapsed: one direction

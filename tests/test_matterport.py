@@ -1,4 +1,4 @@
-"""Matterport3D region reader (shared.matterport) on synthetic rooms written in the release layout."""
+"""Matterport3D region reader (mllm3d.shared.matterport) on synthetic rooms written in the release layout."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mllm3d.shared.annotations import save_queries
+from mllm3d.shared.errors import BadInputError
+from mllm3d.shared.sources import open_source
+from mllm3d.shared.synthetic import SyntheticConfig, generate_queries
 
-from shared.annotations import save_queries
-from shared.errors import BadInputError
-from shared.sources import open_source
-from shared.synthetic import SyntheticConfig, generate_queries
 from tests.matterport_helpers import write_house
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,12 +111,12 @@ def test_pseudolabel_end_to_end(mp, tmp_path: Path) -> None:
     save_queries(root / HOUSE / "queries_reason3d.json", queries)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MLLM3D_TEST_"))}
     store = tmp_path / "store.zarr"
-    r = subprocess.run([sys.executable, "-m", "shared.cli", "pseudolabel", "--no-progress", "--source",
+    r = subprocess.run([sys.executable, "-m", "mllm3d.cli", "pseudolabel", "--no-progress", "--source",
                         f"matterport:{root}", "--backend", "synthetic", "--store", str(store)],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     (root / HOUSE / "queries_reason3d.json").unlink()
     assert r.returncode == 0, r.stderr[-3000:]
-    from shared.store import open_store
+    from mllm3d.shared.store import open_store
 
     st = open_store(store)
     assert sid in st.scene_ids()

@@ -1,4 +1,4 @@
-"""mesh:PATH scenes (shared.mesh_source): a synthetic scene written as a mesh with no frames runs
+"""mesh:PATH scenes (mllm3d.shared.mesh_source): a synthetic scene written as a mesh with no frames runs
 through pseudolabel -> train -> eval -> predict like any other source."""
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import pytest
 
 pytest.importorskip("embreex")
 
-from shared.errors import BadInputError  # noqa: E402
-from shared.mesh_ply import read_mesh_ply, write_mesh_ply  # noqa: E402
-from shared.sources import open_source  # noqa: E402
+from mllm3d.shared.errors import BadInputError  # noqa: E402
+from mllm3d.shared.mesh_ply import read_mesh_ply, write_mesh_ply  # noqa: E402
+from mllm3d.shared.sources import open_source  # noqa: E402
+
 from tests.mesh_helpers import write_mesh_scene  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,7 +42,7 @@ def test_mesh_ply_round_trip(tmp_path: Path) -> None:
 
 
 def test_point_cloud_ply_without_faces_is_a_one_line_error(tmp_path: Path) -> None:
-    from shared.ply import write_ply
+    from mllm3d.shared.ply import write_ply
 
     write_ply(tmp_path / "s" / "cloud.ply", np.zeros((3, 3)))
     with pytest.raises(BadInputError, match="cloud.ply.*no face element"):
@@ -81,7 +82,7 @@ def test_unknown_option_and_missing_dir_are_one_line_errors(mesh_root: Path, tmp
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MLLM3D_TEST_"))}
-    return subprocess.run([sys.executable, "-m", "shared.cli", *args], cwd=REPO, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "mllm3d.cli", *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=300)
 
 
@@ -108,7 +109,7 @@ def test_pseudolabel_train_eval_predict_on_mesh_scenes(mesh_root: Path, tmp_path
 
 def test_given_poses_render_the_synthetic_scene_s_own_depth(tmp_path: Path) -> None:
     """pose/N.txt + intrinsic_depth.txt: the mesh render equals the box ray-caster's exact depth."""
-    from shared.synthetic import SyntheticConfig, camera_poses, intrinsic_matrix, render_view
+    from mllm3d.shared.synthetic import SyntheticConfig, camera_poses, intrinsic_matrix, render_view
 
     cfg = SyntheticConfig()
     d = tmp_path / "scene0009_00"
@@ -134,7 +135,7 @@ def test_given_poses_render_the_synthetic_scene_s_own_depth(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("module", ["trimesh", "embreex"])
 def test_missing_mesh_extra_is_a_one_line_error(monkeypatch, mesh_root: Path, module: str) -> None:
-    from shared.raycast import MissingExtraError
+    from mllm3d.shared.raycast import MissingExtraError
 
     monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(MissingExtraError, match=r"optional extra 'mesh'.*pip install"):

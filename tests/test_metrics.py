@@ -6,8 +6,7 @@ import math
 
 import numpy as np
 import pytest
-
-from shared.metrics import (
+from mllm3d.shared.metrics import (
     breakdown_by_group,
     breakdown_by_kind,
     grounded_miou,

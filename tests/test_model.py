@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import spconv.pytorch as spconv
 import torch
+from mllm3d.stage2_train3d.config import ModelConfig
+from mllm3d.stage2_train3d.model import SparseUNet, build_network
 from spconv.pytorch import ConvAlgo
-
-from stage2_train3d.config import ModelConfig
-from stage2_train3d.model import SparseUNet, build_network
 
 TINY = ModelConfig(stem=8, down=[8, 16], up=[16, 8], feature_dim=12, query_dim=6, image_feature_dim=5)
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from shared.errors import BadInputError
-from shared.ply import ply_points_colors, read_ply, write_ply
+from mllm3d.shared.errors import BadInputError
+from mllm3d.shared.ply import ply_points_colors, read_ply, write_ply
 
 
 def test_binary_round_trip_with_scalars(tmp_path):

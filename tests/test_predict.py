@@ -7,15 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mllm3d.shared.errors import BadInputError
+from mllm3d.shared.ply import read_ply
+from mllm3d.shared.synthetic import SyntheticSource
+from mllm3d.stage1_pseudolabel.segmenter import build_segmenter
+from mllm3d.stage2_train3d.config import load_config
+from mllm3d.stage2_train3d.fusion import FusionConfig
+from mllm3d.stage2_train3d.model import build_network
+from mllm3d.stage2_train3d.predictor import Predictor
 
-from shared.errors import BadInputError
-from shared.ply import read_ply
-from shared.synthetic import SyntheticSource
-from stage1_pseudolabel.segmenter import build_segmenter
-from stage2_train3d.config import load_config
-from stage2_train3d.fusion import FusionConfig
-from stage2_train3d.model import build_network
-from stage2_train3d.predict import (
+from mllm3d.pipeline.predict import (
     PredictConfig,
     new_query_id,
     parse_ids,
@@ -24,7 +25,6 @@ from stage2_train3d.predict import (
     run_stage1_for_query,
     write_prediction_ply,
 )
-from stage2_train3d.predictor import Predictor
 
 SMALL = ["model.stem=8", "model.down=[8,16]", "model.up=[16,16]", "model.feature_dim=16", "model.query_dim=32"]
 
@@ -78,7 +78,7 @@ def test_predict_query_scores_every_point_and_writes_ply(scene, segmenter, sourc
     assert pred.q.shape == (32,) and pred.keep.sum() >= 1
     np.testing.assert_allclose(pred.weights.sum(), 1.0, atol=1e-5)
     # q is the Token-for-Query embedding of the kept views, as in training
-    from stage2_train3d.fusion import query_weights
+    from mllm3d.stage2_train3d.fusion import query_weights
 
     np.testing.assert_allclose(pred.q, query_weights(pred.record, FusionConfig())[0])
     path = write_prediction_ply(tmp_path / "p" / "pred.ply", scene, pred)

@@ -1,4 +1,4 @@
-"""Mesh ray casting (shared.raycast) against analytic depth of a box room made of six quads."""
+"""Mesh ray casting (mllm3d.shared.raycast) against analytic depth of a box room made of six quads."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 pytest.importorskip("trimesh")
 pytest.importorskip("embreex")
 
-from shared.raycast import MeshRaycaster, pixel_rays  # noqa: E402
-from shared.synthetic import look_pose  # noqa: E402
+from mllm3d.shared.raycast import MeshRaycaster, pixel_rays  # noqa: E402
+from mllm3d.shared.synthetic import look_pose  # noqa: E402
 
 ROOM = np.array([6.0, 5.0, 3.0])
 

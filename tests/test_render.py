@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from stage2_train3d.render import (
+from mllm3d.pipeline.render import (
     SheetStyle,
     contact_sheet,
     highlight_colors,
@@ -96,8 +96,8 @@ def test_resize_mask_non_integer_factor_and_upsampling() -> None:
 
 
 def test_query_sheet_title_readable_tiles_and_network_row(tmp_path: Path) -> None:
-    from stage2_train3d.inspect_cli import query_sheet
-    from stage2_train3d.inspect_store import inspect_query
+    from mllm3d.pipeline.inspect_cli import query_sheet
+    from mllm3d.pipeline.inspect_store import inspect_query
     from tests.toy_store import SCENE, W, build_toy_store
 
     store = build_toy_store(tmp_path / "s.zarr")

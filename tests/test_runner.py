@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from mllm3d.shared.errors import StoreError
+from mllm3d.shared.scene import Query
+from mllm3d.shared.store import open_store
+from mllm3d.stage1_pseudolabel.cli import pseudolabel
+from mllm3d.stage1_pseudolabel.leases import LeaseInfo, lease_path
+from mllm3d.stage1_pseudolabel.runner import run_pseudolabels
+from mllm3d.stage1_pseudolabel.synthetic_backend import build
+from mllm3d.stage1_pseudolabel.view_sampling import sample_views, usable_frames
 
-from shared.errors import StoreError
-from shared.scene import Query
-from shared.store import open_store
-from stage1_pseudolabel.cli import pseudolabel
-from stage1_pseudolabel.leases import LeaseInfo, lease_path
-from stage1_pseudolabel.runner import run_pseudolabels
-from stage1_pseudolabel.synthetic_backend import build
-from stage1_pseudolabel.view_sampling import sample_views, usable_frames
 from tests.stage1_helpers import hidden_entries, run_config, snapshot, tiny_source
 
 
@@ -228,7 +228,7 @@ def test_cli_writes_summary_and_fails_on_errors(tmp_path: Path) -> None:
 
 
 def test_cuda_local_device_follows_torchrun_local_rank() -> None:
-    from stage1_pseudolabel.runner import expand_device
+    from mllm3d.stage1_pseudolabel.runner import expand_device
 
     assert expand_device({"device": "cuda:local", "dtype": "bfloat16"}, {"LOCAL_RANK": "3"}) == {
         "device": "cuda:3",

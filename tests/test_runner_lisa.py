@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from mllm3d.shared.annotations import load_queries, save_queries
+from mllm3d.shared.scannet import ScanNetSource
+from mllm3d.shared.store import open_store
+from mllm3d.shared.synthetic import SyntheticSource
+from mllm3d.stage1_pseudolabel.cli import pseudolabel
+from mllm3d.stage1_pseudolabel.runner import run_pseudolabels
 
-from shared.annotations import load_queries, save_queries
-from shared.scannet import ScanNetSource
-from shared.store import open_store
-from shared.synthetic import SyntheticSource
-from stage1_pseudolabel.cli import pseudolabel
-from stage1_pseudolabel.runner import run_pseudolabels
 from tests.lisa_helpers import tiny_checkpoint
 from tests.stage1_helpers import hidden_entries, run_config, snapshot
 

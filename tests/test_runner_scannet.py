@@ -11,18 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from mllm3d.shared.annotations import save_queries
+from mllm3d.shared.errors import BadInputError
+from mllm3d.shared.geometry import compute_correspondences
+from mllm3d.shared.scene import Query, Scene, View
+from mllm3d.shared.scene_store import store_scene
+from mllm3d.shared.store import open_store
+from mllm3d.stage1_pseudolabel.cli import pseudolabel
+from mllm3d.stage1_pseudolabel.mask_ops import color_mask_to_depth, resize_nearest
+from mllm3d.stage1_pseudolabel.run_config import RunConfig
+from mllm3d.stage1_pseudolabel.runner import assemble_record, run_pseudolabels
+from mllm3d.stage1_pseudolabel.segmenter import SegmentationResult, ViewSegmentation
 
-from shared.annotations import save_queries
-from shared.errors import BadInputError
-from shared.geometry import compute_correspondences
-from shared.scene import Query, Scene, View
-from shared.scene_store import store_scene
-from shared.store import open_store
-from stage1_pseudolabel.cli import pseudolabel
-from stage1_pseudolabel.mask_ops import color_mask_to_depth, resize_nearest
-from stage1_pseudolabel.run_config import RunConfig
-from stage1_pseudolabel.runner import assemble_record, run_pseudolabels
-from stage1_pseudolabel.segmenter import SegmentationResult, ViewSegmentation
 from tests.stage1_helpers import REPO, run_config, snapshot, tiny_source
 from tests.test_scannet import fake_scene
 
@@ -226,7 +226,7 @@ def test_runner_maps_masks_with_the_colour_intrinsics(tmp_path: Path) -> None:
     # assemble_record maps the same way when given the views (stage2 prediction's path)
     results = {i: RectSegmenter(_region).segment_view(v, [Query("fake_0000", "q0", "x")]).results[0]
                for i, v in enumerate(views)}
-    from stage1_pseudolabel.view_sampling import ViewChoice
+    from mllm3d.stage1_pseudolabel.view_sampling import ViewChoice
 
     record = assemble_record(Query("fake_0000", "q0", "x"), ViewChoice(np.array([0, 1], np.int32), 0), results,
                              {}, DEPTH_HW, RectSegmenter(), views=dict(enumerate(views)))

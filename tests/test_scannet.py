@@ -7,12 +7,11 @@ import warnings
 
 import numpy as np
 import pytest
+from mllm3d.shared.errors import BadInputError, UnknownSceneError
+from mllm3d.shared.geometry import DepthTest, backproject_depth, project_view, world_to_camera
+from mllm3d.shared.ply import write_ply
+from mllm3d.shared.scannet import ScanNetSource, load_scannet_scene
 from PIL import Image
-
-from shared.errors import BadInputError, UnknownSceneError
-from shared.geometry import DepthTest, backproject_depth, project_view, world_to_camera
-from shared.ply import write_ply
-from shared.scannet import ScanNetSource, load_scannet_scene
 
 K = np.array([[100.0, 0, 31.5, 0], [0, 100.0, 23.5, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
 
@@ -207,7 +206,7 @@ def test_8bit_depth_png_is_rejected_naming_the_file(tmp_path):
     with pytest.raises(BadInputError, match=r"depth/10\.png: depth must be a 16-bit PNG \(uint16 millimetres\), "
                                             r"got an 8-bit image \(PIL mode L\)"):
         load_scannet_scene(d)
-    from shared.scannet import read_depth
+    from mllm3d.shared.scannet import read_depth
 
     with pytest.raises(BadInputError, match=r"depth/10\.png: depth must be a 16-bit PNG"):
         read_depth(d / "depth" / "10.png")
@@ -225,10 +224,10 @@ def test_frame_stride_and_max_frames_are_validated(tmp_path):
 
 def test_lazy_views_answer_usable_frames_without_decoding(tmp_path, monkeypatch):
     """Depth is decoded once per frame at discovery; sampling needs no decode; store_scene one each."""
-    import shared.scannet as scannet
-    from shared.scene_store import store_scene
-    from shared.store import open_store
-    from stage1_pseudolabel.view_sampling import usable_frames
+    import mllm3d.shared.scannet as scannet
+    from mllm3d.shared.scene_store import store_scene
+    from mllm3d.shared.store import open_store
+    from mllm3d.stage1_pseudolabel.view_sampling import usable_frames
 
     d = fake_scene(tmp_path, name="scene0006_00", frames=(0, 10, 20, 30), depth_hw=(48, 64), color_hw=(96, 128))
     half = np.zeros((48, 64), dtype=np.uint16)

@@ -1,4 +1,4 @@
-"""ScanNet++ reader (shared.scannetpp) on a synthetic scene written in the release layout."""
+"""ScanNet++ reader (mllm3d.shared.scannetpp) on a synthetic scene written in the release layout."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ import pytest
 
 pytest.importorskip("embreex")
 
-from shared.annotations import load_queries, save_queries  # noqa: E402
-from shared.errors import BadInputError  # noqa: E402
-from shared.scannetpp import ScanNetPPSource, quat_to_matrix  # noqa: E402
-from shared.sources import open_source  # noqa: E402
-from shared.synthetic import SyntheticConfig, generate_queries  # noqa: E402
+from mllm3d.shared.annotations import load_queries, save_queries  # noqa: E402
+from mllm3d.shared.errors import BadInputError  # noqa: E402
+from mllm3d.shared.scannetpp import ScanNetPPSource, quat_to_matrix  # noqa: E402
+from mllm3d.shared.sources import open_source  # noqa: E402
+from mllm3d.shared.synthetic import SyntheticConfig, generate_queries  # noqa: E402
+
 from tests.scannetpp_helpers import write_scannetpp_scene  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,12 +122,12 @@ def test_pseudolabel_end_to_end(pp, tmp_path: Path) -> None:
     save_queries(root / SCENE / "queries_synthetic.json", queries)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MLLM3D_TEST_"))}
     store = tmp_path / "store.zarr"
-    r = subprocess.run([sys.executable, "-m", "shared.cli", "pseudolabel", "--no-progress", "--source",
+    r = subprocess.run([sys.executable, "-m", "mllm3d.cli", "pseudolabel", "--no-progress", "--source",
                         f"scannetpp:{root}", "--backend", "synthetic", "--store", str(store)],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     (root / SCENE / "queries_synthetic.json").unlink()
     assert r.returncode == 0, r.stderr[-3000:]
-    from shared.store import open_store
+    from mllm3d.shared.store import open_store
 
     st = open_store(store)
     assert st.scene_ids() == [SCENE]

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from shared.errors import BadInputError
-from stage1_pseudolabel.sharding import Shard, parse_shard, resolve_shard, shard_from_env, shard_scenes
-from stage1_pseudolabel.view_sampling import parse_views, sample_views, view_seed
+from mllm3d.shared.errors import BadInputError
+from mllm3d.stage1_pseudolabel.sharding import Shard, parse_shard, resolve_shard, shard_from_env, shard_scenes
+from mllm3d.stage1_pseudolabel.view_sampling import parse_views, sample_views, view_seed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,7 +90,7 @@ def _run_slurm_script(tmp_path: Path, args: list[str], env: dict[str, str]) -> s
     stub.write_text(
         "#!/usr/bin/env bash\n"
         f'echo "args: $*"\n'
-        f'exec {sys.executable} -c "from stage1_pseudolabel.sharding import resolve_shard; '
+        f'exec {sys.executable} -c "from mllm3d.stage1_pseudolabel.sharding import resolve_shard; '
         f'print(\'shard:\', resolve_shard(None))"\n'
     )
     stub.chmod(0o755)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from shared.errors import BadInputError
-from shared.sources import open_source
-from shared.synthetic import SyntheticSource
+from mllm3d.shared.errors import BadInputError
+from mllm3d.shared.sources import open_source
+from mllm3d.shared.synthetic import SyntheticSource
 
 
 def test_synthetic_specs():
@@ -34,7 +33,8 @@ def test_unknown_spec_and_missing_directory(tmp_path):
 
 
 def test_scannet_specs(tmp_path):
-    from shared.scannet import ScanNetSource
+    from mllm3d.shared.scannet import ScanNetSource
+
     from tests.test_scannet import fake_scene
 
     fake_scene(tmp_path, name="scannet_scene0007_00")

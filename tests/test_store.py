@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mllm3d.shared.errors import StoreError, UnknownSceneError
+from mllm3d.shared.geometry import Correspondences, backproject_depth, compute_correspondences
+from mllm3d.shared.scene import Query
+from mllm3d.shared.store import SCHEMA_VERSION, QueryRecord, open_store, safe_key
 
-from shared.errors import StoreError, UnknownSceneError
-from shared.geometry import Correspondences, backproject_depth, compute_correspondences
-from shared.scene import Query
-from shared.store import SCHEMA_VERSION, QueryRecord, open_store, safe_key
 from tests.fs_helpers import tree_digest
 
 K = np.array([[40.0, 0.0, 23.5], [0.0, 40.0, 15.5], [0.0, 0.0, 1.0]])
@@ -267,7 +267,7 @@ def test_two_writers_of_one_query_group_first_rename_wins(store, monkeypatch, wh
     B renames first and wins, A returns False and discards its copy."""
     import os
 
-    from shared import store as store_module
+    from mllm3d.shared import store as store_module
 
     a = store
     b = open_store(store.path, "a")

@@ -6,11 +6,10 @@ import time
 
 import numpy as np
 import pytest
-
-from shared.errors import UnknownSceneError
-from shared.geometry import backproject_depth, compute_correspondences, pose_problem
-from shared.scene import SceneSource
-from shared.synthetic import (
+from mllm3d.shared.errors import UnknownSceneError
+from mllm3d.shared.geometry import backproject_depth, compute_correspondences, pose_problem
+from mllm3d.shared.scene import SceneSource
+from mllm3d.shared.synthetic import (
     PALETTE,
     SyntheticConfig,
     SyntheticSource,
@@ -217,12 +216,12 @@ def test_synthetic_source():
 
 def test_synth_command_writes_store_queries_and_ply(tmp_path):
     from click.testing import CliRunner
+    from mllm3d.shared.annotations import load_queries
+    from mllm3d.shared.ply import read_ply
+    from mllm3d.shared.store import open_store
+    from mllm3d.shared.synthetic_cli import instance_colors
 
-    from shared.annotations import load_queries
-    from shared.cli import main
-    from shared.ply import read_ply
-    from shared.store import open_store
-    from shared.synthetic_cli import instance_colors
+    from mllm3d.cli import main
 
     store, qfile, plys = tmp_path / "store.zarr", tmp_path / "q.json", tmp_path / "ply"
     args = ["synth", "--num-scenes", "1", "--seed", "4", "--store", str(store), "--queries-out", str(qfile),

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from shared.errors import BadInputError
-from shared.scene import Query, View
-from stage1_pseudolabel.mask_ops import dilate
-from stage1_pseudolabel.seeding import unit_vector
-from stage1_pseudolabel.segmenter import build_segmenter
-from stage1_pseudolabel.synthetic_backend import SyntheticSegmenter, build
+from mllm3d.shared.errors import BadInputError
+from mllm3d.shared.scene import Query, View
+from mllm3d.stage1_pseudolabel.mask_ops import dilate
+from mllm3d.stage1_pseudolabel.seeding import unit_vector
+from mllm3d.stage1_pseudolabel.segmenter import build_segmenter
+from mllm3d.stage1_pseudolabel.synthetic_backend import SyntheticSegmenter, build
 
 H, W = 40, 60
 # five rectangles; object 3 is small, 4 is far from the others

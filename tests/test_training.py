@@ -7,13 +7,13 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import yaml
+from mllm3d.shared.store import open_store
+from mllm3d.stage2_train3d.config import TrainConfig, load_config, with_overrides
+from mllm3d.stage2_train3d.datamodule import StoreDataModule, collate
+from mllm3d.stage2_train3d.model import build_network
+from mllm3d.stage2_train3d.module import NonFiniteLossError, Stage2Module
+from mllm3d.stage2_train3d.predictor import Predictor, load_checkpoint, train_run
 
-from shared.store import open_store
-from stage2_train3d.config import TrainConfig, load_config, with_overrides
-from stage2_train3d.datamodule import StoreDataModule, collate
-from stage2_train3d.model import build_network
-from stage2_train3d.module import NonFiniteLossError, Stage2Module
-from stage2_train3d.predictor import Predictor, load_checkpoint, train_run
 from tests.stage2_toy import EMBED_DIM, build_toy_store
 
 TINY = [
@@ -145,7 +145,7 @@ def test_nan_loss_stops_a_run(toy_store, tmp_path):
 def test_every_variant_yaml_loads_and_overrides_apply():
     from pathlib import Path
 
-    from shared.errors import BadInputError
+    from mllm3d.shared.errors import BadInputError
 
     root = Path(__file__).resolve().parent.parent / "configs" / "train"
     variants = {p.stem: load_config(p) for p in sorted(root.glob("*.yaml"))}
@@ -189,10 +189,10 @@ def test_ground_truth_selection_only_by_name_and_reported_as_such(toy_store, tmp
     best = list((tmp_path / "g" / "checkpoints").glob("best-*.ckpt"))
     assert len(best) == 1 and res["checkpoint"] == res["best_checkpoint"] == str(best[0])
     assert "selected with labels, not label-free" in res["selection"]
-    from stage2_train3d.predictor import resolve_checkpoint
+    from mllm3d.stage2_train3d.predictor import resolve_checkpoint
 
     assert resolve_checkpoint(tmp_path / "g") == best[0]  # the run's own (named) selection
-    from shared.errors import BadInputError
+    from mllm3d.shared.errors import BadInputError
 
     with pytest.raises(BadInputError, match="select_by"):
         _run(toy_store, tmp_path / "x", epochs=1, select_by="best")
@@ -201,8 +201,9 @@ def test_ground_truth_selection_only_by_name_and_reported_as_such(toy_store, tmp
 def test_checkpoint_records_its_training_scenes_and_eval_warns_on_them(toy_store, tmp_path):
     from types import SimpleNamespace
 
-    from stage2_train3d.datamodule import StoreDataModule
-    from stage2_train3d.evaluate_cli import trained_on_scored
+    from mllm3d.stage2_train3d.datamodule import StoreDataModule
+
+    from mllm3d.pipeline.evaluate_cli import trained_on_scored
 
     res = _run(toy_store, tmp_path / "s", epochs=1)
     dm = StoreDataModule(toy_store, load_config(res["config_path"]))

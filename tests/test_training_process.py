@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from mllm3d.stage2_train3d.config import TrainConfig, with_overrides
+from mllm3d.stage2_train3d.datamodule import StoreDataModule, collate
+from mllm3d.stage2_train3d.model import build_network
+from mllm3d.stage2_train3d.module import Stage2Module
 
-from stage2_train3d.config import TrainConfig, with_overrides
-from stage2_train3d.datamodule import StoreDataModule, collate
-from stage2_train3d.model import build_network
-from stage2_train3d.module import Stage2Module
 from tests.stage2_toy import EMBED_DIM, build_toy_store
 
 pytestmark = pytest.mark.slow
@@ -48,7 +48,7 @@ def _train(
     store: Path, out: Path, *sets: str, resume: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """``mllm3d train`` in a subprocess with the tiny network and ``--set`` overrides."""
-    args = [sys.executable, "-m", "shared.cli", "train", "--store", str(store), "--out", str(out), "--no-progress"]
+    args = [sys.executable, "-m", "mllm3d.cli", "train", "--store", str(store), "--out", str(out), "--no-progress"]
     args += ["--resume", resume] if resume else []
     for s in (*TINY, *sets):
         args += ["--set", s]
@@ -82,7 +82,7 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(stores, tmp_p
 
 
 def test_resume_with_another_config_warns(stores, tmp_path):
-    from stage2_train3d.train import as_config, resume_config_differences, train_run
+    from mllm3d.stage2_train3d.train import as_config, resume_config_differences, train_run
 
     res = train_run(None, stores["plain"], tmp_path / "r", overrides=[*TINY, "optim.epochs=1"], progress=False,
                     evaluate_untrained=False, log=None)
@@ -118,7 +118,7 @@ def test_every_parameter_is_in_the_graph_under_ddp(stores, store_kind, extra):
 
 _DDP_SCRIPT = """
 import sys
-from stage2_train3d.train import train_run
+from mllm3d.stage2_train3d.train import train_run
 res = train_run(None, sys.argv[1], sys.argv[2], overrides=sys.argv[3:], progress=False, evaluate_untrained=False)
 print("DONE", res["metrics"].get("val/miou"))
 """

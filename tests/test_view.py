@@ -29,7 +29,7 @@ def _read(path: Path) -> dict[str, dict[str, object]]:
 
 
 def test_view_recording_entities_counts_and_values(tmp_path: Path) -> None:
-    from stage2_train3d.view import view_cmd
+    from mllm3d.pipeline.view import view_cmd
 
     store_path = tmp_path / "s.zarr"
     store = build_toy_store(store_path)
@@ -69,7 +69,7 @@ def test_view_recording_entities_counts_and_values(tmp_path: Path) -> None:
 def test_view_without_rerun_says_how_to_install(tmp_path: Path, monkeypatch) -> None:
     import sys
 
-    from stage2_train3d.view import view_cmd
+    from mllm3d.pipeline.view import view_cmd
 
     monkeypatch.setitem(sys.modules, "rerun", None)
     res = CliRunner().invoke(view_cmd, ["--store", str(tmp_path), "--scene", SCENE])

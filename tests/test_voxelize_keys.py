@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from stage2_train3d.voxelize import voxel_mean, voxelize
+from mllm3d.stage2_train3d.voxelize import voxel_mean, voxelize
 
 
 def reference(points: np.ndarray, voxel_size: float):

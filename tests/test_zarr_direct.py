@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import zarr
+from mllm3d.shared.errors import StoreError
+from mllm3d.shared.store import _load, _write_array
+from mllm3d.shared.zarr_direct import read_array
 from zarr.codecs import ZstdCodec
-
-from shared.errors import StoreError
-from shared.store import _load, _write_array
-from shared.zarr_direct import read_array
 
 
 @pytest.mark.parametrize(

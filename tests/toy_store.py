@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from shared.geometry import backproject_depth, compute_correspondences
-from shared.scene import Query
-from shared.store import PseudoLabelStore, QueryRecord, open_store
+from mllm3d.shared.geometry import backproject_depth, compute_correspondences
+from mllm3d.shared.scene import Query
+from mllm3d.shared.store import PseudoLabelStore, QueryRecord, open_store
 
 H, W = 24, 32
 K = np.array([[30.0, 0.0, (W - 1) / 2], [0.0, 30.0, (H - 1) / 2], [0.0, 0.0, 1.0]])

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.scene import Query, View
-from stage1_pseudolabel.segmenter import SegmentationResult, ViewSegmentation
+from mllm3d.shared.scene import Query, View
+from mllm3d.stage1_pseudolabel.segmenter import SegmentationResult, ViewSegmentation
 
 from .checkpoint import LoadedLisa, load_lisa
 from .config import LisaConfig
@@ -69,6 +69,6 @@ class LisaSegmenter:
 
 
 def build(config: dict[str, Any]) -> LisaSegmenter:
-    """Factory registered as ``lisa`` in ``stage1_pseudolabel.segmenter.BACKENDS``."""
+    """Factory registered as ``lisa`` in ``mllm3d.stage1_pseudolabel.segmenter.BACKENDS``."""
     cfg = LisaConfig.from_dict(dict(config))
     return LisaSegmenter(cfg, load_lisa(cfg))

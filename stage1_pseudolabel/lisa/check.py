@@ -3,7 +3,7 @@
 Reads only metadata: config.json, the tokenizer files, the CLIP folder's configs, and tensor shapes from
 the weight index and file headers (safetensors headers; ``.bin`` files are memory-mapped, not read). The
 model is built on the meta device and every checkpoint key is mapped onto it, exactly as
-:func:`~stage1_pseudolabel.lisa.checkpoint.load_lisa` does before it reads a weight. Nothing runs on a GPU.
+:func:`~mllm3d.stage1_pseudolabel.lisa.checkpoint.load_lisa` does before it reads a weight. Nothing runs on a GPU.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.errors import BadInputError
+from mllm3d.shared.errors import BadInputError
 
 from .checkpoint import CheckpointFiles, plan_load, read_lisa_config, resolve_clip_path
 from .config import DEFAULT_FORCED_ANSWER, DEFAULT_PROMPT

@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from mllm3d.shared.errors import BadInputError
 from safetensors import safe_open
 from safetensors.torch import load_file as load_safetensors
 from torch import nn
 from transformers import CLIPVisionModel, PreTrainedTokenizerBase
-
-from shared.errors import BadInputError
 
 from .config import LisaConfig
 from .model import LisaArch, LisaModel, llama_config_from_lisa

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-
-from shared.errors import BadInputError
+from mllm3d.shared.errors import BadInputError
 
 #: LISA's default instruction (MLLM-For3D uses it unchanged).
 DEFAULT_PROMPT = "{query} Please output segmentation mask."

@@ -18,9 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
+from mllm3d.shared.errors import BadInputError
 from torch import nn
-
-from shared.errors import BadInputError
 
 _STUB_NAMES = (
     "torchvision",

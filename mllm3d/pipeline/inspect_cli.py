@@ -12,11 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shared.errors import Mllm3dError
-from shared.metrics import gt_mask
-from shared.store import PseudoLabelStore, open_store, safe_key
-from stage2_train3d.fusion import FusionConfig
-from stage2_train3d.inspect_store import (
+from mllm3d.pipeline.inspect_store import (
     QueryInspection,
     StoreOverview,
     check_store,
@@ -24,7 +20,7 @@ from stage2_train3d.inspect_store import (
     inspect_query,
     store_overview,
 )
-from stage2_train3d.render import (
+from mllm3d.pipeline.render import (
     SheetStyle,
     contact_sheet,
     highlight_colors,
@@ -34,6 +30,10 @@ from stage2_train3d.render import (
     save_png,
     title_band,
 )
+from mllm3d.shared.errors import Mllm3dError
+from mllm3d.shared.metrics import gt_mask
+from mllm3d.shared.store import PseudoLabelStore, open_store, safe_key
+from mllm3d.stage2_train3d.fusion import FusionConfig
 
 
 def _progress(console: Console) -> Progress:
@@ -142,7 +142,7 @@ def query_sheet(
 
 def export_fused_ply(ins: QueryInspection, path: Path, vote_threshold: float) -> Path:
     """The fused 3D pseudo-label as a PLY: label red over dimmed colours; prob, seen (and gt) as scalars."""
-    from shared.ply import write_ply
+    from mllm3d.shared.ply import write_ply
 
     label = ins.fused.seen & (ins.fused.prob >= vote_threshold)
     fields: dict[str, np.ndarray] = {
@@ -258,7 +258,7 @@ def inspect_cmd(
         sheet_path, ply_path = output_paths(scene, query_id, sheet, ply)
         prob, thr = None, 0.5
         if checkpoint is not None:
-            from stage2_train3d.predictor import Predictor
+            from mllm3d.stage2_train3d.predictor import Predictor
 
             predictor = Predictor.from_checkpoint(checkpoint)
             prob, thr = predictor.predict(ins.scene, ins.record), predictor.threshold

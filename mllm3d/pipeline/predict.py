@@ -25,14 +25,14 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from shared.errors import BadInputError, Mllm3dError
-from shared.scene import Query, Scene, SceneSource
-from shared.store import QueryRecord
-from stage1_pseudolabel.runner import assemble_record
-from stage1_pseudolabel.segmenter import SegmentationResult, Segmenter
-from stage1_pseudolabel.view_sampling import parse_views, sample_views, usable_frames
-from stage2_train3d.fusion import FusionConfig, query_weights
-from stage2_train3d.render import highlight_colors
+from mllm3d.pipeline.render import highlight_colors
+from mllm3d.shared.errors import BadInputError, Mllm3dError
+from mllm3d.shared.scene import Query, Scene, SceneSource
+from mllm3d.shared.store import QueryRecord
+from mllm3d.stage1_pseudolabel.runner import assemble_record
+from mllm3d.stage1_pseudolabel.segmenter import SegmentationResult, Segmenter
+from mllm3d.stage1_pseudolabel.view_sampling import parse_views, sample_views, usable_frames
+from mllm3d.stage2_train3d.fusion import FusionConfig, query_weights
 
 
 @dataclass
@@ -158,7 +158,7 @@ def predict_query(
 
 def write_prediction_ply(path: str | Path, scene: Scene, pred: Prediction) -> Path:
     """Target points red over the scene's colours dimmed; ``score`` and ``mask`` as scalar fields."""
-    from shared.ply import write_ply
+    from mllm3d.shared.ply import write_ply
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -204,8 +204,8 @@ def parse_ids(text: str | None) -> list[int] | None:
 
 def load_backend(name: str, config_path: str | None, overrides: dict[str, Any]) -> tuple[Segmenter, dict[str, Any]]:
     """The Stage 1 backend with its config YAML (flat or a run config) and command-line overrides."""
-    from stage1_pseudolabel.run_config import load_backend_config
-    from stage1_pseudolabel.segmenter import build_segmenter
+    from mllm3d.stage1_pseudolabel.run_config import load_backend_config
+    from mllm3d.stage1_pseudolabel.segmenter import build_segmenter
 
     cfg: dict[str, Any] = load_backend_config(config_path) if config_path else {}
     cfg.update({k: v for k, v in overrides.items() if v is not None})
@@ -222,7 +222,7 @@ def summary_lines(pred: Prediction, ply: Path, scene: Scene, gt: Sequence[int] |
         f"PLY: {ply}",
     ]
     if gt is not None and scene.instance_ids is not None:
-        from shared.metrics import gt_mask, point_iou
+        from mllm3d.shared.metrics import gt_mask, point_iou
 
         lines.append(f"IoU against the targets {list(gt)}: {point_iou(pred.mask, gt_mask(scene.instance_ids, gt)):.4f}")
     return lines
@@ -264,8 +264,8 @@ def predict_cmd(
     device: str,
 ) -> None:
     """Segment a scene for a text query with a trained 3D network; write the mask as a coloured PLY."""
-    from shared.sources import open_source
-    from stage2_train3d.predictor import Predictor, resolve_checkpoint
+    from mllm3d.shared.sources import open_source
+    from mllm3d.stage2_train3d.predictor import Predictor, resolve_checkpoint
 
     console = Console()
     try:

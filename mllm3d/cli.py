@@ -12,16 +12,16 @@ import click
 
 # command name -> "module:attribute" of a click.Command
 COMMANDS: dict[str, str] = {
-    "synth": "shared.synthetic_cli:synth",
-    "pseudolabel": "stage1_pseudolabel.cli:pseudolabel",
-    "lisa": "stage1_pseudolabel.lisa_cli:lisa",
-    "train": "stage2_train3d.cli:train",
-    "eval": "stage2_train3d.evaluate_cli:eval_cmd",
-    "predict": "stage2_train3d.predict:predict_cmd",
-    "inspect": "stage2_train3d.inspect_cli:inspect_cmd",
-    "benchmark": "stage2_train3d.benchmark:benchmark_cmd",
-    "demo": "stage2_train3d.demo:demo_cmd",
-    "view": "stage2_train3d.view:view_cmd",
+    "synth": "mllm3d.shared.synthetic_cli:synth",
+    "pseudolabel": "mllm3d.stage1_pseudolabel.cli:pseudolabel",
+    "lisa": "mllm3d.stage1_pseudolabel.lisa_cli:lisa",
+    "train": "mllm3d.stage2_train3d.cli:train",
+    "eval": "mllm3d.pipeline.evaluate_cli:eval_cmd",
+    "predict": "mllm3d.pipeline.predict:predict_cmd",
+    "inspect": "mllm3d.pipeline.inspect_cli:inspect_cmd",
+    "benchmark": "mllm3d.pipeline.benchmark:benchmark_cmd",
+    "demo": "mllm3d.pipeline.demo:demo_cmd",
+    "view": "mllm3d.pipeline.view:view_cmd",
 }
 
 

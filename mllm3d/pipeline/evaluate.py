@@ -4,7 +4,7 @@ Every *method* turns one stored (scene, query) pair into a binary point mask:
 
 - :class:`ProjectionBaseline` — ablation row (a) "2D projection only": unproject the cached masks and
   take the fused vote (``fused.seen & fused.prob >= vote_threshold``), no 3D training;
-- :class:`NetworkMethod` — a trained 3D network (:class:`stage2_train3d.predictor.Predictor`):
+- :class:`NetworkMethod` — a trained 3D network (:class:`mllm3d.stage2_train3d.predictor.Predictor`):
   ``probability >= predictor.threshold``.
 
 :func:`evaluate` scores all methods on the same pairs, side by side; the GT of a query is the union of
@@ -30,11 +30,17 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from shared.errors import BadInputError, StoreError, UnknownSceneError
-from shared.metrics import QueryScore, breakdown_by_group, breakdown_by_kind, score_query, summarize_scores
-from shared.scene import Query
-from shared.store import PseudoLabelStore, QueryRecord, StoredScene
-from stage2_train3d.fusion import FusionConfig, fuse_query
+from mllm3d.shared.errors import BadInputError, StoreError, UnknownSceneError
+from mllm3d.shared.metrics import (
+    QueryScore,
+    breakdown_by_group,
+    breakdown_by_kind,
+    score_query,
+    summarize_scores,
+)
+from mllm3d.shared.scene import Query
+from mllm3d.shared.store import PseudoLabelStore, QueryRecord, StoredScene
+from mllm3d.stage2_train3d.fusion import FusionConfig, fuse_query
 
 BASELINE_NAME = "2D projection (no 3D training)"
 
@@ -71,7 +77,7 @@ class NetworkMethod:
 
     @classmethod
     def from_checkpoint(cls, name: str, path: str | Path, device: str = "cpu") -> NetworkMethod:
-        from stage2_train3d.predictor import Predictor, resolve_checkpoint
+        from mllm3d.stage2_train3d.predictor import Predictor, resolve_checkpoint
 
         p = resolve_checkpoint(path)
         if not p.is_file():

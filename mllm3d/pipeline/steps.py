@@ -11,7 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
-from shared.errors import BadInputError
+from mllm3d.shared.errors import BadInputError
 
 # The failure model of the Stage 1 stand-in (probabilities per query and view), as configs/stage1/synthetic.yaml
 DEFAULT_FAILURES: dict[str, Any] = {
@@ -34,7 +34,7 @@ def synthetic_stage1(
 ) -> Path:
     """Stage 1 with the synthetic backend on ``synthetic:num_scenes:seed``; a finished store is reused
     (the runner skips complete queries), one written with another backend config is refused."""
-    from stage1_pseudolabel.runner import RunConfig, run_pseudolabels
+    from mllm3d.stage1_pseudolabel.runner import RunConfig, run_pseudolabels
 
     run = RunConfig(
         source=f"synthetic:{num_scenes}:{seed}",
@@ -63,8 +63,8 @@ def train_or_reuse(
     """Train a Stage 2 run, or reuse the finished one in ``run_dir`` trained with the same config,
     overrides and store. Returns (the run's last checkpoint, reused): label-free, so no checkpoint is picked
     by a ground-truth metric. A stale or half-finished run is removed first."""
-    from stage2_train3d.predictor import train_run
-    from stage2_train3d.train import quiet_lightning
+    from mllm3d.stage2_train3d.predictor import train_run
+    from mllm3d.stage2_train3d.train import quiet_lightning
 
     stamp = {"config": None if config is None else str(config), "store": str(Path(store).resolve()),
              "overrides": list(overrides)}

@@ -1,6 +1,6 @@
 """``mllm3d demo`` / ``make demo``: the whole pipeline on synthetic data, offline, in a few CPU minutes.
 
-1. synthetic scenes and queries (``shared.synthetic``), no download;
+1. synthetic scenes and queries (``mllm3d.shared.synthetic``), no download;
 2. Stage 1 with the ``synthetic`` backend — a stand-in for LISA that corrupts ground-truth masks with
    MLLM-like failures (hallucinated objects, missed views, noisy boundaries, partial masks);
 3. Stage 2: the default sparse U-Net (configs/train/default.yaml) trained on the pseudo-labels of the
@@ -26,10 +26,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from shared.errors import BadInputError, Mllm3dError
-from shared.store import open_store
-from stage2_train3d.datamodule import split_pairs
-from stage2_train3d.evaluate import (
+from mllm3d.pipeline.evaluate import (
     BASELINE_NAME,
     EvalResult,
     NetworkMethod,
@@ -37,8 +34,11 @@ from stage2_train3d.evaluate import (
     evaluate,
     write_json,
 )
-from stage2_train3d.evaluate_cli import group_tables, kind_table, results_table
-from stage2_train3d.pipeline import DEFAULT_FAILURES, synthetic_stage1, train_or_reuse
+from mllm3d.pipeline.evaluate_cli import group_tables, kind_table, results_table
+from mllm3d.pipeline.steps import DEFAULT_FAILURES, synthetic_stage1, train_or_reuse
+from mllm3d.shared.errors import BadInputError, Mllm3dError
+from mllm3d.shared.store import open_store
+from mllm3d.stage2_train3d.datamodule import split_pairs
 
 # on top of configs/train/default.yaml: no validation passes during training (the demo evaluates the
 # last checkpoint on the held-out scenes afterwards; ground truth never selects a checkpoint)
@@ -99,13 +99,13 @@ def pick_query(store_path: Path, pairs: list[tuple[str, str]]) -> tuple[str, str
 
 def run_demo(cfg: DemoConfig, out: Path, console: Console | None = None) -> DemoOutputs:
     """Run every step; see the module docstring."""
-    from shared.sources import open_source
-    from stage1_pseudolabel.segmenter import build_segmenter
-    from stage2_train3d.inspect_cli import export_fused_ply, query_sheet
-    from stage2_train3d.inspect_store import inspect_query
-    from stage2_train3d.predict import fusion_of, predict_query, write_prediction_ply
-    from stage2_train3d.predictor import Predictor
-    from stage2_train3d.render import save_png
+    from mllm3d.pipeline.inspect_cli import export_fused_ply, query_sheet
+    from mllm3d.pipeline.inspect_store import inspect_query
+    from mllm3d.pipeline.predict import fusion_of, predict_query, write_prediction_ply
+    from mllm3d.pipeline.render import save_png
+    from mllm3d.shared.sources import open_source
+    from mllm3d.stage1_pseudolabel.segmenter import build_segmenter
+    from mllm3d.stage2_train3d.predictor import Predictor
 
     console = console or Console()
     if cfg.num_scenes < 2:

@@ -10,10 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shared.errors import BadInputError, Mllm3dError
-from shared.store import PseudoLabelStore, open_store
-from stage2_train3d.config import DataConfig
-from stage2_train3d.evaluate import (
+from mllm3d.pipeline.evaluate import (
     GROUP_TITLES,
     PERCENT,
     SUMMARY_COLUMNS,
@@ -27,7 +24,10 @@ from stage2_train3d.evaluate import (
     write_csv,
     write_json,
 )
-from stage2_train3d.fusion import FusionConfig
+from mllm3d.shared.errors import BadInputError, Mllm3dError
+from mllm3d.shared.store import PseudoLabelStore, open_store
+from mllm3d.stage2_train3d.config import DataConfig
+from mllm3d.stage2_train3d.fusion import FusionConfig
 
 
 def results_table(result: EvalResult, title: str = "evaluation") -> Table:
@@ -161,7 +161,7 @@ def checkpoint_names(specs: list[str] | tuple[str, ...], taken: tuple[str, ...] 
 
 def val_pairs(store: PseudoLabelStore, data_cfg: DataConfig) -> list[tuple[str, str]]:
     """The validation pairs of Stage 2's DataModule: the same split function on the same listing."""
-    from stage2_train3d.datamodule import split_pairs
+    from mllm3d.stage2_train3d.datamodule import split_pairs
 
     _, val = split_pairs(store.complete_pairs(), data_cfg)
     return sorted(val)
@@ -198,7 +198,7 @@ def resolve_pairs(
     if split == "all":
         return store.complete_pairs(), "all scenes"
     if config is not None:
-        from stage2_train3d.config import load_config
+        from mllm3d.stage2_train3d.config import load_config
 
         data_cfgs = [load_config(config).data]
         origin = str(config)

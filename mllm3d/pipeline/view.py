@@ -17,9 +17,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from shared.errors import BadInputError, Mllm3dError
-from shared.metrics import gt_mask, point_iou
-from shared.store import open_store, safe_key
+from mllm3d.shared.errors import BadInputError, Mllm3dError
+from mllm3d.shared.metrics import gt_mask, point_iou
+from mllm3d.shared.store import open_store, safe_key
 
 MISSING_RERUN = 'mllm3d view needs rerun-sdk: pip install "mllm-for3d[viz]"'
 
@@ -54,14 +54,14 @@ def write_recording(
 ) -> dict[str, float]:
     """Write the recording of one query to ``out``; returns the per-query metrics it logged."""
     rr = require_rerun()
-    from stage2_train3d.fusion import FusionConfig
-    from stage2_train3d.inspect_store import inspect_query
+    from mllm3d.pipeline.inspect_store import inspect_query
+    from mllm3d.stage2_train3d.fusion import FusionConfig
 
     store = open_store(store_path, "r")
     cfg = FusionConfig()
     predictor = None
     if checkpoint is not None:
-        from stage2_train3d.predictor import Predictor
+        from mllm3d.stage2_train3d.predictor import Predictor
 
         predictor = Predictor.from_checkpoint(checkpoint)
         cfg = predictor.config.fusion

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from shared.errors import StoreError
-from shared.store import (
+from mllm3d.shared.errors import StoreError
+from mllm3d.shared.store import (
     ALL_CHUNKS_ATTR,
     STORE_FORMAT,
     TMP_PREFIX,
@@ -28,7 +28,7 @@ from shared.store import (
     StoredScene,
     open_store,
 )
-from stage2_train3d.fusion import FusedQuery, FusionConfig, fuse_query
+from mllm3d.stage2_train3d.fusion import FusedQuery, FusionConfig, fuse_query
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -280,7 +280,7 @@ def missing_chunks(arr: Any, array_dir: Path) -> list[str]:
     """Keys (``c/0/1``…) of the chunks in ``arr``'s chunk grid that have no file under ``array_dir``.
 
     zarr reads a missing chunk back as the fill value without any error, so this is the only way to
-    notice a lost chunk file (the writer stores every chunk, see ``shared.store.ALL_CHUNKS_ATTR``).
+    notice a lost chunk file (the writer stores every chunk, see ``mllm3d.shared.store.ALL_CHUNKS_ATTR``).
     """
     encoding = arr.metadata.chunk_key_encoding
     grid = tuple(int(n) for n in arr.cdata_shape)
@@ -443,7 +443,7 @@ def check_store(path: str | os.PathLike[str], progress: Progress | None = None) 
         return [Problem(str(root), str(exc))]
     if store.attrs.get("format") != STORE_FORMAT:  # open_store checks this too; keep explicit
         problems.append(Problem(str(root), "root format attribute missing"))
-    from shared.store import key_matches, safe_key
+    from mllm3d.shared.store import key_matches, safe_key
 
     scenes_dir = root / "scenes"
     if not scenes_dir.is_dir():

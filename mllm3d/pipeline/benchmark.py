@@ -39,12 +39,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from shared.errors import BadInputError, Mllm3dError
-from shared.store import open_store
-from stage2_train3d.evaluate import EvalResult, NetworkMethod, ProjectionBaseline, evaluate
-from stage2_train3d.fusion import FusionConfig
-from stage2_train3d.pipeline import DEFAULT_FAILURES, synthetic_stage1, train_or_reuse
-from stage2_train3d.report import machine_summary, update_section
+from mllm3d.pipeline.evaluate import EvalResult, NetworkMethod, ProjectionBaseline, evaluate
+from mllm3d.pipeline.report import machine_summary, update_section
+from mllm3d.pipeline.steps import DEFAULT_FAILURES, synthetic_stage1, train_or_reuse
+from mllm3d.shared.errors import BadInputError, Mllm3dError
+from mllm3d.shared.store import open_store
+from mllm3d.stage2_train3d.fusion import FusionConfig
 
 SECTION = "mllm3d benchmark"
 
@@ -174,8 +174,8 @@ def eval_pairs(cfg: BenchmarkConfig, store: Path) -> list[tuple[str, str]]:
     s = open_store(store, "r")
     if cfg.protocol == "transductive":
         return s.complete_pairs()
-    from stage2_train3d.config import load_config
-    from stage2_train3d.datamodule import split_pairs
+    from mllm3d.stage2_train3d.config import load_config
+    from mllm3d.stage2_train3d.datamodule import split_pairs
 
     full = full_variant()
     data = load_config(cfg.variant_config(full), train_overrides(cfg, full)).data
