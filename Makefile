@@ -27,6 +27,7 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(PY) scripts/check_layers.py
 
 demo: setup
 	$(MLLM3D) demo --out $(CACHE)/demo
