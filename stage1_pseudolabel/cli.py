@@ -26,7 +26,8 @@ BACKEND_SHORTCUTS = {
 def build_config(
     config_path: str | None, backend_config_path: str | None, options: dict[str, Any]
 ) -> RunConfig:
-    """RunConfig from an optional run-config YAML, a backend YAML and the command-line options."""
+    """RunConfig from an optional run config (name or YAML), a backend YAML, ``--set`` and the options."""
+    sets = options.pop("sets", ()) or ()
     backend_config: dict[str, Any] = {}
     if backend_config_path:
         backend_config.update(load_backend_config(backend_config_path))
@@ -35,9 +36,7 @@ def build_config(
         if value is not None:
             backend_config[key] = value
     overrides = {k: v for k, v in options.items() if v is not None}
-    if config_path:
-        return RunConfig.from_yaml(config_path, backend_config=backend_config, **overrides)
-    return RunConfig(**overrides, backend_config=backend_config)
+    return RunConfig.load(config_path, sets, backend_config=backend_config, **overrides)
 
 
 class _Terminated(BaseException):
@@ -69,9 +68,12 @@ def _terminated_line(store_path: str | None) -> str:
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(dir_okay=False),
-    help="Run config YAML (configs/stage1/*.yaml).",
+    default=None,
+    metavar="NAME|PATH",
+    help="Run config: a packaged name (synthetic, lisa-7b) or a YAML path (its base: chain is loaded first).",
 )
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Run-config override, dotted keys (e.g. seed=3, backend_config.miss_rate=0.2); repeatable.")
 @click.option(
     "--source",
     default=None,

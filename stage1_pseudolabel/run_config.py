@@ -1,4 +1,6 @@
-"""Configuration of a Stage 1 run (``mllm3d pseudolabel``): a dataclass loadable from YAML.
+"""Configuration of a Stage 1 run (``mllm3d pseudolabel``): a typed dataclass loaded through the shared
+config loader (mllm3d.shared.config_io: packaged names such as ``synthetic`` / ``lisa-7b`` or YAML paths,
+``base:``, ``key=value`` overrides).
 
 A run config YAML holds any of the fields below; ``backend_config`` is the backend's own dict
 (see configs/stage1/*.yaml). Command-line options override the file.
@@ -6,11 +8,12 @@ A run config YAML holds any of the fields below; ``backend_config`` is the backe
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from mllm3d.shared.config_io import build, deep_merge, load_mapping
 from mllm3d.shared.errors import BadInputError
 from mllm3d.stage1_pseudolabel.sharding import STRATEGIES, parse_shard
 from mllm3d.stage1_pseudolabel.view_sampling import parse_views
@@ -31,7 +34,7 @@ class RunConfig:
     store: str = "cache/store.zarr"
     backend: str = "synthetic"
     backend_config: dict[str, Any] = field(default_factory=dict)
-    views: int | None = 4  # views per query; None = every usable frame ("all")
+    views: int | str | None = 4  # views per query; "all" / None = every usable frame
     seed: int = 0  # view-sampling seed
     min_valid_depth: float = 0.1  # share of valid depth pixels a frame needs to be sampled
     shard: str | None = None  # "i/n"; None = from SLURM / torchrun environment, else 0/1
@@ -70,20 +73,28 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "run config") -> RunConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise BadInputError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        """A typed, validated RunConfig (unknown keys and wrong types name ``where`` and the key)."""
+        return build(cls, data, where)
+
+    @classmethod
+    def load(
+        cls, config: str | Path | None = None, sets: Iterable[str] = (), **overrides: Any
+    ) -> RunConfig:
+        """The defaults, then ``config`` (a packaged name such as ``synthetic`` or a YAML path, with its
+        ``base:`` chain), then ``key=value`` ``sets``, then ``overrides`` (non-None values win;
+        ``backend_config`` is merged key by key)."""
+        data, where = load_mapping(config, "stage1", sets)
+        extra_backend = overrides.pop("backend_config", None) or {}
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        if extra_backend or "backend_config" in data:
+            inner = data.get("backend_config") or {}
+            data["backend_config"] = deep_merge(inner, extra_backend) if isinstance(inner, dict) else inner
+        return cls.from_dict(data, where=where)
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> RunConfig:
-        """Load a YAML run config; ``overrides`` (non-None values) win, ``backend_config`` is merged."""
-        data = load_yaml_mapping(path)
-        extra_backend = overrides.pop("backend_config", None) or {}
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        data["backend_config"] = {**(data.get("backend_config") or {}), **extra_backend}
-        return cls.from_dict(data, where=str(path))
+        """Load a run config (name or path); ``overrides`` (non-None values) win, ``backend_config`` is merged."""
+        return cls.load(path, **overrides)
 
     def source_options(self) -> dict[str, Any]:
         """Reader options for ``mllm3d.shared.sources.open_source`` (only those set)."""
@@ -95,25 +106,9 @@ class RunConfig:
         return d
 
 
-def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
-    """A YAML file that must contain a mapping (an empty file is an empty mapping)."""
-    p = Path(path)
-    if not p.is_file():
-        raise BadInputError(f"{p}: config file not found")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise BadInputError(f"{p}: invalid YAML: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise BadInputError(f"{p}: expected a mapping at the top level, got {type(data).__name__}")
-    return data
-
-
 def load_backend_config(path: str | Path) -> dict[str, Any]:
-    """A backend config YAML: a flat mapping, or a run config whose ``backend_config`` is taken."""
-    data = load_yaml_mapping(path)
+    """A backend config YAML (name or path): a flat mapping, or a run config whose ``backend_config`` is taken."""
+    data, _ = load_mapping(path, "stage1")
     if "backend_config" in data:
         inner = data["backend_config"] or {}
         if not isinstance(inner, dict):

@@ -10,7 +10,8 @@ from mllm3d.shared.errors import Mllm3dError
 
 @click.command("train")
 @click.option("--store", "store_path", required=True, type=click.Path(path_type=Path), help="pseudo-label store (Zarr)")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None, help="YAML config (configs/train/*.yaml)")
+@click.option("--config", "config_path", default=None, metavar="NAME|PATH",
+              help="Recipe: a packaged name (default, paper, tiny, no_spatial, ...) or a YAML path [default: default]")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="run directory (checkpoints, logs, config.yaml)")
 @click.option("--resume", default=None, help='checkpoint to resume from, or "last" (= OUT/checkpoints/last.ckpt)')
 @click.option("--overwrite", is_flag=True,

@@ -1,41 +1,46 @@
-"""Stage 2 configuration: dataclasses with defaults, loaded from YAML, overridden by ``key=value``.
+"""Stage 2 configuration: typed dataclasses whose defaults ARE the default recipe.
 
-Dotted keys address nested sections (``model.stem=16``, ``fusion.view_filter=false``); values
-are parsed as YAML scalars/lists. Unknown keys are errors that name the key and the file.
+A run starts from these defaults, then a config (a packaged name such as ``paper``, or a YAML path; see
+mllm3d.shared.config_io), then ``key=value`` overrides (``model.stem=16``, ``fusion.view_filter=false``).
+A wrong key, type or value fails at load time naming the file, the key and what was expected.
+
+The default recipe is the MinkUNet14A *shape* at half width with a recipe that converges in minutes on a
+2-core CPU (docs/stage2.md, "Training recipes"): AdamW, a scaled-cosine point logit, 10 cm voxels, height
+as an extra input channel, all queries of a scene in one item, positives weighted 3x in L_MMS.
+``configs/train/paper.yaml`` is the paper's setting (SGD 0.1, dot logit, 5 cm voxels, 512-d heads, 40 epochs).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from mllm3d.shared.config_io import build, load_mapping, save_yaml, set_dotted
 from mllm3d.shared.errors import BadInputError
 from mllm3d.stage2_train3d.fusion import FusionConfig
 
 
 @dataclass
 class ModelConfig:
-    """Sparse U-Net shape (defaults = MinkUNet14A of the official code) and heads."""
+    """Sparse U-Net shape and heads (default: the MinkUNet14A shape at half width; paper.yaml: full)."""
 
     use_normals: bool = False  # input = RGB (+ per-voxel normals)
-    use_height: bool = False  # (+ height above the scene's lowest point)
-    stem: int = 32
+    use_height: bool = True  # (+ height above the scene's lowest point)
+    stem: int = 16  # MinkUNet14A: 32
     stem_kernel: int = 3  # MinkUNet uses 5; 3x3x3 submanifold keeps every conv 3^3 (cheaper on CPU)
-    down: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
-    up: list[int] = field(default_factory=lambda: [128, 128, 96, 96])
+    down: list[int] = field(default_factory=lambda: [16, 32, 64, 128])  # MinkUNet14A: 32/64/128/256
+    up: list[int] = field(default_factory=lambda: [64, 64, 48, 48])  # MinkUNet14A: 128/128/96/96
     blocks: int = 1  # BasicBlocks per stage (MinkUNet14: 1)
-    feature_dim: int = 512  # f3D and local-feature head width
+    feature_dim: int = 128  # f3D and local-feature head width (paper: 512)
     query_dim: int = 256  # [SEG] embedding size (LISA: 256)
     image_feature_dim: int = 256  # channels of the stored 2D features (SAM: 256); resolved from the store
     bn_momentum: float = 0.05  # PyTorch convention (MinkowskiBatchNorm wraps torch BatchNorm1d: same value)
     # point logit s_p from f3D_p and t = W q: "dot" = f3D_p · t (the paper's training loss);
     # "cosine" = tau * cos(f3D_p, t) + b with a learned scale tau (init logit_scale) and bias b (init logit_bias)
-    logit: str = "dot"
+    logit: str = "cosine"
     logit_scale: float = 10.0
     logit_bias: float = -3.0
 
@@ -44,12 +49,12 @@ class ModelConfig:
 class DataConfig:
     """Reading, splitting, voxelising and augmenting the store's (scene, query) pairs."""
 
-    voxel_size: float = 0.05
-    batch_size: int = 4  # items (scenes) per batch
-    val_batch_size: int = 4
-    queries_per_item: int = 1  # queries of one scene sharing a backbone forward (1 = one item per pair)
-    num_workers: int = 0
-    val_fraction: float = 0.2  # share of scenes held out (at least one when there are >= 2 scenes)
+    voxel_size: float = 0.10  # paper: 0.05
+    batch_size: int = 2  # items (scenes) per batch
+    val_batch_size: int = 2
+    queries_per_item: int = 16  # queries of one scene sharing a backbone forward (1 = one item per pair)
+    num_workers: int = 1
+    val_fraction: float = 0.34  # share of scenes held out (at least one when there are >= 2 scenes)
     val_scenes: list[str] = field(default_factory=list)  # explicit val scenes (overrides val_fraction)
     split_seed: int = 0
     scene_cache: int = 4  # decoded scenes kept per worker (LRU)
@@ -66,7 +71,7 @@ class LossConfig:
 
     target: str = "pairs"  # pairs: every visible (point, view) pair vs its view's mask; fused: fused label
     pair_weighting: str = "omega"  # omega: pair weight = k_used * ω_i; uniform: plain mean over pairs
-    positive_weight: float = 1.0  # extra weight of positive (inside-mask) pairs in L_MMS; 1 = plain BCE
+    positive_weight: float = 3.0  # extra weight of positive (inside-mask) pairs in L_MMS; 1 = plain BCE
     spatial: bool = True
     spatial_mode: str = "auto"  # auto: features if the store has them, else prototype; features; prototype
     spatial_weight: float = 20.0  # lambda (official code 10 / 0.5)
@@ -76,14 +81,14 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    """SGD + cosine schedule (paper Table 5)."""
+    """AdamW + cosine schedule (paper Table 5: SGD lr 0.1, momentum 0.9, 40 epochs; paper.yaml)."""
 
-    optimizer: str = "sgd"  # sgd (paper Table 5) | adamw (converges in far fewer steps: short CPU runs)
-    lr: float = 0.1
+    optimizer: str = "adamw"  # adamw (converges in far fewer steps: short CPU runs) | sgd (paper Table 5)
+    lr: float = 0.005
     momentum: float = 0.9  # sgd only
     dampening: float = 0.1  # official code
     weight_decay: float = 1e-4
-    epochs: int = 40
+    epochs: int = 20
     scheduler: str = "cosine"  # cosine | none
     scheduler_interval: str = "step"  # step | epoch
     min_lr: float = 0.0
@@ -101,11 +106,11 @@ class TrainerConfig:
     seed: int = 0
     deterministic: bool = True
     log_every_n_steps: int = 5
-    check_val_every_n_epoch: int = 1
+    check_val_every_n_epoch: int = 5
     gradient_clip_val: float = 0.0
     limit_train_batches: Any = 1.0
     limit_val_batches: Any = 1.0
-    cpu_threads: int = 0  # >0: torch.set_num_threads (1 is ~6x faster than 2 on a busy 2-core box); 0 = torch default
+    cpu_threads: int = 1  # >0: torch.set_num_threads (1 is ~6x faster than 2 on a busy 2-core box); 0 = torch default
 
 
 @dataclass
@@ -176,69 +181,9 @@ class TrainConfig:
             raise BadInputError(f"threshold must be in (0, 1), got {self.threshold}")
 
 
-def _build(cls: type, data: Mapping[str, Any], where: str, prefix: str = "") -> Any:
-    """Instantiate dataclass ``cls`` from a (nested) mapping: unknown keys and values of the wrong type
-    raise one BadInputError naming the file (``where``), the dotted key, the value and what was expected."""
-    if not isinstance(data, Mapping):
-        raise BadInputError(f"{where}: {prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in fields:
-            raise BadInputError(f"{where}: unknown key {prefix + key!r} (known in this section: {sorted(fields)})")
-        default = getattr(cls(), key)
-        if dataclasses.is_dataclass(default):
-            kwargs[key] = _build(type(default), value or {}, where, f"{prefix}{key}.")
-        else:
-            kwargs[key] = _typed(hints[key], value, where, f"{prefix}{key}")
-    return cls(**kwargs)
-
-
-def _typed(kind: Any, value: Any, where: str, key: str) -> Any:
-    """``value`` checked (and, for numbers written as strings such as ``1e-3``, converted) against ``kind``."""
-    def fail(expected: str) -> BadInputError:
-        return BadInputError(f"{where}: {key} = {value!r}: expected {expected}")
-
-    if kind is Any:
-        return value
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        raise fail("true or false")
-    if kind is int:
-        if isinstance(value, bool):
-            raise fail("an integer")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise fail("an integer")
-    if kind is float:
-        if isinstance(value, bool):
-            raise fail("a number")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise fail("a number")
-    if kind is str:
-        if isinstance(value, str):
-            return value
-        raise fail("a string")
-    if typing.get_origin(kind) is list:
-        (item,) = typing.get_args(kind) or (Any,)
-        if not isinstance(value, list):
-            raise fail(f"a list of {getattr(item, '__name__', item)}")
-        return [_typed(item, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
-    return value
-
-
 def config_from_dict(data: Mapping[str, Any] | None, where: str = "config") -> TrainConfig:
-    cfg = _build(TrainConfig, dict(data or {}), where)
+    """A validated TrainConfig from a nested mapping (the dataclass defaults fill what it omits)."""
+    cfg = build(TrainConfig, dict(data or {}), where)
     try:
         cfg.validate()
     except BadInputError as exc:
@@ -246,61 +191,11 @@ def config_from_dict(data: Mapping[str, Any] | None, where: str = "config") -> T
     return cfg
 
 
-def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A config YAML as a dict; ``base: other.yaml`` (relative to the file) is loaded first and
-    deep-merged under it, so a variant only lists what it changes."""
-    p = Path(path)
-    if not p.is_file():
-        raise BadInputError(f"{p}: config file not found")
-    if p.resolve() in _seen:
-        raise BadInputError(f"{p}: circular 'base:' chain {[str(s) for s in _seen]}")
-    try:
-        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise BadInputError(f"{p}: not valid YAML: {exc}") from exc
-    if loaded is not None and not isinstance(loaded, dict):
-        raise BadInputError(f"{p}: expected a mapping at the top level, got {type(loaded).__name__}")
-    data = dict(loaded or {})
-    base = data.pop("base", None)
-    if base is None:
-        return data
-    return deep_merge(read_yaml(p.parent / str(base), (*_seen, p.resolve())), data)
-
-
-def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``over`` on top of ``base``, recursing into nested mappings."""
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
-    return out
-
-
-def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> TrainConfig:
-    """Defaults, then the YAML file (if any, with its ``base:`` chain), then ``key=value`` overrides."""
-    data: dict[str, Any] = {}
-    where = "config"
-    if path is not None:
-        data = read_yaml(path)
-        where = str(path)
-    for item in overrides:
-        set_dotted(data, item)
+def load_config(config: str | Path | None = None, overrides: Iterable[str] = ()) -> TrainConfig:
+    """The defaults (the default recipe), then the config (a packaged name such as ``paper`` or a YAML
+    path, with its ``base:`` chain), then ``key=value`` overrides; typed and validated."""
+    data, where = load_mapping(config, "train", overrides)
     return config_from_dict(data, where)
-
-
-def set_dotted(data: dict[str, Any], item: str) -> None:
-    """Apply one ``a.b.c=value`` override to a nested dict (value parsed as YAML)."""
-    if "=" not in item:
-        raise BadInputError(f"override {item!r}: expected key=value (e.g. model.stem=16)")
-    key, raw = item.split("=", 1)
-    parts = [p for p in key.strip().split(".") if p]
-    if not parts:
-        raise BadInputError(f"override {item!r}: empty key")
-    node = data
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise BadInputError(f"override {item!r}: {p!r} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
 
 
 def with_overrides(cfg: TrainConfig, overrides: Iterable[str]) -> TrainConfig:
@@ -313,7 +208,4 @@ def with_overrides(cfg: TrainConfig, overrides: Iterable[str]) -> TrainConfig:
 
 def save_config(cfg: TrainConfig, path: str | Path) -> Path:
     """Write the resolved config as YAML."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
-    return p
+    return save_yaml(cfg.to_dict(), path)

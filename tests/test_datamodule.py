@@ -191,7 +191,7 @@ def test_multi_query_items_share_one_scene(toy_store):
 
 def test_scene_cache_is_reused(toy_store):
     pairs = [("toy00", "q1"), ("toy00", "q2"), ("toy00", "q3"), ("toy01", "q1")]
-    ds = StoreQueryDataset(toy_store, pairs, DataConfig(scene_cache=1), FusionConfig(), train=False)
+    ds = StoreQueryDataset(toy_store, pairs, DataConfig(scene_cache=1, queries_per_item=1), FusionConfig(), train=False)
     for i in range(4):
         ds[i]
     assert (ds.cache_misses, ds.cache_hits) == (2, 2)

@@ -42,7 +42,8 @@ def test_tiny_lisa_on_cuda_matches_cpu(dtype, cos_min, mask_agree):
 
 def test_stage2_net_gpu_kernels_match_cpu_native():
     torch.manual_seed(0)
-    cfg = ModelConfig(stem=8, down=[8, 16], up=[16, 8], feature_dim=12, query_dim=6, image_feature_dim=5)
+    cfg = ModelConfig(stem=8, down=[8, 16], up=[16, 8], feature_dim=12, query_dim=6, image_feature_dim=5,
+                      use_height=False)
     net = build_network(cfg).eval()
     rng = np.random.default_rng(0)
     c = np.unique(rng.integers(0, 20, size=(2000, 3)), axis=0)

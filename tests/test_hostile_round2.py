@@ -73,6 +73,7 @@ def test_synth_overwrite_without_pseudolabels_still_rewrites(tmp_path: Path) -> 
 TINY_TRAIN = [
     "model.stem=8", "model.down=[8,16]", "model.up=[16,8]", "model.feature_dim=16", "data.batch_size=2",
     "data.val_batch_size=2", "data.val_fraction=0.34", "trainer.cpu_threads=1", "trainer.accelerator=cpu",
+    "trainer.check_val_every_n_epoch=1", "data.num_workers=0", "data.queries_per_item=1",
 ]
 
 

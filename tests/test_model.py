@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import spconv.pytorch as spconv
 import torch
-from mllm3d.stage2_train3d.config import ModelConfig
+from mllm3d.stage2_train3d.config import ModelConfig, load_config
 from mllm3d.stage2_train3d.model import SparseUNet, build_network
 from spconv.pytorch import ConvAlgo
 
-TINY = ModelConfig(stem=8, down=[8, 16], up=[16, 8], feature_dim=12, query_dim=6, image_feature_dim=5)
+TINY = ModelConfig(stem=8, down=[8, 16], up=[16, 8], feature_dim=12, query_dim=6, image_feature_dim=5,
+                   use_height=False, logit="dot")
 
 
 def _cloud(n: int = 600, seed: int = 0, batch: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
@@ -37,8 +38,8 @@ def test_tiny_unet_output_shapes_and_voxel_order():
     assert y.features.shape == (len(coords), 8)
 
 
-def test_default_shape_is_minkunet14a():
-    net = SparseUNet(3, ModelConfig())
+def test_paper_shape_is_minkunet14a():
+    net = SparseUNet(3, load_config("paper").model)
     widths = [seq[0].out_channels for seq in net.down]
     assert net.stem[0].out_channels == 32 and widths == [32, 64, 128, 256]
     assert [seq[0].out_channels for seq in net.up] == [128, 128, 96, 96]

@@ -27,6 +27,9 @@ TINY = [
     "data.queries_per_item=2",
     "trainer.cpu_threads=1",
     "trainer.log_every_n_steps=1",
+    # mechanics tests: validate every epoch, load in the main process (the default recipe uses 5 / 1 worker)
+    "trainer.check_val_every_n_epoch=1",
+    "data.num_workers=0",
 ]
 
 

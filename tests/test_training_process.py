@@ -31,6 +31,10 @@ TINY = [
     "trainer.cpu_threads=1",
     "trainer.log_every_n_steps=1",
     "trainer.accelerator=cpu",
+    # mechanics tests: validate every epoch, load in the main process, one query per item (several batches per epoch)
+    "trainer.check_val_every_n_epoch=1",
+    "data.num_workers=0",
+    "data.queries_per_item=1",
 ]
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,7 +93,7 @@ def test_resume_with_another_config_warns(stores, tmp_path):
     saved = as_config(res["config_path"])
     assert resume_config_differences(res["last_checkpoint"], saved) == []
     notes = resume_config_differences(res["last_checkpoint"], as_config(saved, ["optim.lr=0.01"]))
-    assert notes == [f"warning: resuming {res['last_checkpoint']} with optim.lr=0.01 (the checkpoint was trained with 0.1)"]
+    assert notes == [f"warning: resuming {res['last_checkpoint']} with optim.lr=0.01 (the checkpoint was trained with 0.005)"]
 
 
 @pytest.mark.parametrize(

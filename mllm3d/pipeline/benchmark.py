@@ -98,7 +98,7 @@ class BenchmarkConfig:
     full_views: int = 4
     failures: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_FAILURES))
     image_features: bool = True  # the stand-in's query-independent features for L_spatial
-    config_dir: str = "configs/train"  # where the variant YAMLs live
+    config_dir: str = ""  # where the variant YAMLs live ("" = the packaged recipes, mllm3d/configs/train)
     train_overrides: tuple[str, ...] = BENCH_TRAIN
     epochs: int = 25
     protocol: str = "heldout"  # heldout | transductive
@@ -119,7 +119,9 @@ class BenchmarkConfig:
             raise BadInputError("benchmark: the heldout protocol needs at least 2 scenes")
 
     def variant_config(self, variant: Variant) -> Path:
-        return Path(self.config_dir) / f"{variant.config}.yaml"
+        from mllm3d.shared.config_io import packaged_dir
+
+        return Path(self.config_dir or packaged_dir("train")) / f"{variant.config}.yaml"
 
     @classmethod
     def quick(cls) -> BenchmarkConfig:
@@ -300,7 +302,7 @@ def markdown(result: BenchmarkResult) -> str:
         + ", ".join(f"{k} {v}" for k, v in cfg.failures.items())
         + f"; image features {'on' if cfg.image_features else 'off'}.",
         "",
-        "Stage 2: the variant configs of `" + cfg.config_dir + "` (" + ", ".join(
+        "Stage 2: the variant configs of `" + (cfg.config_dir or "configs/train") + "` (" + ", ".join(
             f"({v.key}) `{v.config}.yaml`" + (f" on the k={v.views} store" if v.views != cfg.full_views else "")
             for v in VARIANTS if v.key in result.rows
         ) + f"; each is default.yaml with one change) plus `{' '.join(train_overrides(cfg, full_variant()))}`. "

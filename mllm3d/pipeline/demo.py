@@ -55,7 +55,7 @@ class DemoConfig:
     views: int = 4
     epochs: int = 25
     failures: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_FAILURES))
-    train_config: str = "configs/train/default.yaml"
+    train_config: str = "default"  # a packaged recipe's name or a YAML path
     train_overrides: tuple[str, ...] = DEMO_TRAIN
 
     @classmethod
