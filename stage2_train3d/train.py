@@ -87,8 +87,8 @@ def as_config(config: TrainConfig | Mapping[str, Any] | str | Path | None, overr
         cfg = config
     elif isinstance(config, Mapping):
         cfg = config_from_dict(config)
-    else:
-        cfg = load_config(config)
+    else:  # a name or a path: the overrides are checked against that file's values, naming it
+        return load_config(config, overrides)
     return with_overrides(cfg, overrides)
 
 
