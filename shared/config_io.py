@@ -112,7 +112,7 @@ def load_mapping(ref: str | Path | None, kind: str, overrides: Iterable[str] = (
     """The merged mapping of a config reference (None = nothing but the defaults) and ``key=value``
     overrides, with the name of its file for messages."""
     data: dict[str, Any] = {} if ref is None else read_yaml(ref, kind)
-    where = "config" if ref is None else str(resolve(ref, kind))
+    where = "default recipe" if ref is None else str(resolve(ref, kind))
     for item in overrides:
         set_dotted(data, item)
     return data, where
