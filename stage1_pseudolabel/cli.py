@@ -77,7 +77,7 @@ def _terminated_line(store_path: str | None) -> str:
 @click.option(
     "--source",
     default=None,
-    help="Scene source: synthetic[:N[:SEED]], scannet:PATH or a directory. [default: synthetic]",
+    help="Scene source: synthetic[:N[:SEED]], scannet:PATH or a directory", show_default="synthetic",
 )
 @click.option(
     "--queries",
@@ -85,12 +85,13 @@ def _terminated_line(store_path: str | None) -> str:
     type=click.Path(dir_okay=False),
     help="Query annotation file (ScanRefer, Nr3D, ...). Default: the source's own queries.",
 )
-@click.option("--store", default=None, help="Pseudo-label store directory. [default: cache/store.zarr]")
+@click.option("--store", default=None, type=click.Path(file_okay=False), help="Pseudo-label store directory",
+              show_default="cache/store.zarr")
 @click.option(
     "--backend",
     default=None,
     type=click.Choice(["synthetic", "lisa"]),
-    help="2D segmenter backend. [default: synthetic]",
+    help="2D segmenter backend", show_default="synthetic",
 )
 @click.option(
     "--backend-config", "backend_config_path", type=click.Path(dir_okay=False), help="Backend config YAML."
@@ -100,13 +101,13 @@ def _terminated_line(store_path: str | None) -> str:
 @click.option("--device", default=None, help="Backend device, e.g. cuda:0 or cpu.")
 @click.option("--dtype", default=None, help="Backend dtype, e.g. bfloat16, float16, float32.")
 @click.option("--decoding", default=None, help="LISA decoding mode (see the lisa backend).")
-@click.option("--views", default=None, help="Views per query (int) or 'all'. [default: 4]")
-@click.option("--seed", default=None, type=int, help="View-sampling seed. [default: 0]")
+@click.option("--views", default=None, help="Views per query (int) or 'all'", show_default="4")
+@click.option("--seed", default=None, type=int, help="View-sampling seed", show_default="0")
 @click.option(
     "--frame-stride",
     default=None,
     type=click.IntRange(min=1),
-    help="ScanNet: use every N-th frame file of the export. [default: the source spec's, else 1]",
+    help="ScanNet: use every N-th frame file of the export", show_default="the source spec's, else 1",
 )
 @click.option(
     "--max-frames", default=None, type=click.IntRange(min=1), help="ScanNet: at most N frames per scene."
@@ -123,7 +124,7 @@ def _terminated_line(store_path: str | None) -> str:
     default=None,
     help="Write to a store made with another segmenter config.",
 )
-@click.option("--progress/--no-progress", default=None, help="Show a progress bar. [default: on]")
+@click.option("--progress/--no-progress", default=None, help="Show a progress bar", show_default="on")
 @click.option(
     "--summary-json",
     type=click.Path(dir_okay=False),

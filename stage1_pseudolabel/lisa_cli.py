@@ -17,9 +17,9 @@ def lisa() -> None:
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path),
               help="Released LISA checkpoint folder (config.json, tokenizer, weight shards).")
 @click.option("--clip", type=click.Path(path_type=Path), default=None,
-              help="CLIP vision tower folder. [default: the checkpoint config's vision tower, else a clip/ sibling]")
+              help="CLIP vision tower folder", show_default="the checkpoint config's vision tower, else a clip/ sibling")
 @click.option("--sam-decoder-heads", type=click.IntRange(min=1), default=None,
-              help="SAM mask-decoder head count (not visible in tensor shapes). [default: config, else 8]")
+              help="SAM mask-decoder head count (not visible in tensor shapes)", show_default="config, else 8")
 def check(checkpoint: Path, clip: Path | None, sam_decoder_heads: int | None) -> None:
     """Dry run: would this checkpoint load? Reads configs, tokenizer and tensor shapes only (no GPU, no weights)."""
     from mllm3d.stage1_pseudolabel.lisa.check import check_checkpoint

@@ -11,7 +11,7 @@ from mllm3d.shared.errors import Mllm3dError
 @click.command("train")
 @click.option("--store", "store_path", required=True, type=click.Path(path_type=Path), help="pseudo-label store (Zarr)")
 @click.option("--config", "config_path", default=None, metavar="NAME|PATH",
-              help="Recipe: a packaged name (default, paper, tiny, no_spatial, ...) or a YAML path [default: default]")
+              help="Recipe: a packaged name (default, paper, tiny, no_spatial, ...) or a YAML path", show_default="default")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="run directory (checkpoints, logs, config.yaml)")
 @click.option("--resume", default=None, help='checkpoint to resume from, or "last" (= OUT/checkpoints/last.ckpt)')
 @click.option("--overwrite", is_flag=True,

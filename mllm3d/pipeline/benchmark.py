@@ -358,7 +358,8 @@ def result_dict(result: BenchmarkResult) -> dict[str, Any]:
 @click.option("--scenes", "num_scenes", type=int, default=None, help="Number of synthetic scenes.")
 @click.option("--epochs", type=int, default=None, help="Training epochs per variant.")
 @click.option("--seed", type=int, default=None, help="Seed of everything.")
-@click.option("--protocol", type=click.Choice(["transductive", "heldout"]), default=None)
+@click.option("--protocol", type=click.Choice(["transductive", "heldout"]), default=None,
+              help="Score held-out scenes only (heldout) or the training scenes too (transductive).")
 @click.option("--config-dir", default=None, help="Directory of the variant training YAMLs [configs/train].")
 @click.option("--variants", default=None, help="Comma-separated subset of rows to train: b,c,d,e,f,+ .")
 def benchmark_cmd(

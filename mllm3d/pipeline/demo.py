@@ -185,11 +185,12 @@ def outputs_table(o: DemoOutputs, text: str) -> Table:
 
 
 @click.command("demo")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("cache/demo"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("cache/demo"), show_default=True,
+              help="Folder for the store, the run, metrics, pictures and PLYs (rerunning reuses finished steps).")
 @click.option("--quick", is_flag=True, help="2 scenes, 1 epoch (smoke test; numbers meaningless).")
 @click.option("--scenes", "num_scenes", type=int, default=None, help="Number of synthetic scenes.")
 @click.option("--epochs", type=int, default=None, help="Training epochs.")
-@click.option("--seed", type=int, default=None)
+@click.option("--seed", type=int, default=None, help="Seed of scenes, views, stand-in and training.", show_default="0")
 def demo_cmd(out: Path, quick: bool, num_scenes: int | None, epochs: int | None, seed: int | None) -> None:
     """Synthetic scenes -> Stage 1 (stand-in backend) -> Stage 2 training -> evaluation, pictures and PLYs."""
     console = Console()

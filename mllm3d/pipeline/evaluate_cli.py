@@ -263,7 +263,7 @@ def run_eval(
 @click.option("--no-baseline", is_flag=True, help="Leave out the 2D-projection baseline row.")
 @click.option("--vote-threshold", type=float, default=FusionConfig.vote_threshold, show_default=True,
               help="Baseline: fused vote >= this -> target.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="Device of the 3D network (cpu, cuda, cuda:1).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write results as JSON.")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None, help="Write results as CSV.")
 def eval_cmd(

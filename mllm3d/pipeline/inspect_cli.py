@@ -204,16 +204,19 @@ def _open(store_path: Path) -> PseudoLabelStore:
 @click.option("--scene", default=None, help="Scene id of the query to inspect (with --query).")
 @click.option("--query", "query_id", default=None, help="Query id to inspect (with --scene).")
 @click.option("--sheet", "--png", "sheet", type=click.Path(path_type=Path), default=None,
-              help="Contact sheet PNG path [default: beside --ply, else cache/inspect/<scene>__<query>.png].")
+              help="Contact sheet PNG path", show_default="beside --ply, else cache/inspect/<scene>__<query>.png")
 @click.option("--ply", type=click.Path(path_type=Path), default=None,
-              help="Fused 3D pseudo-label PLY path [default: beside the contact sheet, same name, .ply].")
+              help="Fused 3D pseudo-label PLY path", show_default="beside the contact sheet, same name, .ply")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Stage 2 checkpoint or run dir: adds a row with the network's mask to the contact sheet.")
 @click.option("--check", is_flag=True, help="Validate every group (read-only); exit 1 on any error.")
-@click.option("--min-confidence", type=float, default=FusionConfig.min_confidence, show_default=True)
-@click.option("--min-area", type=float, default=FusionConfig.min_area, show_default=True)
+@click.option("--min-confidence", type=float, default=FusionConfig.min_confidence, show_default=True,
+              help="View filter: a view needs at least this confidence (alpha) to be kept.")
+@click.option("--min-area", type=float, default=FusionConfig.min_area, show_default=True,
+              help="View filter: a view's mask must cover at least this share of its pixels.")
 @click.option("--no-view-filter", is_flag=True, help="Keep low-confidence and tiny masks (as the ablation).")
-@click.option("--vote-threshold", type=float, default=FusionConfig.vote_threshold, show_default=True)
+@click.option("--vote-threshold", type=float, default=FusionConfig.vote_threshold, show_default=True,
+              help="Fused pseudo-label: a point is positive when its weighted vote reaches this.")
 def inspect_cmd(
     store_path: Path,
     scene: str | None,

@@ -237,7 +237,8 @@ def summary_lines(pred: Prediction, ply: Path, scene: Scene, gt: Sequence[int] |
               help="Synthetic backend only: comma-separated instance ids the stand-in masks should show.")
 @click.option("--checkpoint", "checkpoint", required=True, type=click.Path(path_type=Path),
               help="Trained 3D network: a .ckpt, or a run directory of mllm3d train (its best checkpoint).")
-@click.option("--backend", default="synthetic", show_default=True, help="Stage 1 backend: synthetic | lisa.")
+@click.option("--backend", type=click.Choice(["synthetic", "lisa"]), default="synthetic", show_default=True,
+              help="Stage 1 backend (synthetic: the stand-in that reads the ground truth; lisa: the MLLM).")
 @click.option("--backend-config", "backend_config_path", default=None, type=click.Path(dir_okay=False),
               help="Backend config YAML (flat, or a Stage 1 run config).")
 @click.option("--checkpoint-2d", default=None, help="LISA checkpoint directory (backend config 'checkpoint').")

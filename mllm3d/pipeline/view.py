@@ -133,12 +133,12 @@ def default_path(scene: str, query_id: str) -> Path:
 @click.command("view")
 @click.option("--store", "store_path", required=True, type=click.Path(path_type=Path), help="Pseudo-label store.")
 @click.option("--scene", required=True, help="Scene id.")
-@click.option("--query", "query_id", default=None, help="Query id [default: the scene's first query].")
+@click.option("--query", "query_id", default=None, help="Query id", show_default="the scene's first query")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None, help="Stage 2 checkpoint or run dir.")
 @click.option("--prediction", type=click.Path(path_type=Path), default=None,
               help="A .npy of (N,) per-point scores (instead of --checkpoint).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Recording path [default: cache/view/<scene>__<query>.rrd].")
+              help="Recording path", show_default="cache/view/<scene>__<query>.rrd")
 @click.option("--spawn", is_flag=True, help="Also open the Rerun viewer.")
 def view_cmd(store_path: Path, scene: str, query_id: str | None, checkpoint: Path | None,
              prediction: Path | None, out: Path | None, spawn: bool) -> None:
