@@ -78,11 +78,48 @@ def quiet_dependencies() -> None:
     logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
 
 
+def setup_logging(verbosity: int) -> None:
+    """The library logs through ``logging`` (loggers ``mllm3d.*``); the CLI shows the records on stderr:
+    with rich on a terminal, as plain ``LEVEL message`` lines otherwise (cluster logs stay greppable).
+
+    ``verbosity``: -1 (--quiet) warnings and errors only; 0 info; 1 (--verbose) debug, and the
+    dependencies' own info lines (Lightning's device banner and tips), which are hidden otherwise."""
+    import logging
+    import sys
+
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        def handler() -> logging.Handler:
+            return RichHandler(console=Console(stderr=True), show_time=False, show_path=False, markup=False)
+    else:
+        def handler() -> logging.Handler:
+            h = logging.StreamHandler(sys.stderr)
+            h.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+            return h
+
+    ours = logging.getLogger("mllm3d")
+    ours.handlers[:] = [handler()]
+    ours.setLevel({-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG))
+    ours.propagate = False
+    # a handler on the root logger before Lightning is imported: Lightning then adds none of its own and
+    # its records reach this one, which shows them only with --verbose
+    deps = handler()
+    deps.setLevel(logging.INFO if verbosity > 0 else logging.WARNING)
+    logging.getLogger().handlers[:] = [deps]
+
+
 @click.group(cls=LazyGroup)
 @click.version_option(package_name="mllm-for3d")
-def main() -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors (no progress notes).")
+@click.option("-v", "--verbose", is_flag=True, help="Debug messages, and the dependencies' own info lines.")
+def main(quiet: bool, verbose: bool) -> None:
     """Label-free 3D reasoning segmentation (MLLM-For3D): Stage 1 pseudo-labels, Stage 2 3D training."""
+    if quiet and verbose:
+        raise click.UsageError("--quiet and --verbose exclude each other")
     quiet_dependencies()
+    setup_logging(-1 if quiet else (1 if verbose else 0))
 
 
 if __name__ == "__main__":

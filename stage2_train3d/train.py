@@ -289,7 +289,7 @@ def train_run(
     evaluate_untrained: bool = True,
     fast_dev_run: bool | int = False,
     trainer_kwargs: Mapping[str, Any] | None = None,
-    log: Callable[[str], None] | None = print,
+    log: Callable[[str], None] | None = logging.getLogger(__name__).info,
     select_by: str = "last",
 ) -> dict[str, Any]:
     """Train one Stage 2 run and return its outcome.
