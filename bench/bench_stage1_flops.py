@@ -221,7 +221,7 @@ def compose_lengths(c: dict[str, Any], views: int, suffix_lengths: list[int], ba
 def caption_suffix_lengths() -> tuple[list[int] | None, list[str], str]:
     """Estimated LLaMA suffix lengths of the real ScanRefer captions (fixture file), the captions, and
     where they came from; (None, [], why not) if the file is absent or unreadable."""
-    from mllm3d.shared.fixtures import fixtures_dir
+    from tests.fixture_paths import fixtures_dir
 
     root = fixtures_dir()
     path = root / SCANREFER_CAPTIONS if root is not None else None
@@ -301,7 +301,7 @@ def real_flops(rc: RealConfig, views=(4, 32), queries=(1, 10, 40)) -> dict[str, 
 # --------------------------------------------------------------------------- (b) tiny-model wall time
 def bench_spec(quick: bool):
     """A small LISA whose cost is dominated by matmuls (so FLOPs predict time), still quick on one core."""
-    from mllm3d.stage1_pseudolabel.lisa.tiny import TinyLisaSpec
+    from tests.lisa_tiny import TinyLisaSpec
 
     if quick:
         return TinyLisaSpec()
@@ -335,7 +335,7 @@ def tiny_wall(quick: bool, repeat: int, views: int, queries: int, threads: int) 
     from mllm3d.stage1_pseudolabel.lisa.checkpoint import load_lisa
     from mllm3d.stage1_pseudolabel.lisa.config import LisaConfig
     from mllm3d.stage1_pseudolabel.lisa.engine import LisaEngine
-    from mllm3d.stage1_pseudolabel.lisa.tiny import build_tiny_lisa_checkpoint
+    from tests.lisa_tiny import build_tiny_lisa_checkpoint
 
     from bench.common import measure_interleaved
 

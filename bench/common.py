@@ -384,7 +384,7 @@ def ensure_repo_on_path() -> None:
 
 def load_fixture_scene(**kwargs: Any) -> tuple[Any, str]:
     """The real ScanNet fixture scene via ``mllm3d.shared.scannet.load_scannet_scene(dir, **kwargs)``, or (None, why not)."""
-    from mllm3d.shared.fixtures import SCANNET_FIXTURE_SCENE, fixtures_dir
+    from tests.fixture_paths import SCANNET_FIXTURE_SCENE, fixtures_dir
 
     root = fixtures_dir()
     if root is None or not (root / SCANNET_FIXTURE_SCENE).is_dir():

@@ -85,7 +85,7 @@ def _terminated_line(store_path: str | None) -> str:
     type=click.Path(dir_okay=False),
     help="Query annotation file (ScanRefer, Nr3D, ...). Default: the source's own queries.",
 )
-@click.option("--store", default=None, type=click.Path(file_okay=False), help="Pseudo-label store directory",
+@click.option("--store", default=None, type=click.Path(), help="Pseudo-label store directory",
               show_default="cache/store.zarr")
 @click.option(
     "--backend",

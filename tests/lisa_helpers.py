@@ -15,7 +15,7 @@ from mllm3d.shared.scene import Query, View
 from mllm3d.stage1_pseudolabel.lisa.checkpoint import LoadedLisa, load_lisa
 from mllm3d.stage1_pseudolabel.lisa.config import LisaConfig
 from mllm3d.stage1_pseudolabel.lisa.engine import LisaEngine
-from mllm3d.stage1_pseudolabel.lisa.tiny import TinyLisaSpec, build_tiny_lisa_checkpoint
+from tests.lisa_tiny import TinyLisaSpec, build_tiny_lisa_checkpoint
 
 
 @pytest.fixture(autouse=True, scope="module")

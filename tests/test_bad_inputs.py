@@ -278,7 +278,7 @@ def test_query_object_with_empty_text_is_refused_by_the_runner(seeded) -> None:
 @pytest.mark.parametrize("also_from_index", [True, False], ids=["key-removed-from-shard-and-index",
                                                                  "key-removed-from-shard-only"])
 def test_checkpoint_missing_a_key_is_named(tmp_path: Path, seeded, also_from_index: bool) -> None:
-    from mllm3d.stage1_pseudolabel.lisa.tiny import build_tiny_lisa_checkpoint
+    from tests.lisa_tiny import build_tiny_lisa_checkpoint
     from safetensors.torch import load_file, save_file
 
     scans, store = seeded

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-from mllm3d.shared.fixtures import fixtures_dir
+from tests.fixture_paths import fixtures_dir
 from mllm3d.stage1_pseudolabel.lisa.check import check_checkpoint
 from mllm3d.stage1_pseudolabel.lisa.checkpoint import plan_load
 

@@ -13,7 +13,7 @@ from mllm3d.shared.errors import BadInputError
 from mllm3d.stage1_pseudolabel.lisa.checkpoint import checkpoint_key_for, load_lisa, map_checkpoint_key
 from mllm3d.stage1_pseudolabel.lisa.config import LisaConfig
 from mllm3d.stage1_pseudolabel.lisa.sam_shim import SamSpec, build_sam, infer_sam_spec
-from mllm3d.stage1_pseudolabel.lisa.tiny import build_tiny_lisa_checkpoint
+from tests.lisa_tiny import build_tiny_lisa_checkpoint
 from safetensors.torch import load_file, save_file
 
 from tests.lisa_helpers import (

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mllm3d.shared.fixtures import fixtures_dir
+from tests.fixture_paths import fixtures_dir
 from mllm3d.stage1_pseudolabel.lisa.backend import LisaSegmenter, build
 from mllm3d.stage1_pseudolabel.lisa.engine import LisaEngine
 from mllm3d.stage1_pseudolabel.lisa.preprocess import postprocess_masks
