@@ -4,8 +4,6 @@
 Lightning ``.ckpt`` alone. At inference q comes from the same fusion as in training
 (filter_views -> Token-for-Query on the query's views), t = W q, and the probability of a point
 is sigmoid(f3D_p · t) of its voxel; ``threshold`` (default 0.5) binarises it.
-
-``train_run`` (mllm3d.stage2_train3d.train) is re-exported here for the benchmark code.
 """
 
 from __future__ import annotations
@@ -21,10 +19,9 @@ from mllm3d.shared.store import QueryRecord, StoredScene
 from mllm3d.stage2_train3d.config import TrainConfig, config_from_dict
 from mllm3d.stage2_train3d.fusion import FusionConfig, query_weights
 from mllm3d.stage2_train3d.model import Stage2Net, build_network
-from mllm3d.stage2_train3d.train import train_run
 from mllm3d.stage2_train3d.voxelize import input_features, voxelize
 
-__all__ = ["Predictor", "load_checkpoint", "resolve_checkpoint", "train_run"]
+__all__ = ["Predictor", "load_checkpoint", "resolve_checkpoint"]
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

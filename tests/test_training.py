@@ -12,7 +12,8 @@ from mllm3d.stage2_train3d.config import TrainConfig, load_config, with_override
 from mllm3d.stage2_train3d.datamodule import StoreDataModule, collate
 from mllm3d.stage2_train3d.model import build_network
 from mllm3d.stage2_train3d.module import NonFiniteLossError, Stage2Module
-from mllm3d.stage2_train3d.predictor import Predictor, load_checkpoint, train_run
+from mllm3d.stage2_train3d.predictor import Predictor, load_checkpoint
+from mllm3d.stage2_train3d.train import train_run
 
 from tests.stage2_toy import EMBED_DIM, build_toy_store
 

@@ -63,8 +63,7 @@ def train_or_reuse(
     """Train a Stage 2 run, or reuse the finished one in ``run_dir`` trained with the same config,
     overrides and store. Returns (the run's last checkpoint, reused): label-free, so no checkpoint is picked
     by a ground-truth metric. A stale or half-finished run is removed first."""
-    from mllm3d.stage2_train3d.predictor import train_run
-    from mllm3d.stage2_train3d.train import quiet_lightning
+    from mllm3d.stage2_train3d.train import quiet_lightning, train_run
 
     stamp = {"config": None if config is None else str(config), "store": str(Path(store).resolve()),
              "overrides": list(overrides)}
