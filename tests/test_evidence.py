@@ -66,3 +66,19 @@ def test_method_end_to_end_on_the_toy_store(tmp_path) -> None:
     # seen non-chair points are voted down (0.7 with a 0 vote -> negative); the chair survives
     assert np.array_equal(out, gt)
     assert method.last["anchors"] == method.last["kept"] == int(gt.sum())
+
+
+def test_evaluated_side_by_side_with_the_network_alone(tmp_path) -> None:
+    """Through mllm3d.pipeline.evaluate: the network that says 0.7 everywhere scores the chair's share of
+    the plane (8 of 32 columns: IoU 0.25); with the views' evidence the chair query becomes exact."""
+    from mllm3d.shared.store import open_store
+
+    from mllm3d.pipeline.evaluate import NetworkMethod, evaluate
+    from tests.toy_store import SCENE, build_toy_store
+
+    store = open_store(build_toy_store(tmp_path / "s.zarr").path, "r")
+    net = SimpleNamespace(predict=lambda s, r: np.full(s.num_points, 0.7), threshold=0.5,
+                          config=SimpleNamespace(fusion=None, data=SimpleNamespace(voxel_size=0.05)))
+    res = evaluate(store, [(SCENE, "chair")], [NetworkMethod("net", net), EvidenceFusionMethod("net + views", net)])
+    by_name = {row.name: row.scores[0].iou for row in res.rows}
+    assert by_name["net"] == 0.25 and by_name["net + views"] == 1.0

@@ -261,6 +261,8 @@ def run_eval(
 @click.option("--config", type=click.Path(path_type=Path), default=None,
               help="Training config YAML whose data split defines --split val (default: the checkpoint's).")
 @click.option("--no-baseline", is_flag=True, help="Leave out the 2D-projection baseline row.")
+@click.option("--evidence-fusion", is_flag=True,
+              help="Also score each checkpoint with test-time evidence fusion (docs/evidence_fusion.md).")
 @click.option("--vote-threshold", type=float, default=FusionConfig.vote_threshold, show_default=True,
               help="Baseline: fused vote >= this -> target.")
 @click.option("--device", default="cpu", show_default=True, help="Device of the 3D network (cpu, cuda, cuda:1).")
@@ -273,6 +275,7 @@ def eval_cmd(
     scenes: str | None,
     config: Path | None,
     no_baseline: bool,
+    evidence_fusion: bool,
     vote_threshold: float,
     device: str,
     json_path: Path | None,
@@ -287,6 +290,11 @@ def eval_cmd(
             methods.append(ProjectionBaseline(FusionConfig(vote_threshold=vote_threshold)))
         for name, path in checkpoint_names(checkpoints, taken=tuple(m.name for m in methods)):
             methods.append(NetworkMethod.from_checkpoint(name, path, device=device))
+        if evidence_fusion:
+            from mllm3d.pipeline.evidence import EvidenceFusionMethod
+
+            methods += [EvidenceFusionMethod(f"{m.name} + test-view evidence", m.predictor, checkpoint=m.checkpoint)
+                        for m in methods if isinstance(m, NetworkMethod)]
         if not methods:
             raise BadInputError("nothing to evaluate: give --checkpoint or drop --no-baseline")
         pairs, split_desc = resolve_pairs(store, split, scenes, methods, config)
