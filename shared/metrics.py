@@ -61,6 +61,10 @@ class QueryScore:
     missing_targets: bool = False  # targets annotated but none of their points is in the scene (IoU 0)
     # secondary breakdowns, name -> label, e.g. {"uniqueness": "unique", "difficulty": "hard"}
     groups: dict[str, str] = field(default_factory=dict)
+    # IoU restricted to the points the query's views see / do not see (None: no GT and no prediction there)
+    seen_iou: float | None = None
+    unseen_iou: float | None = None
+    target_seen_share: float | None = None  # share of the target's points that a view of the query sees
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -172,3 +176,23 @@ def breakdown_by_group(
             by_label.setdefault(s.groups.get(name) or "unknown", []).append(s)
         out[name] = {k: summarize_scores(v, thresholds) for k, v in sorted(by_label.items())}
     return out
+
+
+def subset_iou(pred: np.ndarray, gt: np.ndarray, where: np.ndarray) -> float | None:
+    """IoU of ``pred`` and ``gt`` on the points in ``where``; None when neither has a point there."""
+    p, g = np.asarray(pred, bool)[where], np.asarray(gt, bool)[where]
+    union = int((p | g).sum())
+    return None if union == 0 else float((p & g).sum()) / union
+
+
+def seen_split(scores: Sequence[QueryScore]) -> dict[str, float]:
+    """Mean IoU on the seen / unseen points (over the queries where it is defined) and the mean share
+    of target points the views see: where the method's points come from."""
+    def mean(vals: list[float]) -> float:
+        return float(np.mean(vals)) if vals else float("nan")
+
+    return {
+        "seen_miou": mean([s.seen_iou for s in scores if s.seen_iou is not None]),
+        "unseen_miou": mean([s.unseen_iou for s in scores if s.unseen_iou is not None]),
+        "target_seen_share": mean([s.target_seen_share for s in scores if s.target_seen_share is not None]),
+    }

@@ -190,3 +190,28 @@ def test_store_errors_skip_the_pair_and_continue(store) -> None:
     assert len(res.row(BASELINE_NAME).scores) == len(res.row("oracle").scores) == 3
     whole = evaluate(_FlakyStore(store, bad_scenes={SCENE}), pairs, [ProjectionBaseline()])
     assert whole.pairs == [] and len(whole.skipped) == 4 and "scene group is corrupt" in whole.skipped[0][2]
+
+
+def test_seen_split_by_hand(tmp_path) -> None:
+    """IoU on the points the views see vs the rest: every toy point is seen, so the whole IoU is the
+    seen IoU and nothing is unseen; on a hand-made split the subset IoUs are counted by hand."""
+    from mllm3d.shared.metrics import seen_split, subset_iou
+    from mllm3d.shared.store import open_store
+
+    from mllm3d.pipeline.evaluate import ProjectionBaseline, evaluate
+    from tests.toy_store import SCENE, build_toy_store
+
+    pred = np.array([1, 1, 0, 0, 1, 0], bool)
+    gt = np.array([1, 0, 1, 0, 1, 1], bool)
+    seen = np.array([1, 1, 1, 0, 0, 0], bool)
+    assert subset_iou(pred, gt, seen) == 1 / 3  # seen: pred {0,1}, gt {0,2}: 1 / 3
+    assert subset_iou(pred, gt, ~seen) == 1 / 2  # unseen: pred {4}, gt {4,5}: 1 / 2
+    assert subset_iou(pred, gt, np.zeros(6, bool)) is None
+    store = open_store(build_toy_store(tmp_path / "s.zarr").path, "r")
+    res = evaluate(store, [(SCENE, "chair"), (SCENE, "table")], [ProjectionBaseline()])
+    (row,) = res.rows
+    for s in row.scores:
+        assert s.target_seen_share == 1.0 and s.unseen_iou is None and s.seen_iou == s.iou
+    split = seen_split(row.scores)
+    assert split["seen_miou"] == row.summary["miou"] and split["target_seen_share"] == 1.0
+    assert np.isnan(split["unseen_miou"])

@@ -35,7 +35,10 @@ from mllm3d.shared.metrics import (
     QueryScore,
     breakdown_by_group,
     breakdown_by_kind,
+    gt_mask,
     score_query,
+    seen_split,
+    subset_iou,
     summarize_scores,
 )
 from mllm3d.shared.scene import Query
@@ -107,6 +110,11 @@ class EvalRow:
         return breakdown_by_kind(self.scores)
 
     @property
+    def seen_split(self) -> dict[str, float]:
+        """mIoU on the points the views see / do not see, and the target's seen share."""
+        return seen_split(self.scores)
+
+    @property
     def by_group(self) -> dict[str, dict[str, dict[str, float]]]:
         """Secondary breakdowns (uniqueness, difficulty, view) -> label -> summary."""
         return breakdown_by_group(self.scores)
@@ -140,6 +148,7 @@ class EvalResult:
                     "summary": _clean(r.summary),
                     "by_kind": {k: _clean(v) for k, v in r.by_kind.items()},
                     "by_group": {g: {k: _clean(v) for k, v in d.items()} for g, d in r.by_group.items()},
+                    "seen_split": _clean(r.seen_split),
                     "queries": [s.as_dict() for s in r.scores],
                 }
                 for r in self.rows
@@ -294,10 +303,23 @@ def _score_pair(
         preds.append(m.predict_mask(scene, record))
         seconds.append(time.perf_counter() - t0)
     groups = query_groups(record.query, scene.instance_labels, counts)
+    seen = views_see(scene, record)
+    gt = gt_mask(scene.instance_ids, tids)
+    share = float(seen[gt].mean()) if gt.any() else None
     for row, pred, sec in zip(rows, preds, seconds, strict=True):
         row.seconds += sec
-        row.scores.append(score_query(pred, scene.instance_ids, tids, sid, qid, record.query.kind, groups))
+        score = score_query(pred, scene.instance_ids, tids, sid, qid, record.query.kind, groups)
+        score.seen_iou, score.unseen_iou = subset_iou(pred, gt, seen), subset_iou(pred, gt, ~seen)
+        score.target_seen_share = share
+        row.scores.append(score)
     return None
+
+
+def views_see(scene: StoredScene, record: QueryRecord) -> np.ndarray:
+    """(N,) bool: the points that at least one of the query's k views sees (filtered or not)."""
+    seen = np.zeros(scene.num_points, bool)
+    seen[scene.correspondences.subset(record.view_index).point_idx] = True
+    return seen
 
 
 # ---------------------------------------------------------------------------------------------- output
