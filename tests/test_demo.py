@@ -45,6 +45,49 @@ def test_demo_writes_everything(demo_dir) -> None:
     assert set(ply) >= {"x", "y", "z", "red", "green", "blue", "score", "mask"}
 
 
+def test_demo_writes_the_3d_view_and_says_how_to_open_it(demo_dir) -> None:
+    pytest.importorskip("rerun")
+    from mllm3d.shared.store import open_store
+
+    from tests.rrd_helpers import read_rrd
+
+    out, output = demo_dir
+    rrd = out / "view.rrd"
+    assert f"rerun {rrd}" in output and "--spawn" in output
+    assert "contact sheet (query text, each view's mask" in output
+    ents = read_rrd(rrd)
+    # the showcase query: a held-out one, named in the recording's query document
+    doc = ents["/query"]["TextDocument:text"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    scored = {(q["scene_id"], q["query_id"]): q["iou"] for q in metrics["rows"][1]["queries"]}
+    (sid, qid), = [k for k in scored if f"scene {k[0]}, query {k[1]}," in doc]
+    store = open_store(out / "store.zarr", "r")
+    assert doc.startswith(f"# {store.query_attrs(sid, qid)['text']}")
+    n = store.read_scene(sid).num_points
+    for layer in ("rgb", "fused_prob", "projection_mask", "ground_truth", "network_score", "network_mask"):
+        assert len(ents[f"/world/scene/{layer}"]["Points3D:positions"]) == n, layer
+    k = store.read_query(sid, qid, with_features=False).num_views
+    assert {e for e in ents if e.startswith("/world/views/") and e.count("/") == 3} == {
+        f"/world/views/{i}" for i in range(k)}
+    # the network's layer is the evaluated network's: its IoU is the one the evaluation scored
+    assert ents["/metrics/network_iou"]["Scalars:scalars"] == pytest.approx([scored[sid, qid]])
+    base = {(q["scene_id"], q["query_id"]): q["iou"] for q in metrics["rows"][0]["queries"]}
+    assert ents["/metrics/projection_iou"]["Scalars:scalars"] == pytest.approx([base[sid, qid]])
+
+
+def test_demo_without_the_viz_extra_says_how_to_add_it(demo_dir, monkeypatch) -> None:
+    import sys
+
+    out, _ = demo_dir
+    (out / "view.rrd").write_bytes(b"stale")
+    monkeypatch.setitem(sys.modules, "rerun", None)  # as if rerun-sdk were not installed
+    res = CliRunner(env={"COLUMNS": "200"}).invoke(demo_cmd, ["--quick", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.output.splitlines() if "3D view:" in ln]
+    assert lines == ['3D view: not written (rerun-sdk is not installed); add it with: pip install "mllm-for3d[viz]"']
+    assert not (out / "view.rrd").exists(), "no stale recording beside this run's outputs"
+
+
 def test_demo_rerun_reuses_store_and_run(demo_dir) -> None:
     out, _ = demo_dir
     ckpt_before = sorted((out / "run" / "checkpoints").iterdir())

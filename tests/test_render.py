@@ -10,12 +10,17 @@ from PIL import Image
 from mllm3d.pipeline.render import (
     SheetStyle,
     contact_sheet,
+    font,
     highlight_colors,
+    mask_boundary,
     overlay_mask,
+    project_point_mask,
+    readable_thumbnails,
     resize_mask,
     save_png,
     sheet_size,
     tile_origin,
+    wrap,
 )
 
 
@@ -96,7 +101,7 @@ def test_resize_mask_non_integer_factor_and_upsampling() -> None:
 
 
 def test_query_sheet_title_readable_tiles_and_network_row(tmp_path: Path) -> None:
-    from mllm3d.pipeline.inspect_cli import query_sheet
+    from mllm3d.pipeline.inspect_cli import NEUTRAL, SHEET_STYLE, query_sheet
     from mllm3d.pipeline.inspect_store import inspect_query
     from tests.toy_store import SCENE, W, build_toy_store
 
@@ -107,16 +112,78 @@ def test_query_sheet_title_readable_tiles_and_network_row(tmp_path: Path) -> Non
     prob = np.zeros(n, np.float32)
     prob[np.arange(n) % W >= W // 2] = 1.0  # the network says: the right half of the plane
     two = query_sheet(ins, network_prob=prob)
-    style = SheetStyle(caption_lines=3)
-    # thumbnails scaled to the native mask width (32 px < 320): 3 tiles in a row, plus a title band
-    body_h, body_w = sheet_size(3, (24, 32), style)
-    title_h = style.line_height + 2 * style.gap
-    assert one.shape == (title_h + body_h, body_w, 3)
-    assert two.shape == (2 * (title_h + body_h), body_w, 3)
-    assert (one[:title_h] != 255).any(), "the title is written"
-    # second row: right half tinted (network mask), left half not; the first row tints the chair (left 8 cols)
-    r0, c0 = tile_origin(0, 3, (24, 32), style)
-    top = two[title_h + r0 : title_h + r0 + 24, c0 : c0 + 32]
-    bottom = two[2 * title_h + body_h + r0 : 2 * title_h + body_h + r0 + 24, c0 : c0 + 32]
-    assert (top[:, :8] != 100).any(axis=2).all() and (top[:, 8:] == 100).all()
-    assert (bottom[:, 16:] != 100).any(axis=2).all() and (bottom[:, :16] == 100).all()
+    st = SHEET_STYLE
+    # the toy's 16 px thumbnails are enlarged 20x to 320x240: 3 tiles of 320 + 2*4 frame, 4 gaps of 4 px
+    assert one.shape[1] == two.shape[1] == 3 * 328 + 4 * 4
+    assert two.shape[0] > one.shape[0] + 240
+    assert (one[:20] != 255).any(), "the title is written"
+
+    def tile(sheet: np.ndarray, frame: tuple[int, int, int], after: int = 0) -> np.ndarray:
+        """The first 240x320 thumbnail below row ``after`` whose frame has colour ``frame``."""
+        edge = sheet[:, st.gap : st.gap + 320]  # the first tile's top frame edge is a run of that colour
+        rows = [r for r in range(after, sheet.shape[0]) if (edge[r] == frame).all()]
+        r0 = rows[0] + st.frame
+        return sheet[r0 : r0 + 240, st.gap + st.frame : st.gap + st.frame + 320], r0
+
+    top, r_top = tile(two, st.kept)  # the chair's 3 views are kept
+    # the chair = the left 8 of 32 columns = 80 px: tinted, its right boundary (2 px) drawn opaque
+    tint = np.rint(0.45 * 100 + 0.55 * np.array(st.overlay)).astype(np.uint8)
+    assert (top[:, :78] == tint).all() and (top[:, 78:80] == st.overlay).all()
+    assert (top[:, 80:] == 100).all()
+    bottom, r_bottom = tile(two, NEUTRAL, r_top + 240)  # the network's row: grey frames, no outline
+    net_tint = np.rint(0.3 * 100 + 0.7 * np.array(st.overlay)).astype(np.uint8)
+    assert r_bottom > r_top + 240 and (bottom[:, 160:] == net_tint).all() and (bottom[:, :160] == 100).all()
+    assert not (one[:, st.gap : st.gap + 320] == NEUTRAL).all(axis=(1, 2)).any(), "no network row without scores"
+
+
+def test_project_point_mask_fill_takes_the_majority_of_covered_neighbours() -> None:
+    # one 1x7 view, points seen at column 0 (in the mask) and column 6 (not)
+    views = [(np.array([0, 1]), np.array([0, 0]), np.array([0, 6]))]
+    mask = np.array([True, False])
+    assert project_point_mask(mask, views, (1, 7))[0, 0].tolist() == [1, 0, 0, 0, 0, 0, 0]
+    # 2 steps: columns 1, 2 grow from the mask and 5, 4 from the other point
+    assert project_point_mask(mask, views, (1, 7), fill=2)[0, 0].tolist() == [1, 1, 1, 0, 0, 0, 0]
+    # step 3: column 3 has one neighbour of each: a tie is not in the mask
+    assert project_point_mask(mask, views, (1, 7), fill=3)[0, 0].tolist() == [1, 1, 1, 0, 0, 0, 0]
+    # a pixel seeing a masked point and an unmasked one is in the mask; nothing grows past `fill`
+    views = [(np.array([0, 1]), np.array([0, 0]), np.array([3, 3]))]
+    assert project_point_mask(mask, views, (1, 7), fill=1)[0, 0].tolist() == [0, 0, 1, 1, 1, 0, 0]
+
+
+def test_readable_thumbnails_whole_factor_up_bilinear_down() -> None:
+    small = np.arange(2 * 3 * 16 * 3, dtype=np.uint8).reshape(2, 3, 16, 3)
+    big = readable_thumbnails(small)
+    assert big.shape == (2, 60, 320, 3)
+    assert (big[1, 20:40, 60:80] == small[1, 1, 3]).all(), "each stored pixel a 20x20 block"
+    assert readable_thumbnails(np.zeros((1, 10, 100, 3), np.uint8)).shape == (1, 30, 300, 3)
+    assert readable_thumbnails(np.zeros((1, 300, 640, 3), np.uint8)).shape == (1, 150, 320, 3)
+    same = np.zeros((1, 240, 320, 3), np.uint8)
+    assert readable_thumbnails(same) is same
+
+
+def test_mask_boundary_and_wrap() -> None:
+    m = np.zeros((6, 6), bool)
+    m[1:5, 1:5] = True
+    ring = mask_boundary(m, 1)
+    assert ring.sum() == 12 and not ring[2:4, 2:4].any() and ring[1, 1:5].all()
+    assert (mask_boundary(m, 2) == m).all()
+    assert not mask_boundary(np.ones((3, 3), bool), 1).any()  # the image edge is no boundary
+    edge = np.zeros((3, 4), bool)
+    edge[:, :2] = True  # touches the top, bottom and left edges: only column 1 borders unmasked pixels
+    assert mask_boundary(edge, 1).tolist() == [[False, True, False, False]] * 3
+    fnt = font(15)
+    text = "dropped: mask area 0.0012 < min_area 0.002 and more words here"
+    lines = wrap(text, fnt, 120)
+    assert " ".join(lines) == text and len(lines) > 1
+    assert all(fnt.getlength(line) <= 120 for line in lines)
+    for a, b in zip(lines, lines[1:], strict=False):
+        assert fnt.getlength(f"{a} {b.split()[0]}") > 120, "a line takes every word that fits"
+
+
+def test_save_png_palette(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    full = Image.open(save_png(img, tmp_path / "a.png"))
+    assert full.mode == "RGB" and (np.asarray(full) == img).all()
+    pal = Image.open(save_png(img, tmp_path / "b.png", colors=16))
+    assert pal.mode == "P" and len(np.unique(np.asarray(pal.convert("RGB")).reshape(-1, 3), axis=0)) <= 16

@@ -8,24 +8,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.rrd_helpers import read_rrd
 from tests.toy_store import SCENE, H, W, build_toy_store
 
 rr = pytest.importorskip("rerun")
-
-
-def _read(path: Path) -> dict[str, dict[str, object]]:
-    from rerun.chunk import RrdReader
-
-    out: dict[str, dict[str, object]] = {}
-    for chunk in RrdReader(path).stream():
-        batch = chunk.to_record_batch()
-        for name in batch.schema.names:
-            if ":" in name:
-                value = batch.column(name)[0].as_py()
-                if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
-                    value = value[0]  # text components come back as one-element lists
-                out.setdefault(chunk.entity_path, {})[name] = value
-    return out
 
 
 def test_view_recording_entities_counts_and_values(tmp_path: Path) -> None:
@@ -42,7 +28,7 @@ def test_view_recording_entities_counts_and_values(tmp_path: Path) -> None:
                                         "--prediction", str(tmp_path / "pred.npy"), "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert f"rerun {out}" in res.output
-    ents = _read(out)
+    ents = read_rrd(out)
     for layer in ("rgb", "fused_prob", "projection_mask", "ground_truth", "network_score", "network_mask"):
         assert len(ents[f"/world/scene/{layer}"]["Points3D:positions"]) == n == H * W
     # 3 posed cameras with the toy's intrinsics and identity poses, a mask and an image each

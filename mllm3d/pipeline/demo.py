@@ -7,8 +7,10 @@
    training scenes (no ground truth anywhere in training, none for model selection: the last checkpoint);
 4. evaluation on the **held-out** scenes: the 2D-projection baseline (fused votes of the cached masks) vs
    the trained network, every query against the ground truth;
-5. a contact sheet PNG of one held-out query's views and masks, the fused pseudo-label PLY, and a
-   prediction PLY from ``predict`` for that query.
+5. a contact sheet PNG of one held-out query (its text, every view's mask, α, ω and keep/drop reason, and a
+   row with the trained network's mask projected into the same views), the fused pseudo-label PLY, a
+   prediction PLY from ``predict`` for that query, and — when the ``viz`` extra (rerun-sdk) is installed —
+   a Rerun recording of that query (``view.rrd``: points, layers, posed cameras with their masks).
 
 Everything goes under ``--out`` (cache/demo). Re-running reuses the finished store and training run when
 the settings are unchanged, and rewrites the pictures, PLYs and metrics.
@@ -38,11 +40,11 @@ from mllm3d.pipeline.evaluate_cli import group_tables, kind_table, results_table
 from mllm3d.pipeline.steps import DEFAULT_FAILURES, synthetic_stage1, train_or_reuse
 from mllm3d.shared.errors import BadInputError, Mllm3dError
 from mllm3d.shared.store import open_store
-from mllm3d.stage2_train3d.datamodule import split_pairs
 
 # on top of configs/train/default.yaml: no validation passes during training (the demo evaluates the
 # last checkpoint on the held-out scenes afterwards; ground truth never selects a checkpoint)
 NETWORK_ROW = "trained 3D network"  # the metrics table's row of the trained network
+SHEET_COLORS = 256  # the demo's contact sheet is a palette PNG (~170 KB instead of ~410 KB; docs/ holds one)
 DEMO_TRAIN: tuple[str, ...] = ("trainer.limit_val_batches=0", "trainer.log_every_n_steps=10", "data.val_fraction=0.25")
 
 
@@ -79,6 +81,7 @@ class DemoOutputs:
     contact_sheet: Path
     fused_ply: Path
     prediction_ply: Path
+    recording: Path | None  # the Rerun recording; None without the viz extra
     query: tuple[str, str]
     result: EvalResult
     seconds: dict[str, float]
@@ -99,12 +102,14 @@ def pick_query(store_path: Path, pairs: list[tuple[str, str]]) -> tuple[str, str
 
 def run_demo(cfg: DemoConfig, out: Path, console: Console | None = None) -> DemoOutputs:
     """Run every step; see the module docstring."""
+    # heavy imports (torch, Lightning, spconv) inside: `mllm3d demo --help` stays fast
     from mllm3d.pipeline.inspect_cli import export_fused_ply, query_sheet
     from mllm3d.pipeline.inspect_store import inspect_query
     from mllm3d.pipeline.predict import fusion_of, predict_query, write_prediction_ply
     from mllm3d.pipeline.render import save_png
     from mllm3d.shared.sources import open_source
     from mllm3d.stage1_pseudolabel.segmenter import build_segmenter
+    from mllm3d.stage2_train3d.datamodule import split_pairs
     from mllm3d.stage2_train3d.predictor import Predictor
 
     console = console or Console()
@@ -152,7 +157,10 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console | None = None) -> Demo
     t0 = time.perf_counter()
     sid, qid = pick_query(store_path, held_out)
     ins = inspect_query(store, sid, qid, predictor.config.fusion)
-    sheet = save_png(query_sheet(ins), out / "contact_sheet.png")
+    prob = predictor.predict(ins.scene, ins.record)
+    sheet = save_png(query_sheet(ins, network_prob=prob, threshold=predictor.threshold), out / "contact_sheet.png",
+                     colors=SHEET_COLORS)
+    recording = write_demo_recording(store_path, (sid, qid), out / "view.rrd", prob, predictor)
     fused_ply = export_fused_ply(ins, out / "fused_pseudolabel.ply", predictor.config.fusion.vote_threshold)
     source = open_source(f"synthetic:{cfg.num_scenes}:{cfg.seed}")
     query = next(q for q in source.scene_queries(sid) if q.query_id == qid)
@@ -163,9 +171,39 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console | None = None) -> Demo
     seconds["pictures"] = time.perf_counter() - t0
     return DemoOutputs(
         store=store_path, run_dir=run_dir, checkpoint=Path(ckpt), metrics_json=metrics_json, contact_sheet=sheet,
-        fused_ply=fused_ply, prediction_ply=pred_ply, query=(sid, qid), result=result, seconds=seconds,
+        fused_ply=fused_ply, prediction_ply=pred_ply, recording=recording, query=(sid, qid), result=result, seconds=seconds,
         reused=reused,
     )
+
+
+def write_demo_recording(store_path: Path, query: tuple[str, str], out: Path, prob: Any, predictor: Any) -> Path | None:
+    """The Rerun recording of ``query`` with the network's layer (scores ``prob``), or None (and any stale
+    recording removed) when rerun-sdk is not installed."""
+    from mllm3d.pipeline.view import require_rerun, write_recording
+
+    try:
+        require_rerun()
+    except BadInputError:
+        out.unlink(missing_ok=True)  # never leave a recording of an earlier run next to this run's outputs
+        return None
+    write_recording(store_path, *query, out, prediction=prob, fusion=predictor.config.fusion,
+                    threshold=predictor.threshold)
+    return out
+
+
+def look_lines(o: DemoOutputs) -> list[str]:
+    """How to look at the showcase query: the contact sheet, and the 3D view (or how to install it)."""
+    from mllm3d.pipeline.view import INSTALL_VIZ
+
+    sid, qid = o.query
+    lines = [f"contact sheet (query text, each view's mask, alpha, omega, kept/dropped, the network's row): "
+             f"{o.contact_sheet}"]
+    if o.recording is None:
+        lines.append(f"3D view: not written (rerun-sdk is not installed); add it with: {INSTALL_VIZ}")
+    else:
+        lines.append(f"3D view: rerun {o.recording}   (or: mllm3d view --store {o.store} --scene {sid} "
+                     f"--query {qid} --checkpoint {o.checkpoint} --spawn)")
+    return lines
 
 
 def outputs_table(o: DemoOutputs, text: str) -> Table:
@@ -180,6 +218,7 @@ def outputs_table(o: DemoOutputs, text: str) -> Table:
     t.add_row("contact sheet", str(o.contact_sheet))
     t.add_row("fused pseudo-label PLY", str(o.fused_ply))
     t.add_row("prediction PLY", str(o.prediction_ply))
+    t.add_row("3D view (Rerun)", str(o.recording) if o.recording else "not written (no viz extra)")
     t.add_row("time", ", ".join(f"{k} {v:.0f} s" for k, v in o.seconds.items()))
     return t
 
@@ -204,6 +243,8 @@ def demo_cmd(out: Path, quick: bool, num_scenes: int | None, epochs: int | None,
         raise click.ClickException(str(exc)) from exc
     text = open_store(o.store, "r").query_attrs(*o.query).get("text", "")
     console.print(outputs_table(o, text))
+    for line in look_lines(o):
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
     console.print(
         "[dim]Stage 1 used the synthetic backend, a stand-in for the MLLM (noisy ground-truth masks). The network "
         "was trained on the other scenes' pseudo-labels only (no ground truth); both rows are scored against the "

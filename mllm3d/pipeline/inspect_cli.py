@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -110,33 +111,49 @@ def view_table(ins: QueryInspection) -> Table:
     return t
 
 
+# the contact sheet's look: 15 px captions (4 lines), a 20 px title, the mask tinted and outlined
+SHEET_STYLE = SheetStyle(caption_lines=4, font_size=15, line_height=19, title_size=20, outline=2)
+NEUTRAL: tuple[int, int, int] = (150, 150, 150)  # frames of the network's row (it filters no views)
+NETWORK_FILL = 2  # px: gaps between the network's projected points filled (render.project_point_mask)
+
+
 def query_sheet(
     ins: QueryInspection, style: SheetStyle | None = None, network_prob: np.ndarray | None = None,
     threshold: float = 0.5,
 ) -> np.ndarray:
-    """The contact sheet of an inspected query: the query text as title, one readable tile per view
-    (frame id, α, ω, kept or why dropped); with ``network_prob`` (N,) a second row with the network's
-    mask projected into the same views. Placeholder grey tiles if the store has no thumbnails."""
-    style = style or SheetStyle(caption_lines=3)
+    """The contact sheet of an inspected query: the query text as title and a legend, one tile per view
+    about 320 px wide (frame id, α, ω, kept or why dropped) with its mask tinted and outlined, framed
+    green (kept) or red (dropped); with ``network_prob`` (N,) a second row with the network's mask
+    (scores >= ``threshold``) projected into the same views. Grey tiles if the store has no thumbnails."""
+    style = style or SHEET_STYLE
     k = ins.record.num_views
     thumbs = ins.thumbnails
     if thumbs is None:
         thumbs = placeholder_thumbnails(k, ins.scene.image_size, style.placeholder_width)
-    thumbs = readable_thumbnails(thumbs, ins.scene.image_size)
+    thumbs = readable_thumbnails(thumbs)
     kept = [r.kept for r in ins.rows]
-    captions = [  # PIL's default font has no Greek letters: alpha / omega spelled out
-        [f"view #{r.index}, frame {r.frame_id}", f"alpha (confidence) {r.confidence:.2f}, omega (weight) {r.weight:.2f}",
-         "kept" if r.kept else f"dropped: {r.reason}"]
+    captions = [  # PIL's built-in fonts have no Greek letters: alpha / omega spelled out
+        [f"view #{r.index}, frame {r.frame_id}", f"alpha (confidence) {r.confidence:.2f}",
+         f"omega (weight) {r.weight:.2f}", "kept" if r.kept else f"dropped: {r.reason}"]
         for r in ins.rows
     ]
     first = contact_sheet(thumbs, ins.record.masks, kept, captions, style)
+    width = first.shape[1]
     q = ins.record.query
-    parts = [title_band(f"{q.text}  ({q.scene_id} / {q.query_id})", first.shape[1], style), first]
+    legend = (f"scene {q.scene_id}, query {q.query_id}: {sum(kept)} of {k} views kept. Magenta: each view's "
+              "2D mask. Frame: green = kept by the view filter, red = dropped (reason below the view).")
+    parts = [title_band(f'"{q.text}"', width, style, size=style.title_size),
+             title_band(legend, width, style), first]
     if network_prob is not None:
         views = [ins.scene.correspondences.view(int(v)) for v in ins.record.view_index]
-        net = project_point_mask(np.asarray(network_prob) >= threshold, views, ins.scene.image_size)
-        parts.append(title_band("trained 3D network's mask, projected into the same views", first.shape[1], style))
-        parts.append(contact_sheet(thumbs, net, kept, [[c[0]] for c in captions], style))
+        mask = np.asarray(network_prob) >= threshold
+        net = project_point_mask(mask, views, ins.scene.image_size, fill=NETWORK_FILL)
+        label = (f"Trained 3D network: the {int(mask.sum())} of {mask.size} points scored >= {threshold:.2f}, "
+                 "projected into the same views (magenta).")
+        # no outline: the network's mask is per point, an outline around every speck would hide it
+        row_style = replace(style, kept=NEUTRAL, filtered=NEUTRAL, caption_lines=1, outline=0, alpha=0.7)
+        parts += [title_band(label, width, style), contact_sheet(thumbs, net, kept, [[c[0]] for c in captions],
+                                                                 row_style)]
     return np.concatenate(parts, axis=0)
 
 

@@ -13,6 +13,7 @@ rerun-sdk is the optional extra ``viz``; it is imported inside the functions onl
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
@@ -21,7 +22,11 @@ from mllm3d.shared.errors import BadInputError, Mllm3dError
 from mllm3d.shared.metrics import gt_mask, point_iou
 from mllm3d.shared.store import open_store, safe_key
 
-MISSING_RERUN = 'mllm3d view needs rerun-sdk: pip install "mllm-for3d[viz]"'
+if TYPE_CHECKING:
+    from mllm3d.stage2_train3d.fusion import FusionConfig
+
+INSTALL_VIZ = 'pip install "mllm-for3d[viz]"'  # the optional extra that brings rerun-sdk
+MISSING_RERUN = f"mllm3d view needs rerun-sdk: {INSTALL_VIZ}"
 
 
 def require_rerun():  # noqa: ANN201 - returns the rerun module
@@ -51,23 +56,27 @@ def write_recording(
     out: Path,
     checkpoint: Path | None = None,
     prediction: np.ndarray | None = None,
+    fusion: FusionConfig | None = None,
+    threshold: float = 0.5,
 ) -> dict[str, float]:
-    """Write the recording of one query to ``out``; returns the per-query metrics it logged."""
+    """Write the recording of one query to ``out``; returns the per-query metrics it logged.
+
+    ``prediction`` (N,) scores are masked at ``threshold``; ``fusion`` sets the view filter and vote
+    threshold of the fused layer (default: the checkpoint's, else FusionConfig's defaults)."""
     rr = require_rerun()
     from mllm3d.pipeline.inspect_store import inspect_query
     from mllm3d.stage2_train3d.fusion import FusionConfig
 
     store = open_store(store_path, "r")
-    cfg = FusionConfig()
+    cfg = fusion or FusionConfig()
     predictor = None
     if checkpoint is not None:
         from mllm3d.stage2_train3d.predictor import Predictor
 
         predictor = Predictor.from_checkpoint(checkpoint)
-        cfg = predictor.config.fusion
+        cfg = fusion or predictor.config.fusion
     ins = inspect_query(store, scene_id, query_id, cfg)
     scene, rec, fused = ins.scene, ins.record, ins.fused
-    threshold = 0.5
     if predictor is not None:
         prediction = predictor.predict(scene, rec)
         threshold = predictor.threshold
