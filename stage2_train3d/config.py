@@ -75,6 +75,9 @@ class LossConfig:
     spatial: bool = True
     spatial_mode: str = "auto"  # auto: features if the store has them, else prototype; features; prototype
     spatial_weight: float = 20.0  # lambda (official code 10 / 0.5)
+    # W_img / form of the feature L_spatial (docs/stage2.md, "Spatial loss forms"): normalized (bias-free,
+    # orthonormalised W_img; chosen by measurement) | fixed (random, frozen) | contrastive | paper (collapses)
+    spatial_form: str = "normalized"
     with_labels: bool = False  # add BCE on ground-truth 3D masks (paper's "w/ label")
     label_weight: float = 1.0
 
@@ -142,6 +145,10 @@ class TrainConfig:
         if self.loss.spatial_mode not in ("auto", "features", "prototype"):
             raise BadInputError(
                 f"loss.spatial_mode must be auto|features|prototype, got {self.loss.spatial_mode!r}"
+            )
+        if self.loss.spatial_form not in ("paper", "fixed", "normalized", "contrastive"):
+            raise BadInputError(
+                f"loss.spatial_form must be paper|fixed|normalized|contrastive, got {self.loss.spatial_form!r}"
             )
         if self.optim.scheduler not in ("cosine", "none") or self.optim.scheduler_interval not in ("step", "epoch"):
             raise BadInputError(

@@ -5,6 +5,13 @@
               m_pi = the view's mask value at the point's pixel (``--target pairs``);
   or        = mean over seen points of BCEWithLogits(s_p, fused_p) (``--target fused``).
 - L_spatial = mean over positive pairs of 1 − cos(local_p, W_img f2D_{p,i})            (features)
+              computed per voxel against the voxel's mean image feature (``voxel_feature_means``);
+              ``loss.spatial_form`` picks W_img and the form (docs/stage2.md, "Spatial loss forms"):
+              paper = trainable W_img with a bias (collapses: W_img → 0, local = the bias);
+              fixed = a fixed random bias-free W_img (the released code's effective target);
+              normalized = a trainable bias-free W_img with orthonormal columns/rows (QR), which keeps
+              the features' cosines (cannot map them all to one direction when feature_dim >= C);
+              contrastive = InfoNCE over (voxel, view) groups with the same view's groups as negatives.
   or the geometric "prototype" alternative when the store has no image features:
               proto_i = normalise(mean of normalise(local_p) over view i's positive pairs) (no grad)
               L = mean_pos (1 − cos(local_p, proto_i)) + mean_neg max(0, cos(local_p, proto_i))
@@ -64,6 +71,71 @@ def spatial_feature_loss(local: torch.Tensor, f2d: torch.Tensor, positive: torch
         return _zero(local) + _zero(f2d)
     cos = F.cosine_similarity(local[positive], f2d[positive], dim=-1, eps=1e-8)
     return (1.0 - cos).mean()
+
+
+def voxel_feature_means(f2d: torch.Tensor, pair_voxel: torch.Tensor, num_voxels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scatter mean of the pairs' image features per voxel: (voxels that have pairs, means (V', C), counts (V',)).
+
+    The local feature is one vector per voxel, so the spatial loss compares it with its voxel's mean image
+    feature once (index_add over pairs) instead of once per pair; equal to the per-pair loss where the pairs
+    of a voxel carry the same feature.
+    """
+    sums = f2d.new_zeros(num_voxels, f2d.shape[1])
+    sums.index_add_(0, pair_voxel, f2d)
+    counts = torch.bincount(pair_voxel, minlength=num_voxels).to(f2d.dtype)
+    used = torch.nonzero(counts > 0).squeeze(1)
+    return used, sums[used] / counts[used, None], counts[used]
+
+
+def spatial_voxel_loss(local_vox: torch.Tensor, target: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Pair-weighted mean over voxels of 1 − cos(local_v, target_v); ``counts`` = the voxel's pair count."""
+    if local_vox.shape[0] == 0:
+        return _zero(local_vox) + _zero(target)
+    cos = F.cosine_similarity(local_vox, target, dim=-1, eps=1e-8)
+    return ((1.0 - cos) * counts).sum() / counts.sum()
+
+
+def spatial_contrastive_loss(
+    local_vox: torch.Tensor,
+    target: torch.Tensor,
+    group_view: torch.Tensor,
+    max_per_view: int = 128,
+    temperature: float = 0.1,
+) -> torch.Tensor:
+    """InfoNCE with in-view negatives: each (voxel, view) group's local feature must pick its own image
+    feature among the other groups of the same view (cosine / temperature, cross-entropy).
+
+    local_vox/target (G, D): the group's local feature and (projected) mean image feature; group_view (G,)
+    the view of each group. A view with more than ``max_per_view`` groups keeps an evenly strided subset
+    (deterministic); views with fewer than two groups have no negatives and contribute nothing. A collapsed
+    local head scores every candidate alike (loss log n), so collapse is never a minimum.
+    """
+    if local_vox.shape[0] == 0:
+        return _zero(local_vox) + _zero(target)
+    order = torch.argsort(group_view, stable=True)
+    view_sorted = group_view[order]
+    _, inverse, counts = torch.unique_consecutive(view_sorted, return_inverse=True, return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(order), device=order.device) - starts[inverse]
+    stride = torch.div(counts + max_per_view - 1, max_per_view, rounding_mode="floor")
+    keep = (rank % stride[inverse] == 0) & (counts[inverse] >= 2)
+    if not bool(keep.any()):
+        return _zero(local_vox) + _zero(target)
+    sel, slot = order[keep], torch.div(rank[keep], stride[inverse[keep]], rounding_mode="floor")
+    _, row = torch.unique_consecutive(inverse[keep], return_inverse=True)
+    n_rows, d = int(row.max()) + 1, local_vox.shape[1]
+    width = int(slot.max()) + 1
+    lo = local_vox.new_zeros(n_rows, width, d)
+    tg = target.new_zeros(n_rows, width, d)
+    valid = torch.zeros(n_rows, width, dtype=torch.bool, device=local_vox.device)
+    lo[row, slot] = F.normalize(local_vox[sel], dim=-1, eps=1e-8)
+    tg[row, slot] = F.normalize(target[sel], dim=-1, eps=1e-8)
+    valid[row, slot] = True
+    logits = torch.bmm(lo, tg.transpose(1, 2)) / temperature  # (views, width, width)
+    logits = logits.masked_fill(~valid[:, None, :], float("-inf"))
+    labels = torch.arange(width, device=logits.device).expand(n_rows, width)
+    ce = F.cross_entropy(logits[valid], labels[valid], reduction="mean")
+    return ce
 
 
 def spatial_prototype_loss(

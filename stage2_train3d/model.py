@@ -181,9 +181,21 @@ class Stage2Net(nn.Module):
             s = self.log_logit_scale.exp() * s + self.logit_bias
         return s
 
-    def project_image(self, f2d: torch.Tensor) -> torch.Tensor:
-        """W_img f2D: (..., image_feature_dim) -> (..., feature_dim)."""
-        return self.image_proj(f2d)
+    def project_image(self, f2d: torch.Tensor, form: str = "paper") -> torch.Tensor:
+        """W_img f2D: (..., image_feature_dim) -> (..., feature_dim) in the given ``loss.spatial_form``.
+
+        paper: the affine map (weight and bias); fixed / contrastive: the weight alone (bias-free; ``fixed``
+        is frozen by the module); normalized: the weight made orthonormal by QR (columns when
+        feature_dim >= image_feature_dim, else rows), so the map keeps (or only projects) cosines.
+        """
+        if form == "paper":
+            return self.image_proj(f2d)
+        w = self.image_proj.weight  # (feature_dim, image_feature_dim)
+        if form == "normalized":
+            if w.shape[0] >= w.shape[1]:
+                return f2d @ torch.linalg.qr(w).Q.T
+            return f2d @ torch.linalg.qr(w.T).Q
+        return nn.functional.linear(f2d, w)
 
 
 def build_network(cfg: ModelConfig) -> Stage2Net:

@@ -20,8 +20,10 @@ from mllm3d.stage2_train3d.losses import (
     label_loss,
     mean_pairwise_cosine,
     mms_loss,
-    spatial_feature_loss,
+    spatial_contrastive_loss,
     spatial_prototype_loss,
+    spatial_voxel_loss,
+    voxel_feature_means,
 )
 from mllm3d.stage2_train3d.model import Stage2Net
 
@@ -39,6 +41,11 @@ class Stage2Module(pl.LightningModule):
         self.cfg = cfg
         self.net = net
         self.save_hyperparameters({"config": cfg.to_dict()}, logger=False)
+        if cfg.loss.spatial_form != "paper":  # the other forms are bias-free; fixed also freezes the weight
+            net.image_proj.bias.requires_grad_(False)
+            with torch.no_grad():
+                net.image_proj.bias.zero_()
+            net.image_proj.weight.requires_grad_(cfg.loss.spatial_form != "fixed")
         self._val_ious: list[float] = []
         self._val_proj_ious: list[float] = []
         # DDP needs every parameter in every step's graph; set in setup() when world_size > 1
@@ -87,15 +94,30 @@ class Stage2Module(pl.LightningModule):
         if mode == "features" or (mode == "auto" and has_f2d):
             if not has_f2d:  # this batch's queries carry no image features
                 return out["local"].sum() * 0.0, "features"
-            idx = batch["f2d_pair"]
-            local = out["local"][batch["point_voxel"][batch["pair_point"][idx]]]
-            f2d = self.net.project_image(batch["f2d"].to(local.dtype))
-            positive = batch["pair_target"][idx] > 0.5
-            return spatial_feature_loss(local, f2d, positive), "features"
+            return self._spatial_features(batch, out), "features"
         pair_voxel = batch["point_voxel"][batch["pair_point"]]
         positive = batch["pair_target"] > 0.5
         n_views = int(batch["view_offset"][-1])
         return spatial_prototype_loss(out["local"], pair_voxel, batch["pair_view"], positive, n_views), "prototype"
+
+    def _spatial_features(self, batch: dict[str, Any], out: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The feature L_spatial in ``loss.spatial_form``; image features are averaged per voxel (per
+        (voxel, view) for the contrastive form) before W_img, so W_img runs once per voxel, not per pair."""
+        form = self.cfg.loss.spatial_form
+        local = out["local"]
+        idx = batch["f2d_pair"]
+        keep = batch["pair_target"][idx] > 0.5  # image features are sampled on positive pairs
+        pair_voxel = batch["point_voxel"][batch["pair_point"][idx[keep]]]
+        f2d = batch["f2d"][keep].to(local.dtype)
+        m = local.shape[0]
+        if form == "contrastive":
+            key = batch["pair_view"][idx[keep]] * m + pair_voxel  # view-major: one group per (voxel, view)
+            n_groups = int(batch["view_offset"][-1]) * m
+            used, mean_f, _ = voxel_feature_means(f2d, key, n_groups)
+            target = self.net.project_image(mean_f, form)
+            return spatial_contrastive_loss(local[used % m], target, torch.div(used, m, rounding_mode="floor"))
+        used, mean_f, counts = voxel_feature_means(f2d, pair_voxel, m)
+        return spatial_voxel_loss(local[used], self.net.project_image(mean_f, form), counts)
 
     @torch.no_grad()
     def _local_feature_cosine(self, batch: dict[str, Any], out: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -200,11 +222,12 @@ class Stage2Module(pl.LightningModule):
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:
         o = self.cfg.optim
+        params = [p for p in self.net.parameters() if p.requires_grad]  # a fixed W_img is not optimised
         if o.optimizer == "adamw":
-            opt: torch.optim.Optimizer = torch.optim.AdamW(self.net.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+            opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
         else:
             opt = torch.optim.SGD(
-                self.net.parameters(), lr=o.lr, momentum=o.momentum, dampening=o.dampening,
+                params, lr=o.lr, momentum=o.momentum, dampening=o.dampening,
                 weight_decay=o.weight_decay,
             )
         if o.scheduler == "none":
