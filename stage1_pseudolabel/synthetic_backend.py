@@ -27,6 +27,13 @@ higher for correct views on average. With
 vector per instance, rendered through the instance map, average-pooled by ``feature_stride`` and
 noised - the shape Stage 2's spatial loss expects.
 
+Presets (``preset``, docs/stand_in.md): ``easy`` is the model above with failures independent per
+(query, view); ``lisa_like`` (the benchmark's default) adds a per-query *misreading* (``misread_rate``:
+the same wrong object in every view where it is visible), answers in most views without the target,
+a preference for distractors similar to the target (``similar_preference``), hallucinated embeddings
+that keep part of the query's direction (``hallucination_mix``) and overlapping confidences
+(``conf_correct`` / ``conf_wrong``; AUROC of α correct vs wrong ≈ 0.69).
+
 Determinism: every random draw for one (query, view) comes from a generator seeded by a hash of
 (seed, scene_id, frame_id, query_id), and image features from (seed, scene_id, frame_id), so
 outputs do not depend on which other queries or views are processed in the same call or shard.
@@ -48,10 +55,30 @@ ANSWER_SEG = "Sure, it is [SEG]."
 ANSWER_MISS = "Sorry, I cannot find it in this image."
 
 
+# Named failure models (docs/stand_in.md gives every rate with its reasoning). ``easy`` is the original
+# model (failures independent per (query, view), hallucinations carry the distractor's embedding, α
+# well separated); ``lisa_like`` adds per-query misreadings, salient/similar answers in views without the
+# target, hallucinated embeddings that keep half the query's direction, and overlapping confidences.
+PRESETS: dict[str, dict[str, Any]] = {
+    "easy": {},
+    "lisa_like": {
+        "miss_rate": 0.05,
+        "hallucination_rate": 0.15,
+        "absent_hallucination_rate": 0.8,
+        "misread_rate": 0.2,
+        "similar_preference": 3.0,
+        "hallucination_mix": 0.5,
+        "conf_correct": (0.80, 0.12),
+        "conf_wrong": (0.68, 0.12),
+    },
+}
+
+
 @dataclass
 class SyntheticBackendConfig:
     """Failure model and output shapes of the synthetic segmenter (all rates are probabilities)."""
 
+    preset: str = "easy"  # a name in PRESETS: its values replace the defaults below, explicit keys win
     seed: int = 0
     embed_dim: int = 256
     hallucination_rate: float = 0.15
@@ -73,6 +100,11 @@ class SyntheticBackendConfig:
     feature_noise: float = 0.1
     attention_maps: bool = False
     attention_stride: int = 16
+    misread_rate: float = 0.0  # per query: the query is misread as one other object, the same in every view
+    similar_preference: float = 0.0  # distractor weight x (1 + this) per shared category / colour with the target
+    hallucination_mix: float = 1.0  # share of the distractor's vector in a wrong view's embedding (rest: query's)
+    conf_correct: tuple[float, float] = (0.85, 0.08)  # confidence (α) mean, sd of a view that segmented the target
+    conf_wrong: tuple[float, float] = (0.62, 0.12)  # ... of a view that segmented another object
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> SyntheticBackendConfig:
@@ -80,8 +112,15 @@ class SyntheticBackendConfig:
         unknown = sorted(set(config) - known)
         if unknown:
             raise BadInputError(f"synthetic backend: unknown config keys {unknown}; known: {sorted(known)}")
-        cfg = cls(**config)
-        cfg.partial_fraction = (float(cfg.partial_fraction[0]), float(cfg.partial_fraction[1]))
+        preset = config.get("preset", "easy")
+        if preset not in PRESETS:
+            raise BadInputError(f"synthetic backend: preset must be one of {sorted(PRESETS)}, got {preset!r}")
+        cfg = cls(**{**PRESETS[preset], **config})
+        for name in ("partial_fraction", "conf_correct", "conf_wrong"):
+            pair = getattr(cfg, name)
+            if len(pair) != 2:
+                raise BadInputError(f"synthetic backend: {name} must be a pair of numbers, got {pair!r}")
+            setattr(cfg, name, (float(pair[0]), float(pair[1])))
         cfg.validate()
         return cfg
 
@@ -92,6 +131,8 @@ class SyntheticBackendConfig:
             "miss_rate",
             "boundary_rate",
             "partial_rate",
+            "misread_rate",
+            "hallucination_mix",
         ):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
@@ -101,7 +142,10 @@ class SyntheticBackendConfig:
             raise BadInputError(
                 f"synthetic backend: partial_fraction must satisfy 0 < lo <= hi < 1, got {self.partial_fraction}"
             )
-        for name in ("category_weight", "color_weight", "instance_weight", "query_weight", "embedding_noise"):
+        if self.conf_correct[1] < 0 or self.conf_wrong[1] < 0:
+            raise BadInputError("synthetic backend: the sd of conf_correct / conf_wrong must be >= 0")
+        for name in ("category_weight", "color_weight", "instance_weight", "query_weight", "embedding_noise",
+                     "similar_preference"):
             if getattr(self, name) < 0:
                 raise BadInputError(f"synthetic backend: {name} must be >= 0, got {getattr(self, name)}")
         if self.category_weight + self.color_weight + self.instance_weight <= 0:
@@ -133,7 +177,8 @@ class SyntheticSegmenter:
 
     def config_dict(self) -> dict[str, Any]:
         d = asdict(self.config)
-        d["partial_fraction"] = list(d["partial_fraction"])
+        for name in ("partial_fraction", "conf_correct", "conf_wrong"):
+            d[name] = list(d[name])
         return d
 
     # ------------------------------------------------------------------ public API
@@ -190,12 +235,21 @@ class SyntheticSegmenter:
         rate = cfg.hallucination_rate if out.target_visible else cfg.absent_hallucination_rate
         mask = truth
         vec = qvec
-        if u_hall < rate:
-            other = _pick_distractor(stats, targets, truth, rng, cfg.min_object_pixels)
-            if other is not None:
-                out.hallucinated_id = other
-                mask = labels == other
-                vec = self.object_vector(view, query.scene_id, other)
+        misread = self.misread_object(view, query)
+        similar = self._similarity(view, targets) if cfg.similar_preference > 0 else None
+        other: int | None = None
+        if misread is not None and stats.get(misread, (0,))[0] >= cfg.min_object_pixels:
+            other = misread  # the query's misreading, visible here: the same wrong object in every view
+        elif u_hall < rate:
+            other = _pick_distractor(stats, targets, truth, rng, cfg.min_object_pixels, similar,
+                                     cfg.similar_preference)
+        if other is not None:
+            out.hallucinated_id = other
+            mask = labels == other
+            vec = self.object_vector(view, query.scene_id, other)
+            if cfg.hallucination_mix < 1.0:  # LISA's [SEG] token still reads the query's words
+                vec = cfg.hallucination_mix * vec + (1.0 - cfg.hallucination_mix) * qvec
+                vec = vec / max(float(np.linalg.norm(vec)), 1e-12)
         if mask.any() and u_bound < cfg.boundary_rate:
             mask, out.boundary = _boundary_noise(mask, rng, cfg.boundary_width)
         if mask.any() and u_part < cfg.partial_rate:
@@ -215,6 +269,31 @@ class SyntheticSegmenter:
             attention_map=self._attention_map(mask, labels.shape, rng) if cfg.attention_maps else None,
         )
         return res, out
+
+    def misread_object(self, view: View, query: Query) -> int | None:
+        """The object a misread query is taken for (None when this query is read right): one draw per
+        query from a generator of (seed, scene, query), among the scene's other coloured objects, weighted
+        by similarity to the target (shared category / colour, ``similar_preference``)."""
+        cfg = self.config
+        if cfg.misread_rate <= 0.0 or not view.instance_attributes:
+            return None
+        rng = rng_for(cfg.seed, query.scene_id, "misread", query.query_id)
+        u, pick = rng.random(2)
+        targets = {int(t) for t in query.target_ids or []}
+        cands = sorted(i for i, (_, colour) in view.instance_attributes.items() if colour and int(i) not in targets)
+        if u >= cfg.misread_rate or not cands:
+            return None
+        sim = self._similarity(view, targets)
+        w = np.array([1.0 + cfg.similar_preference * sim.get(i, 0) for i in cands])
+        return int(cands[int(np.searchsorted(np.cumsum(w / w.sum()), pick, side="right").clip(0, len(cands) - 1))])
+
+    @staticmethod
+    def _similarity(view: View, targets: set[int]) -> dict[int, int]:
+        """Object id -> how many of (category, colour) it shares with a target (0, 1 or 2)."""
+        attrs = view.instance_attributes or {}
+        tgt = [attrs[t] for t in targets if t in attrs]
+        return {int(i): max((int(c == tc) + int(bool(col) and col == tcol) for tc, tcol in tgt), default=0)
+                for i, (c, col) in attrs.items()}
 
     def object_vector(self, view: View, scene_id: str, instance_id: int) -> np.ndarray:
         """Unit vector of one object: shared category and colour directions plus its own direction."""
@@ -270,12 +349,13 @@ class SyntheticSegmenter:
 
     def _scores(self, out: Outcome, nonempty: bool, rng: np.random.Generator) -> tuple[float, float]:
         """Confidence and attention: informative (higher when correct) but noisy."""
+        cw, cc = self.config.conf_wrong, self.config.conf_correct
         if out.hallucinated_id is not None:
-            conf, att = rng.normal(0.62, 0.12), rng.normal(0.45, 0.15)
+            conf, att = rng.normal(*cw), rng.normal(0.45, 0.15)
         elif not nonempty:  # nothing visible, nothing segmented
             conf, att = rng.normal(0.3, 0.1), rng.normal(0.3, 0.1)
         else:
-            conf = rng.normal(0.85, 0.08) - (0.05 if out.boundary else 0.0) - (0.12 if out.partial else 0.0)
+            conf = rng.normal(*cc) - (0.05 if out.boundary else 0.0) - (0.12 if out.partial else 0.0)
             att = rng.normal(0.7, 0.15)
         return float(np.clip(conf, 0.0, 1.0)), float(np.clip(att, 0.0, 1.0))
 
@@ -309,8 +389,11 @@ def _pick_distractor(
     truth: np.ndarray,
     rng: np.random.Generator,
     min_pixels: int,
+    similar: dict[int, int] | None = None,
+    preference: float = 0.0,
 ) -> int | None:
-    """Another visible object, preferring ones near the target (by area when the target is absent)."""
+    """Another visible object, preferring ones near the target (by area when the target is absent) and,
+    with ``similar``, ones sharing the target's category / colour (weight x (1 + preference) per match)."""
     cands = sorted(i for i, (n, _) in stats.items() if i not in targets and n >= min_pixels)
     if not cands:
         return None
@@ -322,6 +405,8 @@ def _pick_distractor(
         w = np.exp(-d / (0.2 * diag)) * np.sqrt(areas)
     else:
         w = np.sqrt(areas)
+    if similar is not None:
+        w = w * np.array([1.0 + preference * similar.get(i, 0) for i in cands])
     return int(cands[int(rng.choice(len(cands), p=w / w.sum()))])
 
 
