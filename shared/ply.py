@@ -1,9 +1,14 @@
-"""Minimal PLY point-cloud I/O: binary little-endian writer, binary/ascii vertex reader.
+"""PLY point-cloud I/O on ``plyfile``, with this project's validation and an atomic write.
 
-``write_ply`` writes float32 x y z, optional uchar red green blue and any extra per-vertex scalars
-(floats as float32, integers as int32, uint8/bool as uchar). ``read_ply`` reads the ``vertex``
-element of binary (little or big endian) and ascii files, e.g. ScanNet's ``*_vh_clean_2.ply``
-(x y z red green blue alpha, then a ``face`` element that is skipped).
+``write_ply`` writes a binary little-endian point cloud: float32 x y z, optional uchar red green blue
+and any extra per-vertex scalars (floats as float32, integers as int32, uint8/bool as uchar).
+``read_ply`` returns the ``vertex`` element of binary (either endian) and ascii files by property
+name, e.g. ScanNet's ``*_vh_clean_2.ply`` (x y z red green blue alpha, then a ``face`` element).
+
+plyfile parses the header and the data; what this wrapper adds: one-line errors that name the file
+(``BadInputError``), a size check before any allocation (a header announcing more items than the file
+can hold is refused, so a corrupt count never allocates terabytes), and the atomic write (a temporary
+sibling, fsync, ``os.replace``).
 """
 
 from __future__ import annotations
@@ -11,31 +16,48 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from mllm3d.shared.errors import BadInputError
+from plyfile import PlyData, PlyElement, PlyElementParseError, PlyHeaderParseError, PlyListProperty
 
-PLY_TYPES: dict[str, str] = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+HEADER_LIMIT = 1 << 20  # bytes: a file whose first MiB holds no end_header is not a PLY we read
+COMMENT = "written by mllm-for3d"
 
 
-def _ply_type(arr: np.ndarray) -> tuple[str, str]:
-    """(PLY type name, numpy dtype) used to store a scalar field of ``arr``'s dtype."""
+def _ply_type(arr: np.ndarray) -> str:
+    """The numpy dtype a scalar field of ``arr``'s dtype is stored as."""
     if arr.dtype == np.uint8 or arr.dtype == np.bool_:
-        return "uchar", "u1"
+        return "u1"
     if np.issubdtype(arr.dtype, np.integer):
         if arr.size and (arr.min() < np.iinfo(np.int32).min or arr.max() > np.iinfo(np.int32).max):
             raise BadInputError(f"PLY scalar field has values outside the int32 range ({arr.min()}..{arr.max()})")
-        return "int", "<i4"
+        return "<i4"
     if np.issubdtype(arr.dtype, np.floating):
-        return "float", "<f4"
+        return "<f4"
     raise BadInputError(f"PLY scalar field of dtype {arr.dtype} is not supported (use int, float or bool)")
+
+
+def _colors_u1(p: Path, colors: np.ndarray, n: int) -> np.ndarray:
+    """(n,3) uint8 colours: floats in [0,1] scaled by 255, other floats clipped; integers outside 0..255 raise."""
+    col = np.asarray(colors)
+    if col.shape != (n, 3):
+        raise BadInputError(f"{p}: colors must be ({n},3) like the points, got shape {col.shape}")
+    if np.issubdtype(col.dtype, np.floating):
+        col = np.clip(np.rint(col * 255.0 if col.max(initial=0.0) <= 1.0 else col), 0, 255)
+    elif np.issubdtype(col.dtype, np.integer) and col.dtype != np.uint8 and n:
+        for i, c in enumerate(("red", "green", "blue")):
+            lo, hi = int(col[:, i].min()), int(col[:, i].max())
+            if lo < 0 or hi > 255:
+                raise BadInputError(
+                    f"{p}: colour column {c!r} has integer values {lo}..{hi} outside 0..255 "
+                    f"(dtype {col.dtype}; they would wrap in uchar)"
+                )
+    return col.astype(np.uint8)
 
 
 def write_ply(
@@ -58,25 +80,10 @@ def write_ply(
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise BadInputError(f"{p}: points must be (N,3), got shape {pts.shape}")
     n = pts.shape[0]
-    fields: list[tuple[str, str, str, np.ndarray]] = [
-        (c, "float", "<f4", pts[:, i]) for i, c in enumerate("xyz")
-    ]
+    fields: list[tuple[str, str, np.ndarray]] = [(c, "<f4", pts[:, i]) for i, c in enumerate("xyz")]
     if colors is not None:
-        col = np.asarray(colors)
-        if col.shape != (n, 3):
-            raise BadInputError(f"{p}: colors must be ({n},3) like the points, got shape {col.shape}")
-        if np.issubdtype(col.dtype, np.floating):
-            col = np.clip(np.rint(col * 255.0 if col.max(initial=0.0) <= 1.0 else col), 0, 255)
-        elif np.issubdtype(col.dtype, np.integer) and col.dtype != np.uint8 and n:
-            for i, c in enumerate(("red", "green", "blue")):
-                lo, hi = int(col[:, i].min()), int(col[:, i].max())
-                if lo < 0 or hi > 255:
-                    raise BadInputError(
-                        f"{p}: colour column {c!r} has integer values {lo}..{hi} outside 0..255 "
-                        f"(dtype {col.dtype}; they would wrap in uchar)"
-                    )
-        col = col.astype(np.uint8)
-        fields += [(c, "uchar", "u1", col[:, i]) for i, c in enumerate(("red", "green", "blue"))]
+        col = _colors_u1(p, colors, n)
+        fields += [(c, "u1", col[:, i]) for i, c in enumerate(("red", "green", "blue"))]
     for name, values in scalar_fields.items():
         arr = np.asarray(values)
         if not _NAME.match(name) or name in {f[0] for f in fields}:
@@ -84,29 +91,25 @@ def write_ply(
         if arr.shape != (n,):
             raise BadInputError(f"{p}: field {name!r} must have shape ({n},), got {arr.shape}")
         try:
-            ptype, dtype = _ply_type(arr)
+            fields.append((name, _ply_type(arr), arr))
         except BadInputError as exc:
             raise BadInputError(f"{p}: field {name!r}: {exc}") from None
-        fields.append((name, ptype, dtype, arr))
-    data = np.empty(n, dtype=[(f[0], f[2]) for f in fields])
-    for name, _, _, values in fields:
+    data = np.empty(n, dtype=[(f[0], f[1]) for f in fields])
+    for name, _, values in fields:
         data[name] = values
-    header = ["ply", "format binary_little_endian 1.0", "comment written by mllm-for3d", f"element vertex {n}"]
-    header += [f"property {ptype} {name}" for name, ptype, _, _ in fields]
-    header.append("end_header")
+    ply = PlyData([PlyElement.describe(data, "vertex")], byte_order="<", comments=[COMMENT])
     p.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(p, ("\n".join(header) + "\n").encode("ascii"), data.tobytes())
+    _atomic_write(p, ply.write)
     return p
 
 
-def _atomic_write(path: Path, *chunks: bytes) -> None:
-    """Write ``chunks`` to a temporary sibling of ``path``, fsync it, then rename it onto ``path``."""
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write`` on a temporary sibling of ``path``, fsync it, then rename it onto ``path``."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode as open() would give
     try:
         with os.fdopen(fd, "wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -125,94 +128,90 @@ def _atomic_write(path: Path, *chunks: bytes) -> None:
         os.close(dfd)
 
 
-def _parse_header(f, path: Path) -> tuple[str, list[tuple[str, int, list[tuple]]]]:
-    """(format, elements) where each element is (name, count, [(prop name, dtype) | (name, count dtype, item dtype)])."""
-    if f.readline().strip() != b"ply":
-        raise BadInputError(f"{path}: not a PLY file (first line is not 'ply')")
-    fmt = ""
-    elements: list[tuple[str, int, list[tuple]]] = []
-    for _ in range(10_000):
-        raw = f.readline()
-        if not raw:
-            raise BadInputError(f"{path}: PLY header has no end_header")
-        words = raw.decode("ascii", errors="replace").split()
-        if not words or words[0] in ("comment", "obj_info"):
-            continue
+def _min_bytes(element: PlyElement, text: bool) -> int:
+    """The fewest bytes ``element``'s data can take: fixed sizes (lists: their length field) in binary,
+    one digit and one separator per value in ascii."""
+    if text:
+        return element.count * 2 * max(1, len(element.properties))
+    per_item = 0
+    for prop in element.properties:
+        per_item += np.dtype(prop.len_dtype if isinstance(prop, PlyListProperty) else prop.val_dtype).itemsize
+    return element.count * per_item
+
+
+def _header(f: BinaryIO, p: Path) -> PlyData:
+    """The header of an open PLY file, checked against the file's size before any data is read."""
+    head = f.read(HEADER_LIMIT)
+    f.seek(0)
+    if not head.startswith(b"ply"):
+        raise BadInputError(f"{p}: not a PLY file (first line is not 'ply')")
+    if b"end_header" not in head:
+        raise BadInputError(f"{p}: PLY header has no end_header (within its first {HEADER_LIMIT} bytes)")
+    try:
+        header = PlyData._parse_header(f)  # plyfile's header parser (no data read); pinned plyfile>=1.0,<2
+    except PlyHeaderParseError as exc:
+        if exc.line == 1:
+            raise BadInputError(f"{p}: not a PLY file (first line is not 'ply')") from None
+        raise BadInputError(f"{p}: malformed PLY header: {exc}") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadInputError(f"{p}: malformed PLY header: {exc}") from None
+    left = p.stat().st_size - f.tell()
+    need = 0
+    for element in header.elements:
+        if element.count < 0:
+            raise BadInputError(f"{p}: PLY header announces a negative count for element {element.name!r}")
+        need += _min_bytes(element, header.text)
+        if need > left:
+            raise BadInputError(
+                f"{p}: truncated or corrupt PLY: the header announces {element.count:,} {element.name} items "
+                f"(at least {need:,} bytes of data) but only {left:,} bytes follow the header"
+            )
+    return header
+
+
+def read_ply_data(path: str | os.PathLike[str], known_list_len: Mapping[str, Mapping[str, int]] | None = None,
+                  what: str = "PLY file") -> PlyData:
+    """Every element of a PLY file through plyfile, after the header's counts were checked against the
+    file size. ``known_list_len`` (element -> list property -> fixed length) lets plyfile memory-map
+    elements with lists (e.g. triangles); a file that does not match is read row by row instead."""
+    p = Path(path)
+    if not p.is_file():
+        raise BadInputError(f"{p}: {what} not found")
+    with open(p, "rb") as f:
+        _header(f, p)
+        f.seek(0)
         try:
-            if words[0] == "format":
-                fmt = words[1]
-            elif words[0] == "element":
-                elements.append((words[1], int(words[2]), []))
-            elif words[0] == "property":
-                if not elements:
-                    raise BadInputError(f"{path}: PLY property before any element")
-                if words[1] == "list":
-                    elements[-1][2].append((words[4], PLY_TYPES[words[2]], PLY_TYPES[words[3]]))
-                else:
-                    elements[-1][2].append((words[2], PLY_TYPES[words[1]]))
-            elif words[0] == "end_header":
-                break
-        except (IndexError, KeyError, ValueError):
-            raise BadInputError(f"{path}: malformed PLY header line {raw.decode(errors='replace').strip()!r}") from None
-    else:
-        raise BadInputError(f"{path}: PLY header too long")
-    if fmt not in ("binary_little_endian", "binary_big_endian", "ascii"):
-        raise BadInputError(f"{path}: unsupported PLY format {fmt!r}")
-    return fmt, elements
+            try:
+                return PlyData.read(f, mmap="c", known_list_len=dict(known_list_len or {}))
+            except PlyElementParseError as exc:
+                if not known_list_len or exc.message != "unexpected list length":
+                    raise
+                f.seek(0)
+                return PlyData.read(f, mmap=False)  # lists of other lengths: plyfile's row-by-row reader
+        except PlyElementParseError as exc:
+            if exc.message == "early end-of-file":
+                name = exc.element.name if exc.element is not None else "?"
+                count = exc.element.count if exc.element is not None else "?"
+                raise BadInputError(f"{p}: truncated PLY: {count} {name} items announced, file ends early") from None
+            raise BadInputError(f"{p}: malformed PLY data: {exc}") from None
+
+
+def native(values: np.ndarray) -> np.ndarray:
+    """A plain in-memory copy of a (possibly memory-mapped, possibly byte-swapped) plyfile column."""
+    arr = np.asarray(values)
+    return np.array(arr, dtype=arr.dtype.newbyteorder("="))
 
 
 def read_ply(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Per-vertex properties of a PLY file by name (e.g. x, y, z, red, green, blue, alpha, label)."""
     p = Path(path)
-    if not p.is_file():
-        raise BadInputError(f"{p}: PLY file not found")
-    with open(p, "rb") as f:
-        fmt, elements = _parse_header(f, p)
-        if not any(e[0] == "vertex" for e in elements):
-            raise BadInputError(f"{p}: PLY file has no vertex element")
-        endian = ">" if fmt == "binary_big_endian" else "<"
-        for name, count, props in elements:
-            has_list = any(len(pr) == 3 for pr in props)
-            if name != "vertex":
-                _skip_element(f, fmt, endian, count, props, p)
-                continue
-            if has_list:
-                raise BadInputError(f"{p}: list properties in the vertex element are not supported")
-            if fmt == "ascii":
-                rows = [f.readline() for _ in range(count)]
-                try:
-                    table = np.loadtxt(rows, dtype=np.float64, ndmin=2) if count else np.zeros((0, len(props)))
-                except ValueError as exc:
-                    raise BadInputError(f"{p}: malformed ascii vertex data: {exc}") from None
-                if table.shape != (count, len(props)):
-                    raise BadInputError(f"{p}: expected {count} vertices x {len(props)} values, got {table.shape}")
-                return {pn: table[:, i].astype(dt) for i, (pn, dt) in enumerate(props)}
-            dtype = np.dtype([(pn, endian + dt) for pn, dt in props])
-            buf = f.read(dtype.itemsize * count)
-            if len(buf) != dtype.itemsize * count:
-                raise BadInputError(f"{p}: truncated PLY: {count} vertices announced, file ends early")
-            data = np.frombuffer(buf, dtype=dtype, count=count)
-            return {pn: data[pn].astype(np.dtype(dt).newbyteorder("=")) for pn, dt in props}
-    raise BadInputError(f"{p}: PLY file has no vertex element")  # pragma: no cover
-
-
-def _skip_element(f, fmt: str, endian: str, count: int, props: list[tuple], path: Path) -> None:
-    """Read past an element that precedes the vertex element."""
-    if fmt == "ascii":
-        for _ in range(count):
-            f.readline()
-        return
-    if all(len(pr) == 2 for pr in props):
-        f.seek(count * sum(np.dtype(pr[1]).itemsize for pr in props), os.SEEK_CUR)
-        return
-    for _ in range(count):  # list properties: sizes vary per item
-        for pr in props:
-            if len(pr) == 2:
-                f.seek(np.dtype(pr[1]).itemsize, os.SEEK_CUR)
-            else:
-                cdt = np.dtype(endian + pr[1])
-                n = int(np.frombuffer(f.read(cdt.itemsize), dtype=cdt)[0])
-                f.seek(n * np.dtype(pr[2]).itemsize, os.SEEK_CUR)
+    data = read_ply_data(p, {"face": {"vertex_indices": 3, "vertex_index": 3}})
+    if "vertex" not in data:
+        raise BadInputError(f"{p}: PLY file has no vertex element")
+    vertex = data["vertex"]
+    if any(isinstance(prop, PlyListProperty) for prop in vertex.properties):
+        raise BadInputError(f"{p}: list properties in the vertex element are not supported")
+    return {prop.name: native(vertex[prop.name]) for prop in vertex.properties}
 
 
 def ply_points_colors(

@@ -122,3 +122,91 @@ def test_write_is_atomic(tmp_path, monkeypatch):
         write_ply(path, np.full((7, 3), 2.0))
     assert read_ply(path)["x"].tolist() == [1.0] * 5  # unchanged, and no temp file left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ply"]
+
+
+def _xyz_header(fmt: str, n: int, extra: str = "") -> bytes:
+    return (f"ply\nformat {fmt} 1.0\nelement vertex {n}\nproperty float x\nproperty float y\nproperty float z\n"
+            f"{extra}end_header\n").encode()
+
+
+@pytest.mark.parametrize("fmt", ["binary_little_endian", "ascii"])
+def test_absurd_vertex_count_fails_in_one_line_before_allocating(tmp_path, fmt):
+    import tracemalloc
+
+    from mllm3d.shared.mesh_ply import read_mesh_ply
+
+    path = tmp_path / "absurd.ply"
+    path.write_bytes(_xyz_header(fmt, 99_999_999_999, "element face 1\nproperty list uchar int vertex_indices\n")
+                     + b"0 0 0\n" * 4)
+    size = path.stat().st_size - len(_xyz_header(fmt, 99_999_999_999, "element face 1\nproperty list uchar int "
+                                                                          "vertex_indices\n"))
+    for read in (read_ply, read_mesh_ply):
+        tracemalloc.start()
+        try:
+            with pytest.raises(BadInputError) as err:
+                read(path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        msg = str(err.value)
+        assert msg.startswith(f"{path}: truncated or corrupt PLY: the header announces 99,999,999,999 vertex items")
+        assert f"only {size:,} bytes follow the header" in msg and "\n" not in msg
+        assert peak < 2**23, f"{peak} bytes allocated"  # the 1 MiB header read, nothing near the 1.2 TB asked
+
+
+def test_negative_count_and_header_errors_name_the_file(tmp_path):
+    cases = {
+        "neg.ply": (_xyz_header("ascii", -3), "negative count for element 'vertex'"),
+        "noend.ply": (b"ply\nformat ascii 1.0\nelement vertex 1\n", "no end_header"),
+        "type.ply": (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty floot x\nend_header\n1\n",
+                     r"malformed PLY header: line 4: field type 'floot'"),
+        "empty.ply": (b"", "not a PLY file"),
+        "rows.ply": (_xyz_header("ascii", 2) + b"0 0 0\n1 a 2\n", "malformed PLY data: element 'vertex': row 1"),
+    }
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(BadInputError, match=f"{name}: .*{message}"):
+            read_ply(tmp_path / name)
+
+
+def test_big_endian_and_faces_before_and_after_the_vertices(tmp_path):
+    vert = np.array([(1.5, -2.0, 3.25), (0.0, 1.0, 2.0)], dtype=[("x", ">f4"), ("y", ">f4"), ("z", ">f4")])
+    path = tmp_path / "be.ply"
+    path.write_bytes(_xyz_header("binary_big_endian", 2) + vert.tobytes())
+    data = read_ply(path)
+    assert data["x"].tolist() == [1.5, 0.0] and data["z"].tolist() == [3.25, 2.0]
+    assert data["x"].dtype == np.dtype("float32")  # native order
+    # quads after the vertices: a point cloud reader skips them, the mesh reader refuses them
+    from mllm3d.shared.mesh_ply import read_mesh_ply
+
+    quad = np.array([4], "u1").tobytes() + np.array([0, 1, 1, 0], "<i4").tobytes()
+    head = _xyz_header("binary_little_endian", 2, "element face 1\nproperty list uchar int vertex_indices\n")
+    path.write_bytes(head + vert.astype([("x", "<f4"), ("y", "<f4"), ("z", "<f4")]).tobytes() + quad)
+    assert read_ply(path)["y"].tolist() == [-2.0, 1.0]
+    with pytest.raises(BadInputError, match="be.ply: only triangle faces"):
+        read_mesh_ply(path)
+
+
+def test_mesh_by_hand_triangles_face_scalars_and_index_range(tmp_path):
+    from mllm3d.shared.mesh_ply import read_mesh_ply
+
+    vert = np.zeros(3, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
+    vert["x"] = [0, 1, 0]
+    head = _xyz_header("binary_little_endian", 3, "element face 2\nproperty list uchar int vertex_indices\n"
+                                                   "property int segment_id\n")
+    faces = b"".join(np.array([3], "u1").tobytes() + np.array([*tri, seg], "<i4").tobytes()
+                     for tri, seg in (((0, 1, 2), 7), ((2, 1, 0), -1)))
+    path = tmp_path / "m.ply"
+    path.write_bytes(head + vert.tobytes() + faces)
+    mesh = read_mesh_ply(path)
+    assert mesh.faces.tolist() == [[0, 1, 2], [2, 1, 0]] and mesh.faces.dtype == np.int64
+    assert mesh.face_fields["segment_id"].tolist() == [7, -1] and mesh.vertices[:, 0].tolist() == [0, 1, 0]
+    path.write_bytes(head + vert.tobytes() + faces.replace(np.array([2], "<i4").tobytes()
+                                                           + np.array([1], "<i4").tobytes(),
+                                                           np.array([5], "<i4").tobytes()
+                                                           + np.array([1], "<i4").tobytes(), 1))
+    with pytest.raises(BadInputError, match=r"m.ply: face vertex index out of range 0\.\.2"):
+        read_mesh_ply(path)
+    path.write_bytes(head + vert.tobytes() + faces[:-4])
+    with pytest.raises(BadInputError, match="m.ply: truncated PLY: 2 face items announced"):
+        read_mesh_ply(path)
