@@ -24,7 +24,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("bench")
     results = out / "RESULTS.md"
     results.write_text("# Results\n\nkept text\n")
-    args = ["--quick", "--variants", "b,f", "--out", str(out / "work"), "--results", str(results)]
+    args = ["--smoke", "--variants", "b,f", "--out", str(out / "work"), "--results", str(results)]
     res = CliRunner(env={"COLUMNS": "200"}).invoke(benchmark_cmd, args)
     assert res.exit_code == 0, res.output + repr(res.exception)
     return out, res.output
@@ -33,12 +33,14 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_rows_are_scored_on_held_out_scenes_only(bench) -> None:
     out, output = bench
     data = json.loads((out / "work" / "benchmark-results.json").read_text())
-    assert list(data["rows"]) == ["a", "b", "f"]
+    assert list(data["rows"]) == ["a", "b", "f"] and list(data["per_seed"]) == ["1"]
+    assert data["config"]["failures"] == {"preset": "lisa_like"}
+    assert [c["difference"] for c in data["paired_ci"]] == ["(f) − (a) 2D projection only", "(f) − (b) w/o Token-for-Query"]
     assert data["config"]["protocol"] == "heldout" and data["num_queries"] > 0
-    run_cfg = (out / "work" / "runs" / "f-full__4_views" / "config.yaml").read_text()
+    run_cfg = (out / "work" / "seed1" / "runs" / "f-full__4_views" / "config.yaml").read_text()
     assert "val_fraction: 0.3" in run_cfg and "limit_val_batches: 0" in run_cfg
     for key in ("b", "f"):
-        assert Path(data["checkpoints"][key]).name == "last.ckpt"  # no ground-truth model selection
+        assert Path(data["per_seed"]["1"]["checkpoints"][key]).name == "last.ckpt"  # no ground-truth model selection
     assert "(f) full (4 views)" in output and "2D projection only" in output
 
 
@@ -48,16 +50,19 @@ def test_results_section_replaces_only_its_own_part(bench) -> None:
     assert text.startswith("# Results\n\nkept text\n")
     assert "| (a) 2D projection only |" in text and "| (f) full (4 views) |" in text
     assert "held-out scenes" in text and "Machine:" in text and "Command: `mllm3d" in text
+    assert "bootstrap 95 % CI" in text and "seeds 1;" in text
 
 
 def test_rerun_reuses_stores_and_runs(bench) -> None:
     out, _ = bench
-    ckpt = out / "work" / "runs" / "f-full__4_views" / "checkpoints" / "last.ckpt"
+    ckpt = out / "work" / "seed1" / "runs" / "f-full__4_views" / "checkpoints" / "last.ckpt"
     before = ckpt.stat().st_mtime_ns
-    cfg = BenchmarkConfig.quick()
+    cfg = BenchmarkConfig.smoke()
     cfg.variants = ("f",)
     result = run_benchmark(cfg, out / "work")
     assert ckpt.stat().st_mtime_ns == before
+    ci = result.paired("f", "a")  # pooled over the seed's scored queries
+    assert ci.n == result.num_queries and ci.low <= ci.mean <= ci.high
     assert set(result.rows) == {"a", "f"}
     checks = dict(direction_checks(result))
     assert "(f) full > (a) 2D projection only" in checks
@@ -67,8 +72,8 @@ def test_rerun_reuses_stores_and_runs(bench) -> None:
     from mllm3d.stage2_train3d.config import load_config
     from mllm3d.stage2_train3d.datamodule import split_pairs
 
-    run = out / "work" / "runs" / "f-full__4_views"
-    train, held = split_pairs(open_store(out / "work" / "store-k4.zarr").complete_pairs(),
+    run = out / "work" / "seed1" / "runs" / "f-full__4_views"
+    train, held = split_pairs(open_store(out / "work" / "seed1" / "store-k4.zarr").complete_pairs(),
                               load_config(run / "config.yaml").data)
-    scored = {s for s, _ in result.evals["f"].pairs}
+    scored = {s for s, _ in result.per_seed[0].evals["f"].pairs}
     assert scored == {s for s, _ in held} and not scored & {s for s, _ in train}

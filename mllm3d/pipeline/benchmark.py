@@ -16,6 +16,14 @@ row   variant                     difference from (f)
 (+)   w/o view filtering          ``fusion.view_filter=false`` (not in the paper's table)
 ====  ==========================  ===================================================
 
+Seeds: every seed (default 1, 2, 3; ``--quick``: the first only) draws its own scenes
+(``synthetic:N:seed``), views, stand-in failures and training; rows are reported as mean ± std over the
+seeds, and (f) − (a), (f) − each ablation as paired bootstrap 95 % CIs over the per-query IoUs pooled over
+the seeds (resampled within each seed, mllm3d.pipeline.stats). Seed 0 is not scored: default.yaml was
+tuned on ``synthetic:36:0`` and the spatial-loss form on source seeds 7-9. Every variant trains the same
+epochs on the same training queries, so the same number of optimiser steps. The Stage 1 stand-in is the
+``lisa_like`` preset (docs/stand_in.md; ``--preset easy`` for the original).
+
 Protocol (default ``heldout``): Stage 2 trains on the pseudo-labels of the DataModule's training scenes
 (no ground truth; the last checkpoint is scored, so ground truth never selects a model) and every row is
 scored on the held-out scenes, as the paper trains on ScanNet train and evaluates on val. This transfers
@@ -30,7 +38,7 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -41,7 +49,8 @@ from rich.table import Table
 
 from mllm3d.pipeline.evaluate import EvalResult, NetworkMethod, ProjectionBaseline, evaluate
 from mllm3d.pipeline.report import machine_summary, update_section
-from mllm3d.pipeline.steps import DEFAULT_FAILURES, synthetic_stage1, train_or_reuse
+from mllm3d.pipeline.stats import PairedCI, mean_std, paired_bootstrap
+from mllm3d.pipeline.steps import synthetic_stage1, train_or_reuse
 from mllm3d.shared.errors import BadInputError, Mllm3dError
 from mllm3d.shared.store import open_store
 from mllm3d.stage2_train3d.fusion import FusionConfig
@@ -93,10 +102,11 @@ class BenchmarkConfig:
     """Everything that determines the benchmark's numbers (written next to the results)."""
 
     num_scenes: int = 40  # heldout: 28 train / 12 scored scenes (data.val_fraction 0.3)
-    seed: int = 0  # synthetic scenes, view sampling, backend and training seed
+    seed: int = 1  # the seed of one run: synthetic scenes, view sampling, backend and training
+    seeds: tuple[int, ...] = (1, 2, 3)  # run_benchmark runs every seed (seed 0 tuned default.yaml)
     views: tuple[int, ...] = (2, 4, 8)
     full_views: int = 4
-    failures: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_FAILURES))
+    failures: dict[str, Any] = field(default_factory=lambda: {"preset": "lisa_like"})  # docs/stand_in.md
     image_features: bool = True  # the stand-in's query-independent features for L_spatial
     config_dir: str = ""  # where the variant YAMLs live ("" = the packaged recipes, mllm3d/configs/train)
     train_overrides: tuple[str, ...] = BENCH_TRAIN
@@ -117,6 +127,8 @@ class BenchmarkConfig:
                 raise BadInputError(f"benchmark: training config {self.variant_config(v)} for row ({v.key}) not found")
         if self.num_scenes < 2 and self.protocol == "heldout":
             raise BadInputError("benchmark: the heldout protocol needs at least 2 scenes")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise BadInputError(f"benchmark: seeds must be distinct and at least one, got {self.seeds}")
 
     def variant_config(self, variant: Variant) -> Path:
         from mllm3d.shared.config_io import packaged_dir
@@ -125,8 +137,14 @@ class BenchmarkConfig:
 
     @classmethod
     def quick(cls) -> BenchmarkConfig:
-        """2 scenes, 1 epoch: for tests and smoke runs (numbers meaningless)."""
-        return cls(num_scenes=2, epochs=1)
+        """The full-size benchmark on one seed (no spread over seeds; CIs over its queries only)."""
+        full = cls()
+        return cls(seeds=full.seeds[:1], seed=full.seeds[0])
+
+    @classmethod
+    def smoke(cls) -> BenchmarkConfig:
+        """2 scenes, 1 epoch, one seed: for tests and smoke runs (numbers meaningless)."""
+        return cls(num_scenes=2, epochs=1, seeds=(1,), seed=1)
 
 
 @dataclass
@@ -184,8 +202,8 @@ def eval_pairs(cfg: BenchmarkConfig, store: Path) -> list[tuple[str, str]]:
     return sorted(split_pairs(s.complete_pairs(), data)[1])
 
 
-def run_benchmark(cfg: BenchmarkConfig, out: Path, console: Console | None = None, command: str = "") -> BenchmarkResult:
-    """Stage 1 per view count, train every variant, evaluate all rows on the same queries."""
+def run_seed(cfg: BenchmarkConfig, out: Path, console: Console | None = None, command: str = "") -> BenchmarkResult:
+    """One seed (``cfg.seed``): Stage 1 per view count, train every variant, evaluate all rows on the same queries."""
     cfg.validate()
     console = console or Console()
     out.mkdir(parents=True, exist_ok=True)
@@ -224,7 +242,7 @@ def run_benchmark(cfg: BenchmarkConfig, out: Path, console: Console | None = Non
         s = rows[variant.key]
         console.print(
             f"({variant.key}) {variant.label}: Acc@0.25 {100 * s['acc25']:.2f}  Acc@0.5 {100 * s['acc50']:.2f}  "
-            f"mIoU {100 * s['miou']:.2f}  ({seconds[f'train {variant.key}']:.0f} s)"
+            f"mIoU {100 * s['miou']:.2f}  ({seconds[f'train {variant.key}']:.0f} s, seed {cfg.seed})"
         )
     result = BenchmarkResult(
         config=cfg,
@@ -238,18 +256,87 @@ def run_benchmark(cfg: BenchmarkConfig, out: Path, console: Console | None = Non
         machine=machine_summary(),
         evals=evals,
     )
+    (out / "seed-results.json").write_text(json.dumps(seed_dict(result), indent=2))
+    return result
+
+
+@dataclass
+class SeedsResult:
+    """Every seed's result plus the pooled statistics (mean ± std per row, paired bootstrap CIs)."""
+
+    config: BenchmarkConfig
+    per_seed: list[BenchmarkResult]
+    command: str
+    date: str
+    machine: str
+    seconds: float  # wall time of the whole benchmark
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.per_seed[0].labels
+
+    @property
+    def rows(self) -> dict[str, dict[str, float]]:
+        """Row -> mean over seeds of acc25/acc50/miou, with their std (``*_std``) and the query count."""
+        out: dict[str, dict[str, float]] = {}
+        for k in self.per_seed[0].rows:
+            row: dict[str, float] = {"n": float(sum(r.rows[k].get("n", r.num_queries) for r in self.per_seed))}
+            for m in ("acc25", "acc50", "miou"):
+                row[m], row[f"{m}_std"] = mean_std([r.rows[k][m] for r in self.per_seed])
+            out[k] = row
+        return out
+
+    @property
+    def num_queries(self) -> int:
+        return sum(r.num_queries for r in self.per_seed)
+
+    def paired(self, key: str, other: str) -> PairedCI:
+        """mIoU of row ``key`` minus row ``other``: paired over the same queries, pooled over the seeds."""
+        a: list[float] = []
+        b: list[float] = []
+        groups: list[int] = []
+        for r in self.per_seed:
+            sa = {(q.scene_id, q.query_id): q.iou for q in r.evals[key].rows[0].scores}
+            sb = {(q.scene_id, q.query_id): q.iou for q in r.evals[other].rows[0].scores}
+            common = sorted(set(sa) & set(sb))
+            a += [sa[c] for c in common]
+            b += [sb[c] for c in common]
+            groups += [r.config.seed] * len(common)
+        return paired_bootstrap(a, b, groups=groups)
+
+    def cis(self) -> list[tuple[str, PairedCI]]:
+        """(f) − (a) and (f) − each trained ablation."""
+        keys = [k for k in ordered_keys(self) if k != FULL_KEY]
+        if FULL_KEY not in self.rows:
+            return []
+        return [(f"({FULL_KEY}) − ({k}) {self.labels[k]}", self.paired(FULL_KEY, k)) for k in keys]
+
+
+def run_benchmark(cfg: BenchmarkConfig, out: Path, console: Console | None = None, command: str = "") -> SeedsResult:
+    """Every seed of ``cfg.seeds`` into ``out/seed<s>``, then the pooled statistics."""
+    cfg.validate()
+    console = console or Console()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmark-config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    t0 = time.perf_counter()
+    per_seed = [run_seed(replace(cfg, seed=s), out / f"seed{s}", console, command) for s in cfg.seeds]
+    result = SeedsResult(
+        config=cfg, per_seed=per_seed, command=command, machine=machine_summary(),
+        date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), seconds=time.perf_counter() - t0,
+    )
     (out / "benchmark-results.json").write_text(json.dumps(result_dict(result), indent=2))
     return result
 
 
 # ---------------------------------------------------------------------------------------------- output
-def ordered_keys(result: BenchmarkResult) -> list[str]:
+def ordered_keys(result: BenchmarkResult | SeedsResult) -> list[str]:
     order = [BASELINE_KEY, *[v.key for v in VARIANTS]]
     return [k for k in order if k in result.rows]
 
 
-def direction_checks(result: BenchmarkResult) -> list[tuple[str, bool]]:
-    """The paper's directions (Table 4), checked on mIoU: every trained row beats (a); (f) beats (b), (c), (d)."""
+def direction_checks(result: SeedsResult) -> list[tuple[str, bool]]:
+    """The paper's directions (Table 4) on the seed-mean mIoU: every trained row beats (a); (f) beats (b),
+    (c), (d). (The CIs say which of these differences are resolved.)"""
     r = {k: v["miou"] for k, v in result.rows.items()}
     checks: list[tuple[str, bool]] = []
     if "f" in r:
@@ -266,47 +353,57 @@ def direction_checks(result: BenchmarkResult) -> list[tuple[str, bool]]:
     return checks
 
 
-def rich_table(result: BenchmarkResult) -> Table:
-    t = Table(title=f"Ablation on the synthetic benchmark ({result.num_queries} queries, {result.config.protocol}); "
-                    "paper: Instruct3D val, LISA-7B")
+def _pm(row: dict[str, float], m: str, seeds: int) -> str:
+    return f"{100 * row[m]:.2f}" + (f" ± {100 * row[m + '_std']:.2f}" if seeds > 1 else "")
+
+
+def rich_table(result: SeedsResult) -> Table:
+    n = len(result.per_seed)
+    t = Table(title=f"Ablation on the synthetic benchmark ({result.num_queries} queries over {n} seed(s), "
+                    f"{result.config.protocol}; mean ± std over seeds); paper: Instruct3D val, LISA-7B")
     t.add_column("row")
     for c in ("Acc@0.25", "Acc@0.5", "mIoU", "paper Acc@0.25", "paper Acc@0.5", "paper mIoU"):
         t.add_column(c, justify="right")
     for k in ordered_keys(result):
-        s = result.rows[k]
-        paper = PAPER.get(k)
-        t.add_row(
-            f"({k}) {result.labels[k]}",
-            f"{100 * s['acc25']:.2f}", f"{100 * s['acc50']:.2f}", f"{100 * s['miou']:.2f}",
-            *(f"{v:.2f}" for v in paper) if paper else ("-", "-", "-"),
-        )
+        row, paper = result.rows[k], PAPER.get(k)
+        t.add_row(f"({k}) {result.labels[k]}", *(_pm(row, m, n) for m in ("acc25", "acc50", "miou")),
+                  *(f"{v:.2f}" for v in paper) if paper else ("-", "-", "-"))
     return t
 
 
-def markdown(result: BenchmarkResult) -> str:
-    """The RESULTS.md section: the table in the paper's format plus seeds, failure rates, machine and checks."""
+def markdown(result: SeedsResult) -> str:
+    """The RESULTS.md section: the table (mean ± std over seeds), the paired CIs, seeds, stand-in, checks."""
     cfg = result.config
+    n = len(result.per_seed)
+    secs: dict[str, float] = {}
+    for r in result.per_seed:
+        for k, v in r.seconds.items():
+            secs[k] = secs.get(k, 0.0) + v
+    first = result.per_seed[0]
     lines = [
         "## Controlled synthetic benchmark (ablation, paper Table 4 format)",
         "",
         f"Command: `{result.command or 'mllm3d benchmark'}`  ",
         f"Date: {result.date}  ",
         f"Machine: {result.machine}  ",
-        f"Wall time: {sum(result.seconds.values()) / 60:.1f} min "
-        f"({', '.join(f'{k} {v:.0f} s' for k, v in result.seconds.items())})",
+        f"Wall time: {result.seconds / 60:.1f} min (summed over seeds: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items()) + ")",
         "",
-        f"Data: {cfg.num_scenes} synthetic scenes (`synthetic:{cfg.num_scenes}:{cfg.seed}`), "
-        f"{result.num_queries} scored queries; seed {cfg.seed} for scenes, view sampling, the Stage 1 stand-in "
-        f"and training. Stage 1 backend: `synthetic` (a stand-in that corrupts ground-truth masks, not an MLLM) "
-        "with failure rates per (query, view): "
-        + ", ".join(f"{k} {v}" for k, v in cfg.failures.items())
+        f"Data: seeds {', '.join(str(r.config.seed) for r in result.per_seed)}; per seed {cfg.num_scenes} synthetic "
+        f"scenes (`synthetic:{cfg.num_scenes}:<seed>`) and the same seed for view sampling, the Stage 1 stand-in "
+        f"and training; {result.num_queries} scored queries in all ("
+        + ", ".join(f"{r.num_queries} for seed {r.config.seed}" for r in result.per_seed) + "). "
+        "Recipe tuning used other source seeds (default.yaml: seed 0; the spatial-loss form: 7-9). "
+        "Stage 1 backend: `synthetic` (a stand-in that corrupts ground-truth masks, not an MLLM; docs/stand_in.md) "
+        "with " + ", ".join(f"{k} {v}" for k, v in cfg.failures.items())
         + f"; image features {'on' if cfg.image_features else 'off'}.",
         "",
         "Stage 2: the variant configs of `" + (cfg.config_dir or "configs/train") + "` (" + ", ".join(
             f"({v.key}) `{v.config}.yaml`" + (f" on the k={v.views} store" if v.views != cfg.full_views else "")
             for v in VARIANTS if v.key in result.rows
-        ) + f"; each is default.yaml with one change) plus `{' '.join(train_overrides(cfg, full_variant()))}`. "
-        f"Protocol: **{cfg.protocol}** — "
+        ) + f"; each is default.yaml with one change) plus `{' '.join(train_overrides(first.config, full_variant()))}` "
+        "(the seed's own); every variant trains the same epochs on the same training queries (the same "
+        f"optimiser steps). Protocol: **{cfg.protocol}** — "
         + (
             "Stage 2 trains on the pseudo-labels of all scenes (no ground truth) and every query of those same "
             "scenes is scored against the ground truth."
@@ -317,29 +414,45 @@ def markdown(result: BenchmarkResult) -> str:
         ),
         "",
         "Per-query point IoU vs the union of the target instances; Acc@k = share of queries with IoU > k "
-        "(strict); mIoU over all queries; percent.",
+        f"(strict); mIoU over all queries; percent; {'mean ± std over the seeds' if n > 1 else 'one seed'}.",
         "",
         "| Method | Acc@0.25 | Acc@0.5 | mIoU | paper Acc@0.25 | paper Acc@0.5 | paper mIoU |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for k in ordered_keys(result):
-        s = result.rows[k]
-        paper = PAPER.get(k)
+        row, paper = result.rows[k], PAPER.get(k)
         ref = " | ".join(f"{v:.2f}" for v in paper) if paper else "– | – | –"
-        lines.append(
-            f"| ({k}) {result.labels[k]} | {100 * s['acc25']:.2f} | {100 * s['acc50']:.2f} | {100 * s['miou']:.2f} | {ref} |"
-        )
-    lines += ["", "Directions of the paper's Table 4, checked on mIoU:", ""]
+        lines.append(f"| ({k}) {result.labels[k]} | " + " | ".join(_pm(row, m, n) for m in ("acc25", "acc50", "miou"))
+                     + f" | {ref} |")
+    cis = result.cis()
+    if cis:
+        lines += ["", "Paired differences of mIoU (points), bootstrap 95 % CI over the queries pooled over the seeds "
+                  "(resampled within each seed, 10,000 resamples):", ""]
+        for text, ci in cis:
+            lines.append(f"- {text}: {ci.text()}" + (" (excludes 0)" if ci.excludes_zero() else " (includes 0)"))
+    lines += ["", "Directions of the paper's Table 4, checked on the seed-mean mIoU:", ""]
     for text, ok in direction_checks(result):
         lines.append(f"- {'same as the paper' if ok else '**differs from the paper**'}: {text}")
     return "\n".join(lines) + "\n"
 
 
-def result_dict(result: BenchmarkResult) -> dict[str, Any]:
+def seed_dict(result: BenchmarkResult) -> dict[str, Any]:
+    """One seed's rows, checkpoints and timings (``seed<s>/seed-results.json``)."""
     return {
         "config": asdict(result.config),
         "rows": {k: {"label": result.labels[k], **result.rows[k]} for k in ordered_keys(result)},
         "checkpoints": result.checkpoints,
+        "num_queries": result.num_queries,
+        "seconds": result.seconds,
+    }
+
+
+def result_dict(result: SeedsResult) -> dict[str, Any]:
+    return {
+        "config": asdict(result.config),
+        "rows": {k: {"label": result.labels[k], **result.rows[k]} for k in ordered_keys(result)},
+        "per_seed": {str(r.config.seed): seed_dict(r) for r in result.per_seed},
+        "paired_ci": [{"difference": t, "mean": c.mean, "low": c.low, "high": c.high, "n": c.n} for t, c in result.cis()],
         "num_queries": result.num_queries,
         "seconds": result.seconds,
         "command": result.command,
@@ -351,13 +464,16 @@ def result_dict(result: BenchmarkResult) -> dict[str, Any]:
 
 @click.command("benchmark")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("cache/benchmark"), show_default=True,
-              help="Working directory (stores, runs, results JSON); finished stages are reused.")
+              help="Working directory (stores, runs, results JSON per seed); finished stages are reused.")
 @click.option("--results", type=click.Path(path_type=Path), default=None,
               help="Markdown file whose benchmark section is (re)written, e.g. RESULTS.md.")
-@click.option("--quick", is_flag=True, help="2 scenes, 1 epoch (smoke test; numbers meaningless).")
-@click.option("--scenes", "num_scenes", type=int, default=None, help="Number of synthetic scenes.")
+@click.option("--quick", is_flag=True, help="One seed (the first of --seeds) at full size: no spread over seeds.")
+@click.option("--smoke", is_flag=True, help="2 scenes, 1 epoch, one seed (smoke test; numbers meaningless).")
+@click.option("--seeds", default=None, help="Comma-separated seeds [1,2,3]; each draws scenes, views, stand-in, training.")
+@click.option("--preset", type=click.Choice(["lisa_like", "easy"]), default=None,
+              help="Failure model of the Stage 1 stand-in (docs/stand_in.md) [lisa_like].")
+@click.option("--scenes", "num_scenes", type=int, default=None, help="Number of synthetic scenes per seed.")
 @click.option("--epochs", type=int, default=None, help="Training epochs per variant.")
-@click.option("--seed", type=int, default=None, help="Seed of everything.")
 @click.option("--protocol", type=click.Choice(["transductive", "heldout"]), default=None,
               help="Score held-out scenes only (heldout) or the training scenes too (transductive).")
 @click.option("--config-dir", default=None, help="Directory of the variant training YAMLs [configs/train].")
@@ -366,17 +482,29 @@ def benchmark_cmd(
     out: Path,
     results: Path | None,
     quick: bool,
+    smoke: bool,
+    seeds: str | None,
+    preset: str | None,
     num_scenes: int | None,
     epochs: int | None,
-    seed: int | None,
     protocol: str | None,
     config_dir: str | None,
     variants: str | None,
 ) -> None:
     """Reproduce the directions of the paper's ablation table on seeded synthetic scenes."""
     console = Console()
-    cfg = BenchmarkConfig.quick() if quick else BenchmarkConfig()
-    for name, value in (("num_scenes", num_scenes), ("epochs", epochs), ("seed", seed), ("protocol", protocol),
+    cfg = BenchmarkConfig.smoke() if smoke else BenchmarkConfig()
+    if seeds:
+        try:
+            cfg.seeds = tuple(int(x) for x in seeds.split(",") if x.strip())
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated integers, got {seeds!r}", param_hint="--seeds") from None
+    if quick:
+        cfg.seeds = cfg.seeds[:1]
+    cfg.seed = cfg.seeds[0] if cfg.seeds else cfg.seed
+    if preset:
+        cfg.failures = {"preset": preset}
+    for name, value in (("num_scenes", num_scenes), ("epochs", epochs), ("protocol", protocol),
                         ("config_dir", config_dir)):
         if value is not None:
             setattr(cfg, name, value)
@@ -388,8 +516,11 @@ def benchmark_cmd(
     except Mllm3dError as exc:
         raise click.ClickException(str(exc)) from exc
     console.print(rich_table(result))
+    for text, ci in result.cis():
+        console.print(f"{text}: {ci.text()} mIoU points (95 % CI)")
     for text, ok in direction_checks(result):
         console.print(("[green]same as the paper[/green]: " if ok else "[red]differs from the paper[/red]: ") + text)
+    console.print(f"wall time {result.seconds / 60:.1f} min")
     (out / "benchmark.md").write_text(markdown(result))
     console.print(f"results: {out / 'benchmark-results.json'}, {out / 'benchmark.md'}")
     if results is not None:
