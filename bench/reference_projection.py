@@ -101,3 +101,44 @@ def compare(a: Correspondences, b: Correspondences) -> dict[str, int | bool]:
         and np.array_equal(a.cols, b.cols)
     )
     return {"entries_a": len(ka), "entries_b": len(kb), "only_a": only_a, "only_b": only_b, "identical": bool(identical)}
+
+
+def project_view_matmul(
+    points: np.ndarray,
+    intrinsic: np.ndarray,
+    pose: np.ndarray,
+    depth: np.ndarray,
+    test: DepthTest = DepthTest(),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The released MLLM-For3D mapper for one view: one 4xN homogeneous matmul world->camera
+    (``inv(pose) @ [p; 1]``), project, round, bounds test, then the depth test on the inside points."""
+    k = np.asarray(intrinsic, dtype=np.float64)
+    h, w = depth.shape
+    b = test.border
+    p = np.ones((4, points.shape[0]), dtype=np.float64)
+    p[:3] = np.asarray(points, dtype=np.float64).T
+    cam = np.linalg.inv(np.asarray(pose, dtype=np.float64)) @ p
+    z = cam[2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = np.rint(cam[0] * k[0, 0] / z + k[0, 2])
+        v = np.rint(cam[1] * k[1, 1] / z + k[1, 2])
+    inside = (z > test.min_z) & (u >= b) & (u < w - b) & (v >= b) & (v < h - b)
+    idx = np.flatnonzero(inside)
+    rows, cols = v[idx].astype(np.int32), u[idx].astype(np.int32)
+    d = depth[rows, cols].astype(np.float64)
+    ok = (d > 0) & np.isfinite(d) & (np.abs(d - z[idx]) <= test.abs_tol + test.rel_tol * d)
+    return idx[ok].astype(np.int32), rows[ok], cols[ok]
+
+
+def compute_correspondences_matmul(
+    points: np.ndarray,
+    intrinsics: Sequence[np.ndarray],
+    poses: Sequence[np.ndarray],
+    depths: Sequence[np.ndarray],
+    test: DepthTest = DepthTest(),
+) -> Correspondences:
+    """Correspondences with :func:`project_view_matmul` per view (the strongest simple baseline)."""
+    pts = np.asarray(points, dtype=np.float64)
+    return Correspondences.from_views(
+        [project_view_matmul(pts, k, p, d, test) for k, p, d in zip(intrinsics, poses, depths, strict=True)]
+    )

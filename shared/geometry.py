@@ -190,6 +190,138 @@ def _project_view_cols(
     return idx[ok].astype(np.int32), rows[ok], cols[ok]
 
 
+BLOCK_SIZE = 256  # points per spatial block of the frustum culling in compute_correspondences
+_CULL_MARGIN_PX = 1.0  # a block is culled only if it lies this far (pixels) outside the image
+
+
+@dataclass
+class _Blocks:
+    """A scene's points in Morton (Z-curve) order, cut into blocks of ``BLOCK_SIZE`` with bounding boxes."""
+
+    order: np.ndarray  # (N,) int64: sorted position -> original point index
+    cols: tuple[np.ndarray, np.ndarray, np.ndarray]  # x, y, z columns in sorted order (float64)
+    starts: np.ndarray  # (B+1,) int64 block boundaries in sorted order
+    corners: np.ndarray  # (B, 8, 3) float64 corners of each block's bounding box
+
+
+def _spread_bits(v: np.ndarray) -> np.ndarray:
+    """Insert two zero bits between the low 10 bits of ``v`` (for a 3-D Morton code)."""
+    v = v.astype(np.int64) & 0x3FF
+    v = (v | (v << 16)) & 0x030000FF
+    v = (v | (v << 8)) & 0x0300F00F
+    v = (v | (v << 4)) & 0x030C30C3
+    return (v | (v << 2)) & 0x09249249
+
+
+def _blocks(cols: tuple[np.ndarray, np.ndarray, np.ndarray]) -> _Blocks:
+    """Spatial blocks of the points (one block, in the given order, for small clouds)."""
+    n = cols[0].shape[0]
+    if n < 4 * BLOCK_SIZE:
+        order = np.arange(n, dtype=np.int64)
+        starts = np.array([0, n], dtype=np.int64)
+        sorted_cols = cols
+    else:
+        finite = np.isfinite(cols[0]) & np.isfinite(cols[1]) & np.isfinite(cols[2])
+        q = []
+        for c in cols:  # 10-bit grid coordinate per axis (non-finite points anywhere: never culled)
+            cf = c[finite]
+            lo, hi = (float(cf.min()), float(cf.max())) if cf.size else (0.0, 1.0)
+            with np.errstate(invalid="ignore"):
+                g = np.nan_to_num((c - lo) * (1023.0 / max(hi - lo, 1e-9)), nan=0.0, posinf=1023.0, neginf=0.0)
+            q.append(np.clip(g, 0, 1023).astype(np.int64))
+        code = (_spread_bits(q[0]) << 2) | (_spread_bits(q[1]) << 1) | _spread_bits(q[2])
+        order = np.argsort(code).astype(np.int64)
+        sorted_cols = tuple(np.ascontiguousarray(c[order]) for c in cols)  # type: ignore[assignment]
+        starts = np.append(np.arange(0, n, BLOCK_SIZE, dtype=np.int64), n)
+    if n == 0:
+        return _Blocks(order, sorted_cols, np.array([0], dtype=np.int64), np.zeros((0, 8, 3)))
+    # per-block min/max; NaN/inf coordinates propagate into the box so that block is never culled
+    mins = [np.minimum.reduceat(c, starts[:-1]) for c in sorted_cols]
+    maxs = [np.maximum.reduceat(c, starts[:-1]) for c in sorted_cols]
+    corners = np.stack(
+        [np.stack([(maxs if (c >> j) & 1 else mins)[j] for j in range(3)], axis=1) for c in range(8)], axis=1
+    )
+    return _Blocks(order, sorted_cols, starts, corners)
+
+
+def _visible_blocks(blocks: _Blocks, k: np.ndarray, pose: np.ndarray, hw: tuple[int, int], test: DepthTest,
+                    far: float) -> np.ndarray:
+    """Indices of the blocks whose bounding box may hold a visible point of this view (conservative).
+
+    A point is accepted only if ``z > min_z``, ``z <= far`` and it projects inside the image; each side of
+    the image is a half-space ``a*x + b*z >= 0`` in camera coordinates, so a box whose 8 corners all lie
+    outside one of these half-spaces (by ``_CULL_MARGIN_PX``) holds no accepted point.
+    """
+    h, w = hw
+    c = blocks.corners.reshape(-1, 3)
+    x, y, z = (a.reshape(-1, 8) for a in _world_to_camera_cols((c[:, 0], c[:, 1], c[:, 2]), pose))
+    fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+    lo = test.border - 0.5 - _CULL_MARGIN_PX  # col = rint(u) >= border  <=>  u >= border - 0.5
+    hi_c = w - test.border - 0.5 + _CULL_MARGIN_PX
+    hi_r = h - test.border - 0.5 + _CULL_MARGIN_PX
+    out = (
+        (z <= test.min_z).all(axis=1)
+        | (z > far).all(axis=1)
+        | (fx * x + (cx - lo) * z < 0).all(axis=1)  # u < lo
+        | ((hi_c - cx) * z - fx * x < 0).all(axis=1)  # u > hi_c
+        | (fy * y + (cy - lo) * z < 0).all(axis=1)
+        | ((hi_r - cy) * z - fy * y < 0).all(axis=1)
+    )
+    return np.flatnonzero(~out)
+
+
+def _far_limit(depth: np.ndarray, test: DepthTest) -> float:
+    """No point deeper than this can pass the depth test of this depth map (inf if unknown)."""
+    d = np.asarray(depth)
+    dmax = float(d.max()) if d.size else 0.0
+    if not np.isfinite(dmax):
+        return np.inf
+    return dmax + test.abs_tol + max(test.rel_tol, 0.0) * dmax + 1e-6 * (1.0 + dmax)
+
+
+def _project_blocks(blocks: _Blocks, intrinsic: np.ndarray, pose: np.ndarray, depth: np.ndarray,
+                    test: DepthTest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One view's visible points over the blocks that survive culling (same arithmetic as
+    :func:`_project_view_cols`, so the same pairs); point indices ascending."""
+    h, w = depth.shape
+    k = check_intrinsic(intrinsic)
+    pose = np.asarray(pose, dtype=np.float64)
+    keep = _visible_blocks(blocks, k, pose, (h, w), test, _far_limit(depth, test))
+    empty = np.zeros(0, dtype=np.int32)
+    if keep.size == 0:
+        return empty, empty.copy(), empty.copy()
+    # merge consecutive kept blocks into runs of the sorted arrays
+    brk = np.flatnonzero(np.diff(keep) != 1)
+    run_s = blocks.starts[keep[np.r_[0, brk + 1]]]
+    run_e = blocks.starts[keep[np.r_[brk, keep.size - 1]] + 1]
+    if run_s.size == 1:
+        sl = slice(int(run_s[0]), int(run_e[0]))
+        cand = [c[sl] for c in blocks.cols]
+        pos = blocks.order[sl]
+    else:
+        spans = [slice(s, e) for s, e in zip(run_s.tolist(), run_e.tolist(), strict=True)]
+        cand = [np.concatenate([c[sl] for sl in spans]) for c in blocks.cols]
+        pos = np.concatenate([blocks.order[sl] for sl in spans])
+    x, y, z = _world_to_camera_cols((cand[0], cand[1], cand[2]), pose)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        cols = np.rint(x * k[0, 0] / z + k[0, 2])
+        rows = np.rint(y * k[1, 1] / z + k[1, 2])
+    b = test.border
+    ok = (z > test.min_z) & (cols >= b) & (cols < w - b) & (rows >= b) & (rows < h - b)
+    sel = np.flatnonzero(ok)
+    flat = (rows * w + cols)[sel].astype(np.int64)  # exact: small integers in float64
+    zf = z[sel]
+    d = np.asarray(depth).ravel()[flat].astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        good = (d > 0) & np.isfinite(d) & (np.abs(d - zf) <= test.abs_tol + test.rel_tol * d)
+    orig, flat = pos[sel[good]], flat[good]
+    if blocks.starts.shape[0] > 2:  # Morton order: back to ascending point index with one packed sort
+        key = (orig << 32) | flat
+        key.sort()
+        orig, flat = key >> 32, key & 0xFFFFFFFF
+    return orig.astype(np.int32), (flat // w).astype(np.int32), (flat % w).astype(np.int32)
+
+
 def compute_correspondences(
     points: np.ndarray,
     intrinsics: Sequence[np.ndarray],
@@ -197,13 +329,19 @@ def compute_correspondences(
     depths: Sequence[np.ndarray],
     test: DepthTest = DepthTest(),
 ) -> Correspondences:
-    """Correspondences of N points in V views (one vectorised projection per view)."""
+    """Correspondences of N points in V views: exactly the pairs of :func:`project_view` per view.
+
+    The points are sorted once along a Morton curve and cut into blocks of ``BLOCK_SIZE``; per view,
+    blocks whose bounding box lies outside the view's frustum (behind the camera, beyond the deepest
+    depth pixel, or off the image) are skipped, and the rest go through the same float64 arithmetic as
+    :func:`project_view`, so the pairs are bit-identical while most of each scene is never transformed.
+    """
     if not (len(intrinsics) == len(poses) == len(depths)):
         raise BadInputError(
             f"got {len(intrinsics)} intrinsics, {len(poses)} poses and {len(depths)} depth maps; they must match"
         )
-    pts = _columns(points)
-    parts = [_project_view_cols(pts, k, p, d, test) for k, p, d in zip(intrinsics, poses, depths, strict=True)]
+    blocks = _blocks(_columns(points))
+    parts = [_project_blocks(blocks, k, p, d, test) for k, p, d in zip(intrinsics, poses, depths, strict=True)]
     return Correspondences.from_views(parts)
 
 
