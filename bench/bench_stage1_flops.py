@@ -335,9 +335,9 @@ def tiny_wall(quick: bool, repeat: int, views: int, queries: int, threads: int) 
     from mllm3d.stage1_pseudolabel.lisa.checkpoint import load_lisa
     from mllm3d.stage1_pseudolabel.lisa.config import LisaConfig
     from mllm3d.stage1_pseudolabel.lisa.engine import LisaEngine
-    from tests.lisa_tiny import build_tiny_lisa_checkpoint
 
     from bench.common import measure_interleaved
+    from tests.lisa_tiny import build_tiny_lisa_checkpoint
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

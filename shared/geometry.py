@@ -192,6 +192,7 @@ def _project_view_cols(
 
 BLOCK_SIZE = 256  # points per spatial block of the frustum culling in compute_correspondences
 _CULL_MARGIN_PX = 1.0  # a block is culled only if it lies this far (pixels) outside the image
+SMALL_CLOUD = 8 * BLOCK_SIZE  # fewer points: one block in the given order (sorting would not pay)
 
 
 @dataclass
@@ -216,7 +217,7 @@ def _spread_bits(v: np.ndarray) -> np.ndarray:
 def _blocks(cols: tuple[np.ndarray, np.ndarray, np.ndarray]) -> _Blocks:
     """Spatial blocks of the points (one block, in the given order, for small clouds)."""
     n = cols[0].shape[0]
-    if n < 4 * BLOCK_SIZE:
+    if n < SMALL_CLOUD:
         order = np.arange(n, dtype=np.int64)
         starts = np.array([0, n], dtype=np.int64)
         sorted_cols = cols

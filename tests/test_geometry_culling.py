@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-from mllm3d.shared.geometry import BLOCK_SIZE, Correspondences, DepthTest, compute_correspondences, project_view
+from mllm3d.shared.geometry import (
+    BLOCK_SIZE,
+    SMALL_CLOUD,
+    Correspondences,
+    DepthTest,
+    compute_correspondences,
+    project_view,
+)
 from mllm3d.shared.synthetic import SyntheticConfig, generate_scene
 
 from bench.reference_projection import compare, compute_correspondences_matmul
@@ -23,7 +30,7 @@ def _scene_inputs(n: int, seed: int = 3):
 
 
 def test_culled_pairs_identical_to_project_view_and_matmul_mapper() -> None:
-    n = 12 * BLOCK_SIZE  # many blocks: the Morton/culling path, not the single-block one
+    n = SMALL_CLOUD + 4 * BLOCK_SIZE  # many blocks: the Morton/culling path, not the single-block one
     pts, ks, ps, ds = _scene_inputs(n)
     for test in (DepthTest(), DepthTest(abs_tol=0.0, rel_tol=0.25, border=5)):
         got = compute_correspondences(pts, ks, ps, ds, test)
@@ -36,7 +43,7 @@ def test_culled_pairs_identical_to_project_view_and_matmul_mapper() -> None:
 
 
 def test_culling_with_far_points_nan_points_and_points_behind() -> None:
-    n = 8 * BLOCK_SIZE
+    n = SMALL_CLOUD + 2 * BLOCK_SIZE
     pts, ks, ps, ds = _scene_inputs(n, seed=5)
     pts[:BLOCK_SIZE] += 100.0  # a cluster far outside every frustum (culled blocks)
     pts[BLOCK_SIZE + 7] = np.nan  # a NaN point is never visible and never breaks culling
@@ -52,3 +59,10 @@ def test_views_that_see_nothing() -> None:
     far = [np.full_like(d, 0.0) for d in ds]  # no valid depth anywhere
     got = compute_correspondences(pts, ks, ps, far)
     assert got.offsets.tolist() == [0] * (len(ds) + 1)
+
+
+def test_small_cloud_single_block_path() -> None:
+    pts, ks, ps, ds = _scene_inputs(SMALL_CLOUD // 2, seed=9)
+    got = compute_correspondences(pts, ks, ps, ds)
+    assert got.offsets[-1] > 0
+    assert compare(got, _per_view(pts, ks, ps, ds, DepthTest()))["identical"]
