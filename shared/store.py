@@ -42,7 +42,7 @@ from mllm3d.shared.errors import StoreError, UnknownSceneError
 from mllm3d.shared.geometry import Correspondences, DepthTest
 from mllm3d.shared.scene import Query
 from mllm3d.shared.zarr_direct import read_array
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 SCHEMA_VERSION = 1
 STORE_FORMAT = "mllm3d-pseudolabel-store"
@@ -66,7 +66,7 @@ def _fire(event: str, key: str) -> None:
 
 
 def compressor() -> BloscCodec:
-    """blosc-zstd with bit shuffling: ~370x on smooth SAM-like masks (stack.md)."""
+    """blosc-zstd with bit shuffling: ~370x on smooth SAM-like masks (docs/store.md, "Size estimate")."""
     return BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
 
 
@@ -190,7 +190,9 @@ def _write_array(group: zarr.Group, name: str, data: np.ndarray, chunks: tuple[i
         shape=data.shape,
         dtype=data.dtype,
         chunks=chunks if chunks is not None else tuple(max(1, s) for s in data.shape),
-        compressors=[compressor()],
+        # crc32c of the compressed chunk, checked on every read (zarr and mllm3d.shared.zarr_direct): a flipped
+        # byte anywhere in a chunk file is an error naming the chunk, not silently different data
+        compressors=[compressor(), Crc32cCodec()],
         # store all-fill-value chunks too (an all-False mask chunk is ~40 bytes), so that a chunk file that is
         # missing is known to be lost: zarr would otherwise read it back silently as the fill value
         config={"write_empty_chunks": True},
@@ -438,22 +440,23 @@ class PseudoLabelStore:
 
     def read_scene(self, scene_id: str) -> StoredScene:
         d, a = self._complete_scene(scene_id)
+        full = a.get(ALL_CHUNKS_ATTR) is True
         try:
             stored = StoredScene(
                 scene_id=str(a.get("scene_id", scene_id)),
-                points=_load(d, "points"),
-                colors=_load(d, "colors"),
-                frame_ids=_load(d, "frame_ids"),
-                intrinsics=_load(d, "intrinsics"),
-                poses=_load(d, "poses"),
+                points=_load(d, "points", full),
+                colors=_load(d, "colors", full),
+                frame_ids=_load(d, "frame_ids", full),
+                intrinsics=_load(d, "intrinsics", full),
+                poses=_load(d, "poses", full),
                 image_size=(int(a["image_size"][0]), int(a["image_size"][1])),
                 correspondences=Correspondences(
-                    _load(d, "correspondences/point_idx"),
-                    _load(d, "correspondences/rows").astype(np.int32),
-                    _load(d, "correspondences/cols").astype(np.int32),
-                    _load(d, "correspondences/offsets"),
+                    _load(d, "correspondences/point_idx", full),
+                    _load(d, "correspondences/rows", full).astype(np.int32),
+                    _load(d, "correspondences/cols", full).astype(np.int32),
+                    _load(d, "correspondences/offsets", full),
                 ),
-                instance_ids=_load(d, "instance_ids") if _has_array(d, "instance_ids") else None,
+                instance_ids=_load(d, "instance_ids", full) if _has_array(d, "instance_ids") else None,
                 instance_labels={int(k): v for k, v in a.get("instance_labels", {}).items()},
                 source=str(a.get("source", "")),
                 depth_test=dict(a.get("depth_test", {})),
@@ -467,10 +470,17 @@ class PseudoLabelStore:
         g = self._open_scene_group(scene_id)
         if "thumbnails" not in g:
             return None
-        arr = g["thumbnails"]
+        arr, where = g["thumbnails"], self.scene_dir(scene_id) / "thumbnails"
         if view_index is None:
-            return np.asarray(arr[...])
-        return np.stack([np.asarray(arr[int(i)]) for i in view_index]) if len(view_index) else None
+            return _load(where.parent, "thumbnails")
+        views = []
+        for i in view_index:
+            try:
+                views.append(np.asarray(arr[int(i)]))
+            except (ValueError, RuntimeError, OSError) as exc:  # zarr: a bad crc32c is a ValueError
+                what = "crc32c checksum mismatch" if "checksum" in str(exc) else str(exc)
+                raise StoreError(f"{where}/c/{int(i)}/0/0/0: corrupt chunk (thumbnail of view {int(i)}): {what}") from exc
+        return np.stack(views) if views else None
 
     # ------------------------------------------------------------------ queries
     def has_query(self, scene_id: str, query_id: str) -> bool:
@@ -544,6 +554,7 @@ class PseudoLabelStore:
         if not (d / "zarr.json").is_file():
             raise StoreError(f"{self.path}: no complete query {query_id!r} in scene {scene_id!r}")
         a = _require_complete(d, "query")
+        full = a.get(ALL_CHUNKS_ATTR) is True
         try:
             rec = QueryRecord(
                 query=Query(
@@ -555,18 +566,18 @@ class PseudoLabelStore:
                     kind=a.get("kind"),
                     extra=dict(a.get("extra") or {}),
                 ),
-                view_index=_load(d, "view_index"),
-                masks=_load(d, "masks"),
-                seg_embeddings=_load(d, "seg_embeddings").astype(np.float32),
-                confidence=_load(d, "confidence"),
-                attention=_load(d, "attention"),
-                has_seg=_load(d, "has_seg"),
+                view_index=_load(d, "view_index", full),
+                masks=_load(d, "masks", full),
+                seg_embeddings=_load(d, "seg_embeddings", full).astype(np.float32),
+                confidence=_load(d, "confidence", full),
+                attention=_load(d, "attention", full),
+                has_seg=_load(d, "has_seg", full),
                 view_seed=int(a.get("view_seed", 0)),
                 segmenter=str(a.get("segmenter", "")),
                 generated_text=list(a.get("generated_text", [])),
-                attention_maps=_load(d, "attention_maps") if _has_array(d, "attention_maps") else None,
+                attention_maps=_load(d, "attention_maps", full) if _has_array(d, "attention_maps") else None,
                 image_features=(
-                    _load(d, "image_features") if with_features and _has_array(d, "image_features") else None
+                    _load(d, "image_features", full) if with_features and _has_array(d, "image_features") else None
                 ),
             )
         except (KeyError, ValueError, RuntimeError, OSError, StoreError) as exc:
@@ -652,9 +663,10 @@ def _has_array(group_dir: Path, name: str) -> bool:
     return (group_dir / name / "zarr.json").is_file()
 
 
-def _load(group_dir: Path, name: str) -> np.ndarray:
+def _load(group_dir: Path, name: str, all_chunks: bool = False) -> np.ndarray:
     """One whole array of a group: decoded directly when it has the store's own layout (mllm3d.shared.zarr_direct,
-    ~10x less overhead than zarr for small arrays), else through zarr. A missing array is a KeyError."""
+    ~10x less overhead than zarr for small arrays), else through zarr. A missing array is a KeyError; with
+    ``all_chunks`` (the group's ALL_CHUNKS_ATTR) a missing chunk file is a StoreError naming it."""
     path = group_dir / name
     if path.parent != group_dir:  # a sub-group's array (correspondences/...): its group metadata must parse
         try:
@@ -664,9 +676,12 @@ def _load(group_dir: Path, name: str) -> np.ndarray:
             raise StoreError(f"{path.parent}: unreadable group metadata: {exc}") from exc
     if not _has_array(group_dir, name):
         raise KeyError(f"array {name!r} missing")
-    data = read_array(path)
+    data = read_array(path, all_chunks)
     if data is None:
-        data = np.asarray(zarr.open_array(str(path), mode="r")[...])
+        try:
+            data = np.asarray(zarr.open_array(str(path), mode="r")[...])
+        except Exception as exc:  # noqa: BLE001 - zarr reports a bad checksum/codec as ValueError/RuntimeError
+            raise StoreError(f"{path}: corrupt array (zarr could not decode it): {type(exc).__name__}: {exc}") from exc
     return data
 
 

@@ -3,11 +3,12 @@
 ``zarr`` runs every array open and read as a round trip to its background event-loop thread; for a
 query group of 6-8 small arrays that fixed cost is ~15 ms, ~10x the time to decode the data (BENCHMARKS.md,
 store read speed). The store writes every array in one layout (``mllm3d.shared.store._write_array``): a regular
-chunk grid, default chunk keys (``c/i/j/k``), a ``bytes`` codec (little-endian) then ``blosc``. An
-array with exactly that metadata is decoded here with numcodecs directly; anything else (another
+chunk grid, default chunk keys (``c/i/j/k``), a ``bytes`` codec (little-endian), ``blosc``, then ``crc32c`` (a 4-byte
+little-endian CRC-32C of the compressed chunk appended to it; stores written before the checksum have no
+``crc32c`` and are read unchecked). An array with exactly that metadata is decoded here with numcodecs directly; anything else (another
 writer, another codec) returns ``None`` and the caller reads it through zarr, which stays the reference.
 A missing chunk is the fill value, as in zarr. Chunks that do not decode raise :class:`StoreError`
-naming the chunk file.
+naming the chunk file; so does a chunk whose checksum does not match its bytes (any flipped byte).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import itertools
 import json
 from pathlib import Path
 
+import google_crc32c
 import numpy as np
 from mllm3d.shared.errors import StoreError
 from numcodecs import Blosc
@@ -25,8 +27,8 @@ _DTYPES = {"bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64
 _BLOSC = Blosc()  # decoding reads cname / shuffle / typesize from each chunk's own header
 
 
-def _layout(meta: dict) -> tuple[list[int], list[int], np.dtype] | None:
-    """(shape, chunk_shape, dtype) if ``meta`` is the store's own array layout, else None."""
+def _layout(meta: dict) -> tuple[list[int], list[int], np.dtype, bool] | None:
+    """(shape, chunk_shape, dtype, checksummed) if ``meta`` is the store's own array layout, else None."""
     try:
         if meta.get("zarr_format") != 3 or meta.get("node_type") != "array" or meta.get("storage_transformers"):
             return None
@@ -36,7 +38,8 @@ def _layout(meta: dict) -> tuple[list[int], list[int], np.dtype] | None:
         if keys.get("configuration", {}).get("separator", "/") != "/":
             return None
         codecs = meta["codecs"]
-        if [c.get("name") for c in codecs] != ["bytes", "blosc"]:
+        names = [c.get("name") for c in codecs]
+        if names not in (["bytes", "blosc"], ["bytes", "blosc", "crc32c"]):
             return None
         if codecs[0].get("configuration", {}).get("endian", "little") != "little":
             return None
@@ -46,13 +49,30 @@ def _layout(meta: dict) -> tuple[list[int], list[int], np.dtype] | None:
         chunks = [int(c) for c in grid["configuration"]["chunk_shape"]]
         if len(shape) != len(chunks) or any(c <= 0 for c in chunks):
             return None
-        return shape, chunks, np.dtype(meta["data_type"]).newbyteorder("<")
+        return shape, chunks, np.dtype(meta["data_type"]).newbyteorder("<"), len(names) == 3
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
 
 
-def read_array(path: Path) -> np.ndarray | None:
-    """The whole array stored at ``path`` (a folder with zarr.json), or None if it is not the store's layout."""
+def _verified(chunk_file: Path, data: bytes) -> bytes:
+    """The chunk's compressed bytes without its trailing CRC-32C; StoreError naming the file on a mismatch."""
+    if len(data) < 4:
+        raise StoreError(f"{chunk_file}: corrupt chunk: {len(data)} bytes, shorter than its 4-byte crc32c checksum")
+    body, stored = data[:-4], int.from_bytes(data[-4:], "little")
+    computed = google_crc32c.value(body)
+    if computed != stored:
+        raise StoreError(
+            f"{chunk_file}: corrupt chunk, does not decode: crc32c checksum mismatch (stored {stored:08x}, computed {computed:08x}); "
+            "the file was changed after it was written"
+        )
+    return body
+
+
+def read_array(path: Path, all_chunks: bool = False) -> np.ndarray | None:
+    """The whole array stored at ``path`` (a folder with zarr.json), or None if it is not the store's layout.
+
+    ``all_chunks``: the writer stored every chunk (the group's ``all_chunks_written``), so a missing chunk
+    file is a lost one and raises StoreError naming it instead of reading back as the fill value."""
     try:
         meta = json.loads((path / "zarr.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -60,7 +80,7 @@ def read_array(path: Path) -> np.ndarray | None:
     layout = _layout(meta)
     if layout is None:
         return None
-    shape, chunks, dtype = layout
+    shape, chunks, dtype, checksummed = layout
     fill = meta.get("fill_value", 0)
     if not isinstance(fill, (bool, int, float)):  # "NaN", "Infinity", ... : left to zarr
         return None
@@ -73,9 +93,14 @@ def read_array(path: Path) -> np.ndarray | None:
         try:
             data = chunk_file.read_bytes()
         except FileNotFoundError:
+            if all_chunks:
+                raise StoreError(f"{chunk_file}: chunk file missing (lost: its group was written with every chunk); "
+                                 "delete the group and rerun Stage 1 to rewrite it") from None
             continue  # never written: the fill value
         except OSError as exc:
             raise StoreError(f"{chunk_file}: unreadable chunk: {exc}") from exc
+        if checksummed:
+            data = _verified(chunk_file, data)
         try:
             block = np.frombuffer(_BLOSC.decode(data), dtype=dtype).reshape(chunks)
         except Exception as exc:  # noqa: BLE001 - blosc reports corruption as RuntimeError/ValueError

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import google_crc32c
 import numpy as np
 import zarr
 from mllm3d.shared.store import _write_array
@@ -59,15 +60,19 @@ def test_the_metadata_fields_and_chunk_keys_it_depends_on(tmp_path: Path) -> Non
         f"{WHO}: chunk_grid {meta['chunk_grid']}"
     assert meta["chunk_key_encoding"] == {"name": "default", "configuration": {"separator": "/"}}, \
         f"{WHO}: chunk_key_encoding {meta['chunk_key_encoding']}"
-    assert [c["name"] for c in meta["codecs"]] == ["bytes", "blosc"], f"{WHO}: codecs {meta['codecs']}"
+    assert [c["name"] for c in meta["codecs"]] == ["bytes", "blosc", "crc32c"], f"{WHO}: codecs {meta['codecs']}"
     assert meta["codecs"][0]["configuration"] == {"endian": "little"}, f"{WHO}: {meta['codecs'][0]}"
     assert meta["fill_value"] == 0, WHO
     # chunk (i, 0, 0) is the file c/i/0/0, for the 3 chunks along axis 0 (5 rows / 2), nothing else
     chunk_dir = tmp_path / "g" / "a" / "c"
     files = sorted(p.relative_to(chunk_dir).as_posix() for p in chunk_dir.rglob("*") if p.is_file())
     assert files == ["0/0/0", "1/0/0", "2/0/0"], f"{WHO}: chunk files {files}"
-    # each file is one blosc frame of the whole chunk in C order; the edge chunk padded to (2, 7, 3)
-    blocks = [np.frombuffer(Blosc().decode((chunk_dir / f).read_bytes()), dtype="<i4") for f in files]
+    # each file is one blosc frame of the whole chunk in C order (the edge chunk padded to (2, 7, 3)), then the
+    # CRC-32C of that frame as 4 little-endian bytes (google_crc32c: the Castagnoli check value of "123456789")
+    assert google_crc32c.value(b"123456789") == 0xE3069283
+    raw = [(chunk_dir / f).read_bytes() for f in files]
+    assert all(int.from_bytes(r[-4:], "little") == google_crc32c.value(r[:-4]) for r in raw), f"{WHO}: crc32c"
+    blocks = [np.frombuffer(Blosc().decode(r[:-4]), dtype="<i4") for r in raw]
     assert all(b.size == 2 * 7 * 3 for b in blocks), f"{WHO}: chunk sizes {[b.size for b in blocks]}"
     assert np.array_equal(blocks[1].reshape(2, 7, 3), data[2:4]), f"{WHO}: chunk bytes are not C-order blocks"
     assert np.array_equal(blocks[2].reshape(2, 7, 3)[:1], data[4:]), WHO

@@ -28,6 +28,7 @@ from mllm3d.shared.store import (
     StoredScene,
     open_store,
 )
+from mllm3d.shared.zarr_direct import read_array
 from mllm3d.stage2_train3d.fusion import FusedQuery, FusionConfig, fuse_query
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -334,7 +335,12 @@ def _check_arrays(
             continue
         try:
             arr = zarr.open_array(str(group_dir / spec.name), mode="r")
-            data = np.asarray(arr[...])  # decodes every chunk
+            # the store's own layout first: it names the chunk whose checksum or compression is broken
+            direct = read_array(group_dir / spec.name)
+            data = direct if direct is not None else np.asarray(arr[...])  # decodes every chunk
+        except StoreError as exc:
+            problems.append(Problem(where, str(exc)))
+            continue
         except Exception as exc:  # noqa: BLE001 - any decode failure is a finding, not a crash
             problems.append(Problem(where, f"cannot read/decode: {type(exc).__name__}: {exc}"))
             continue
@@ -484,6 +490,11 @@ def check_store(path: str | os.PathLike[str], progress: Progress | None = None) 
             done += 1
             if progress is not None:
                 progress(done, total)
+    from mllm3d.pipeline.store_layout import unexpected_entries
+
+    for extra in unexpected_entries(root, [a.name for a in SCENE_ARRAYS], [a.name for a in QUERY_ARRAYS]):
+        problems.append(Problem(str(extra), f"unexpected {'folder' if extra.is_dir() else 'file'} (Stage 1 never "
+                                            "writes it: a hand copy or stray file); move it out of the store"))
     for tmp in store.temporary_groups():
         kind = "temporary" if tmp.name.startswith(TMP_PREFIX) else "trash"
         problems.append(Problem(str(tmp), f"leftover {kind} group of an interrupted write", "warning"))

@@ -1,0 +1,145 @@
+"""Hostile inputs, round 3 (issue 13, remaining cases): checksummed chunks, stray files in a store, lost
+chunks. Each corruption is an error naming the chunk file, never silently different data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from mllm3d.shared.errors import StoreError
+from mllm3d.shared.store import open_store
+
+from mllm3d.cli import main as mllm3d
+from mllm3d.pipeline.inspect_store import check_store
+
+
+def invoke(*args: object):
+    return CliRunner().invoke(mllm3d, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def clean_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-scene store written by Stage 1 with the synthetic backend (every array kind present)."""
+    store = tmp_path_factory.mktemp("r3") / "s.zarr"
+    res = invoke("pseudolabel", "--source", "synthetic:1", "--store", store, "--no-progress")
+    assert res.exit_code == 0, res.output
+    return store
+
+
+@pytest.fixture
+def store(clean_store: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "s.zarr"
+    shutil.copytree(clean_store, dst)
+    return dst
+
+
+def _array_dirs(store: Path) -> dict[str, Path]:
+    """One array folder per array kind (scene arrays, correspondences/*, query arrays of the first query)."""
+    scene = next(p for p in (store / "scenes").iterdir() if p.is_dir())
+    query = sorted(p for p in (scene / "queries").iterdir() if p.is_dir())[0]
+    out = {}
+    for group, prefix in ((scene, ""), (scene / "correspondences", "correspondences/"), (query, "query/")):
+        for arr in sorted(group.iterdir()):
+            if (arr / "zarr.json").is_file() and json.loads((arr / "zarr.json").read_text())["node_type"] == "array":
+                out[prefix + arr.name] = arr
+    return out
+
+
+def _read_all(store: Path) -> None:
+    s = open_store(store)
+    for sid in s.scene_ids():
+        s.read_scene(sid)
+        s.read_thumbnails(sid)
+        for qid in s.query_ids(sid):
+            s.read_query(sid, qid)
+
+
+def test_every_array_kind_is_checksummed(clean_store: Path) -> None:
+    kinds = _array_dirs(clean_store)
+    assert {"points", "colors", "frame_ids", "intrinsics", "poses", "thumbnails", "correspondences/point_idx",
+            "query/masks", "query/seg_embeddings", "query/view_index", "query/confidence"} <= set(kinds)
+    for name, arr in kinds.items():
+        codecs = [c["name"] for c in json.loads((arr / "zarr.json").read_text())["codecs"]]
+        assert codecs == ["bytes", "blosc", "crc32c"], name
+    assert [p for p in check_store(clean_store) if p.severity == "error"] == []
+
+
+POSITIONS = {"header": lambda n: 0, "middle": lambda n: n // 2, "last data byte": lambda n: n - 5,
+             "checksum": lambda n: n - 1}
+
+
+@pytest.mark.parametrize("position", sorted(POSITIONS))
+def test_one_flipped_byte_in_any_chunk_is_found_by_check_and_by_every_read(store: Path, position: str) -> None:
+    for name, arr in _array_dirs(store).items():
+        chunk = sorted(p for p in (arr / "c").rglob("*") if p.is_file())[-1]
+        original = chunk.read_bytes()
+        data = bytearray(original)
+        data[POSITIONS[position](len(data))] ^= 0x10
+        chunk.write_bytes(bytes(data))
+        try:
+            errors = [p for p in check_store(store) if p.severity == "error"]
+            assert len(errors) == 1, (name, errors)
+            assert str(chunk) in errors[0].message and "crc32c checksum mismatch" in errors[0].message, name
+            with pytest.raises(StoreError, match="checksum mismatch") as exc:
+                _read_all(store)
+            assert str(chunk) in str(exc.value), (name, exc.value)
+        finally:
+            chunk.write_bytes(original)
+    res = invoke("inspect", "--store", store, "--check")
+    assert res.exit_code == 0, res.output
+
+
+def test_check_cli_names_the_corrupt_chunk_and_exits_1(store: Path) -> None:
+    chunk = next(p for p in (_array_dirs(store)["query/masks"] / "c").rglob("*") if p.is_file())
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 1
+    chunk.write_bytes(bytes(data))
+    res = CliRunner(env={"COLUMNS": "2000"}).invoke(mllm3d, ["inspect", "--store", str(store), "--check"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert f"{chunk}: corrupt chunk, does not decode: crc32c checksum mismatch" in res.output
+
+
+def test_a_store_written_before_checksums_still_opens(store: Path) -> None:
+    before = open_store(store)
+    sid = before.scene_ids()[0]
+    qid = before.query_ids(sid)[0]
+    want_points, want_masks = before.read_scene(sid).points, before.read_query(sid, qid).masks
+    for arr in _array_dirs(store).values():  # the layout of stores written before crc32c: strip it
+        meta = json.loads((arr / "zarr.json").read_text())
+        meta["codecs"] = meta["codecs"][:2]
+        (arr / "zarr.json").write_text(json.dumps(meta))
+        for chunk in (p for p in (arr / "c").rglob("*") if p.is_file()):
+            chunk.write_bytes(chunk.read_bytes()[:-4])
+    s = open_store(store)
+    np.testing.assert_array_equal(s.read_scene(sid).points, want_points)
+    np.testing.assert_array_equal(s.read_query(sid, qid).masks, want_masks)
+    assert [p for p in check_store(store) if p.severity == "error"] == []
+
+
+def test_a_lost_points_chunk_is_an_error_naming_it(store: Path) -> None:
+    chunk = next(p for p in (_array_dirs(store)["points"] / "c").rglob("*") if p.is_file())
+    chunk.unlink()
+    sid = open_store(store).scene_ids()[0]
+    with pytest.raises(StoreError, match="chunk file missing") as exc:
+        open_store(store).read_scene(sid)
+    assert str(chunk) in str(exc.value)
+    assert any("chunk files missing" in p.message for p in check_store(store) if p.severity == "error")
+
+
+def test_stray_files_and_folders_in_the_store_fail_check(store: Path) -> None:
+    scene = next(p for p in (store / "scenes").iterdir() if p.is_dir())
+    strays = [store / "notes.txt", scene / "queries" / "q.json~", scene / "points" / "c" / "9",
+              scene / "old_masks", store / "scenes" / "README"]
+    for p in strays:
+        if p.name in ("9", "old_masks"):
+            p.mkdir()
+        else:
+            p.write_text("x")
+    errors = [p for p in check_store(store) if p.severity == "error"]
+    assert sorted(p.where for p in errors if p.message.startswith("unexpected")) == sorted(map(str, strays))
+    assert invoke("inspect", "--store", store, "--check").exit_code == 1
+    _read_all(store)  # stray files do not stop readers
