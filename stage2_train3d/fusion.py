@@ -1,6 +1,6 @@
 """View filtering, Token-for-Query and multi-view label fusion (plain numpy, no torch/Lightning).
 
-Chain for one query on one scene (method.md, "Filtering and Token-for-Query", "Unprojection and fusion")::
+Chain for one query on one scene (docs/method.md, "Filtering and Token-for-Query", "Unprojection and fusion")::
 
     keep, reasons = filter_views(record, cfg)             # drop no-[SEG], low-confidence, tiny masks
     q, weights    = token_for_query(e, alpha, keep, it)   # unified query embedding + view weights
@@ -9,8 +9,8 @@ Chain for one query on one scene (method.md, "Filtering and Token-for-Query", "U
 The 2D-projection baseline (ablation row "2D projection only") predicts
 ``fused.seen & (fused.prob >= cfg.vote_threshold)``.
 
-Token-for-Query (our resolution of the paper's circular definition; [D] in method.md)
--------------------------------------------------------------------------------------
+Token-for-Query (our resolution of the paper's circular definition; [D] in docs/method.md)
+------------------------------------------------------------------------------------------
 With ê_i = e_i / ||e_i|| and α_i the view's confidence (SAM predicted IoU, clipped to >= 0)::
 
     q⁰      = Σ_kept α_i ê_i / Σ_kept α_i                   (confidence-weighted mean)
@@ -130,25 +130,27 @@ def fuse_labels(
 
     ``corr`` holds exactly the query's k views in the order of ``masks`` (k,H,W) and ``weights`` (k,).
     A visible point votes 1 inside the view's mask, 0 outside. Returns prob (N,) float32
-    (0 where unseen) and seen (N,) bool (seen by at least one view with ω > 0).
+    (0 where unseen) and seen (N,) bool (seen by at least one view with ω > 0). The votes and weights are
+    float32, gathered in one pass over all views and summed by one ``bincount`` per numerator/denominator
+    (no per-view N-sized float64 accumulators).
     """
     k = masks.shape[0]
     if corr.num_views != k or weights.shape[0] != k:
         raise ValueError(
             f"fuse_labels: {corr.num_views} correspondence views, {k} masks and {weights.shape[0]} weights must match"
         )
-    num = np.zeros(num_points, dtype=np.float64)
-    den = np.zeros(num_points, dtype=np.float64)
-    for i in range(k):
-        w = float(weights[i])
-        if w <= 0:
-            continue
-        pidx, rows, cols = corr.view(i)
-        votes = masks[i][rows, cols].astype(np.float64)
-        num += w * np.bincount(pidx, weights=votes, minlength=num_points)[:num_points]
-        den += w * np.bincount(pidx, minlength=num_points)[:num_points]
-    seen = den > 0
+    used = [i for i in range(k) if float(weights[i]) > 0]
     prob = np.zeros(num_points, dtype=np.float32)
+    if not used:
+        return prob, np.zeros(num_points, dtype=bool)
+    views = [corr.view(i) for i in used]
+    pidx = np.concatenate([v[0] for v in views])
+    # one float32 vote per (point, view) pair: the view's weight inside its mask, 0 outside
+    w = np.repeat(np.asarray(weights, dtype=np.float32)[used], [len(v[0]) for v in views])
+    votes = np.concatenate([masks[i][v[1], v[2]] for i, v in zip(used, views, strict=True)]).astype(bool)
+    num = np.bincount(pidx, weights=np.where(votes, w, np.float32(0)), minlength=num_points)[:num_points]
+    den = np.bincount(pidx, weights=w, minlength=num_points)[:num_points]
+    seen = den > 0
     prob[seen] = (num[seen] / den[seen]).astype(np.float32)
     return prob, seen
 
