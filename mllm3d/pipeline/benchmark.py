@@ -14,6 +14,7 @@ row   variant                     difference from (f)
 (e)   8 views                     Stage 1 store with k = 8
 (f)   full (4 views)              —
 (+)   w/o view filtering          ``fusion.view_filter=false`` (not in the paper's table)
+(p)   paper-literal L_spatial     ``loss.spatial_form=paper`` (trainable W_img with bias; on request only)
 ====  ==========================  ===================================================
 
 Seeds: every seed (default 1, 2, 3; ``--quick``: the first only) draws its own scenes
@@ -85,6 +86,7 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("e", "8 views", 8),
     Variant("f", "full (4 views)", 4),
     Variant("+", "w/o view filtering", 4, "no_view_filter"),
+    Variant("p", "paper-literal L_spatial", 4, "spatial_paper"),  # not in the default rows (--variants ...,p)
 )
 BASELINE_KEY, BASELINE_LABEL = "a", "2D projection only"
 FULL_KEY = "f"
@@ -477,7 +479,7 @@ def result_dict(result: SeedsResult) -> dict[str, Any]:
 @click.option("--protocol", type=click.Choice(["transductive", "heldout"]), default=None,
               help="Score held-out scenes only (heldout) or the training scenes too (transductive).")
 @click.option("--config-dir", default=None, help="Directory of the variant training YAMLs [configs/train].")
-@click.option("--variants", default=None, help="Comma-separated subset of rows to train: b,c,d,e,f,+ .")
+@click.option("--variants", default=None, help="Comma-separated subset of rows to train: b,c,d,e,f,+ (default) and p.")
 def benchmark_cmd(
     out: Path,
     results: Path | None,
