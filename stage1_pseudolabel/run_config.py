@@ -16,7 +16,7 @@ from typing import Any
 from mllm3d.shared.config_io import build, deep_merge, load_mapping
 from mllm3d.shared.errors import BadInputError
 from mllm3d.stage1_pseudolabel.sharding import STRATEGIES, parse_shard
-from mllm3d.stage1_pseudolabel.view_sampling import parse_views
+from mllm3d.stage1_pseudolabel.view_sampling import parse_pool, parse_views
 
 
 @dataclass
@@ -36,6 +36,7 @@ class RunConfig:
     backend_config: dict[str, Any] = field(default_factory=dict)
     views: int | str | None = 4  # views per query; "all" / None = every usable frame
     seed: int = 0  # view-sampling seed
+    view_pool: int | None = None  # k views per query from a per-scene pool of this many frames; None = off
     min_valid_depth: float = 0.1  # share of valid depth pixels a frame needs to be sampled
     shard: str | None = None  # "i/n"; None = from SLURM / torchrun environment, else 0/1
     shard_strategy: str = "round_robin"
@@ -50,6 +51,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         self.views = parse_views(self.views)
+        self.view_pool = parse_pool(self.view_pool)
         if self.shard is not None:
             parse_shard(self.shard)
         if self.shard_strategy not in STRATEGIES:

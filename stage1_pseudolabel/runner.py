@@ -429,7 +429,7 @@ def process_scene(
             f"scene {scene.scene_id}: no frame has a valid pose and >= {cfg.min_valid_depth:.0%} valid depth"
         )
     choices = {
-        q.query_id: sample_views(usable, cfg.views, cfg.seed, scene.scene_id, q.query_id) for q in todo
+        q.query_id: sample_views(usable, cfg.views, cfg.seed, scene.scene_id, q.query_id, pool=cfg.view_pool) for q in todo
     }
     by_frame: dict[int, list[Query]] = defaultdict(list)
     for q in todo:

@@ -4,6 +4,12 @@ The draw for one query depends only on (seed, scene_id, query_id) and the scene'
 never on the other queries or on sharding. The per-query seed, ``view_seed``, is stored in the
 query group; ``np.random.default_rng(view_seed).choice(usable, k, replace=False)`` (sorted)
 reproduces the draw.
+
+Pooled sampling (``view_pool = P``, off by default): each query still gets k random views, but drawn
+from a per-scene pool of P usable frames, itself drawn from (seed, scene_id) only; queries then share
+views, so a view's CLIP/SAM encodings and LM prefix are computed once for every query that drew it.
+The draw is reproduced by ``scene_view_pool(usable, P, seed, scene_id)`` then
+``np.random.default_rng(view_seed).choice(pool, k, replace=False)`` (sorted).
 """
 
 from __future__ import annotations
@@ -81,10 +87,32 @@ def _valid_share(depth: np.ndarray) -> float:
     return float(np.mean(np.isfinite(d) & (d > 0)))
 
 
-def sample_views(usable: np.ndarray, k: int | None, seed: int, scene_id: str, query_id: str) -> ViewChoice:
-    """k distinct frames out of ``usable`` (all of them when k is None or k >= len(usable))."""
+def parse_pool(value: int | None, where: str = "view_pool") -> int | None:
+    """None (off) or a positive int: the per-scene pool size of pooled view sampling."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BadInputError(f"{where} must be a positive integer or null (off), got {value!r}")
+    return value
+
+
+def scene_view_pool(usable: np.ndarray, pool: int, seed: int, scene_id: str) -> np.ndarray:
+    """The scene's pool: ``pool`` distinct usable frames (sorted) drawn from (seed, scene_id) alone."""
+    usable = np.sort(np.asarray(usable, dtype=np.int32))
+    if pool >= len(usable):
+        return usable
+    rng = np.random.default_rng(stable_seed("view-pool", seed, scene_id) & 0x7FFFFFFF)
+    return np.sort(rng.choice(usable, size=pool, replace=False)).astype(np.int32)
+
+
+def sample_views(usable: np.ndarray, k: int | None, seed: int, scene_id: str, query_id: str,
+                 pool: int | None = None) -> ViewChoice:
+    """k distinct frames out of ``usable`` (all of them when k is None or k >= len(usable)); with
+    ``pool``, out of the scene's pool of that many frames (:func:`scene_view_pool`)."""
     s = view_seed(seed, scene_id, query_id)
     usable = np.asarray(usable, dtype=np.int32)
+    if pool is not None and k is not None:
+        usable = scene_view_pool(usable, pool, seed, scene_id)
     if k is None or k >= len(usable):
         return ViewChoice(np.sort(usable).astype(np.int32), s)
     picked = np.random.default_rng(s).choice(usable, size=k, replace=False)
