@@ -1,0 +1,233 @@
+"""One seed of the controlled benchmark: the variants, the config, Stage 1 per view count, training each
+variant and scoring every row on the same held-out queries (``mllm3d.pipeline.benchmark`` pools seeds)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from mllm3d.pipeline.evaluate import EvalResult, NetworkMethod, ProjectionBaseline, evaluate
+from mllm3d.pipeline.report import machine_summary
+from mllm3d.pipeline.steps import synthetic_stage1, train_or_reuse
+from mllm3d.shared.errors import BadInputError
+from mllm3d.shared.store import open_store
+from mllm3d.stage2_train3d.fusion import FusionConfig
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One trained row of the table: a Stage 2 config (configs/train/<config>.yaml) and a Stage 1 view count."""
+
+    key: str  # row letter
+    label: str
+    views: int  # which Stage 1 store it trains on
+    config: str = "default"  # the Stage 2 engineer's variant YAML (each is default.yaml + one change)
+
+
+VARIANTS: tuple[Variant, ...] = (
+    Variant("b", "w/o Token-for-Query", 4, "no_token_for_query"),
+    Variant("c", "w/o spatial consistency", 4, "no_spatial"),
+    Variant("d", "2 views", 2),
+    Variant("e", "8 views", 8),
+    Variant("f", "full (4 views)", 4),
+    Variant("+", "w/o view filtering", 4, "no_view_filter"),
+    Variant("p", "paper-literal L_spatial", 4, "spatial_paper"),  # not in the default rows (--variants ...,p)
+)
+BASELINE_KEY, BASELINE_LABEL = "a", "2D projection only"
+FULL_KEY = "f"
+
+
+def full_variant() -> Variant:
+    return next(v for v in VARIANTS if v.key == FULL_KEY)
+
+# Settings every variant shares on top of its YAML (the protocol's split is added by train_overrides)
+BENCH_TRAIN: tuple[str, ...] = ("trainer.log_every_n_steps=10", "trainer.limit_val_batches=0", "data.val_fraction=0.3")
+
+
+@dataclass
+class BenchmarkConfig:
+    """Everything that determines the benchmark's numbers (written next to the results)."""
+
+    num_scenes: int = 40  # heldout: 28 train / 12 scored scenes (data.val_fraction 0.3)
+    seed: int = 1  # the seed of one run: synthetic scenes, view sampling, backend and training
+    seeds: tuple[int, ...] = (1, 2, 3)  # run_benchmark runs every seed (seed 0 tuned default.yaml)
+    views: tuple[int, ...] = (2, 4, 8)
+    full_views: int = 4
+    failures: dict[str, Any] = field(default_factory=lambda: {"preset": "lisa_like"})  # docs/stand_in.md
+    image_features: bool = True  # the stand-in's query-independent features for L_spatial
+    config_dir: str = ""  # where the variant YAMLs live ("" = the packaged recipes, mllm3d/configs/train)
+    train_overrides: tuple[str, ...] = BENCH_TRAIN
+    epochs: int = 25
+    protocol: str = "heldout"  # heldout | transductive
+    variants: tuple[str, ...] = ("b", "c", "d", "e", "f", "+")
+
+    def validate(self) -> None:
+        if self.protocol not in ("transductive", "heldout"):
+            raise BadInputError(f"benchmark protocol must be transductive|heldout, got {self.protocol!r}")
+        if self.full_views not in self.views:
+            raise BadInputError(f"benchmark: full_views {self.full_views} must be one of views {self.views}")
+        needed = {v.views for v in VARIANTS if v.key in self.variants}
+        if not needed <= set(self.views):
+            raise BadInputError(f"benchmark: variants need view counts {sorted(needed)}, views are {self.views}")
+        for v in VARIANTS:
+            if v.key in self.variants and not self.variant_config(v).is_file():
+                raise BadInputError(f"benchmark: training config {self.variant_config(v)} for row ({v.key}) not found")
+        if self.num_scenes < 2 and self.protocol == "heldout":
+            raise BadInputError("benchmark: the heldout protocol needs at least 2 scenes")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise BadInputError(f"benchmark: seeds must be distinct and at least one, got {self.seeds}")
+
+    def variant_config(self, variant: Variant) -> Path:
+        from mllm3d.shared.config_io import packaged_dir
+
+        return Path(self.config_dir or packaged_dir("train")) / f"{variant.config}.yaml"
+
+    @classmethod
+    def quick(cls) -> BenchmarkConfig:
+        """The full-size benchmark on one seed (no spread over seeds; CIs over its queries only)."""
+        full = cls()
+        return cls(seeds=full.seeds[:1], seed=full.seeds[0])
+
+    @classmethod
+    def smoke(cls) -> BenchmarkConfig:
+        """2 scenes, 1 epoch, one seed: for tests and smoke runs (numbers meaningless)."""
+        return cls(num_scenes=2, epochs=1, seeds=(1,), seed=1)
+
+
+@dataclass
+class BenchmarkResult:
+    """Per-row summaries plus everything needed to reproduce them."""
+
+    config: BenchmarkConfig
+    rows: dict[str, dict[str, float]]  # key -> summary (acc25, acc50, miou, ...)
+    labels: dict[str, str]
+    checkpoints: dict[str, str]
+    num_queries: int
+    seconds: dict[str, float]
+    command: str
+    date: str
+    machine: str
+    evals: dict[str, EvalResult] = field(default_factory=dict, repr=False)
+
+
+# ---------------------------------------------------------------------------------------------- stages
+def backend_config(cfg: BenchmarkConfig) -> dict[str, Any]:
+    return {"seed": cfg.seed, "image_features": cfg.image_features, **cfg.failures}
+
+
+def run_stage1(cfg: BenchmarkConfig, out: Path, views: int, console: Console) -> Path:
+    """Stage 1 (synthetic backend) for every scene and query with k = ``views``; reuses a finished store."""
+    return synthetic_stage1(cfg.num_scenes, cfg.seed, out / f"store-k{views}.zarr", views, backend_config(cfg), console)
+
+
+def train_overrides(cfg: BenchmarkConfig, variant: Variant) -> list[str]:
+    """Shared benchmark settings, the protocol's split, then the variant's one difference."""
+    sets = [*cfg.train_overrides, f"optim.epochs={cfg.epochs}", f"trainer.seed={cfg.seed}", f"data.split_seed={cfg.seed}"]
+    if cfg.protocol == "transductive":
+        sets.append("data.val_fraction=0")
+    return sets
+
+
+def run_variant(cfg: BenchmarkConfig, variant: Variant, store: Path, out: Path) -> str:
+    """Train one variant (or reuse its finished run with the same settings) and return its checkpoint."""
+    slug = "".join(c if c.isalnum() else "_" for c in variant.label).strip("_")
+    run_dir = out / "runs" / f"{'plus' if variant.key == '+' else variant.key}-{slug}"
+    ckpt, _ = train_or_reuse(cfg.variant_config(variant), store, run_dir, train_overrides(cfg, variant))
+    return ckpt
+
+
+def eval_pairs(cfg: BenchmarkConfig, store: Path) -> list[tuple[str, str]]:
+    """The scored pairs: all (transductive) or the DataModule's val split (heldout)."""
+    s = open_store(store, "r")
+    if cfg.protocol == "transductive":
+        return s.complete_pairs()
+    from mllm3d.stage2_train3d.config import load_config
+    from mllm3d.stage2_train3d.datamodule import split_pairs
+
+    full = full_variant()
+    data = load_config(cfg.variant_config(full), train_overrides(cfg, full)).data
+    return sorted(split_pairs(s.complete_pairs(), data)[1])
+
+
+def run_seed(cfg: BenchmarkConfig, out: Path, console: Console | None = None, command: str = "") -> BenchmarkResult:
+    """One seed (``cfg.seed``): Stage 1 per view count, train every variant, evaluate all rows on the same queries."""
+    cfg.validate()
+    console = console or Console()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmark-config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    seconds: dict[str, float] = {}
+    stores: dict[int, Path] = {}
+    for k in cfg.views:
+        t0 = time.perf_counter()
+        with console.status(f"Stage 1: {cfg.num_scenes} synthetic scenes, {k} views per query"):
+            stores[k] = run_stage1(cfg, out, k, console)
+        seconds[f"stage1 k={k}"] = time.perf_counter() - t0
+        console.print(f"Stage 1, k={k}: {stores[k]} ({seconds[f'stage1 k={k}']:.0f} s)")
+    pairs = eval_pairs(cfg, stores[cfg.full_views])
+    if not pairs:
+        raise BadInputError(f"benchmark: no queries to evaluate in {stores[cfg.full_views]}")
+
+    rows: dict[str, dict[str, float]] = {}
+    labels = {BASELINE_KEY: BASELINE_LABEL}
+    checkpoints: dict[str, str] = {}
+    evals: dict[str, EvalResult] = {}
+    base = evaluate(open_store(stores[cfg.full_views], "r"), pairs,
+                    [ProjectionBaseline(FusionConfig(), name=BASELINE_LABEL)])
+    evals[BASELINE_KEY] = base
+    rows[BASELINE_KEY] = base.rows[0].summary
+    for variant in [v for v in VARIANTS if v.key in cfg.variants]:
+        t0 = time.perf_counter()
+        with console.status(f"Stage 2: training ({variant.key}) {variant.label}, {cfg.epochs} epochs"):
+            ckpt = run_variant(cfg, variant, stores[variant.views], out)
+        seconds[f"train {variant.key}"] = time.perf_counter() - t0
+        method = NetworkMethod.from_checkpoint(variant.label, ckpt)
+        res = evaluate(open_store(stores[variant.views], "r"), pairs, [method])
+        evals[variant.key] = res
+        rows[variant.key] = res.rows[0].summary
+        labels[variant.key] = variant.label
+        checkpoints[variant.key] = ckpt
+        s = rows[variant.key]
+        console.print(
+            f"({variant.key}) {variant.label}: Acc@0.25 {100 * s['acc25']:.2f}  Acc@0.5 {100 * s['acc50']:.2f}  "
+            f"mIoU {100 * s['miou']:.2f}  ({seconds[f'train {variant.key}']:.0f} s, seed {cfg.seed})"
+        )
+    result = BenchmarkResult(
+        config=cfg,
+        rows=rows,
+        labels=labels,
+        checkpoints=checkpoints,
+        num_queries=len(pairs),
+        seconds=seconds,
+        command=command,
+        date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        machine=machine_summary(),
+        evals=evals,
+    )
+    (out / "seed-results.json").write_text(json.dumps(seed_dict(result), indent=2))
+    return result
+
+
+def ordered_keys(result: Any) -> list[str]:
+    """Row keys of a result (anything with ``rows``) in table order: (a), then the variants."""
+    order = [BASELINE_KEY, *[v.key for v in VARIANTS]]
+    return [k for k in order if k in result.rows]
+
+
+
+def seed_dict(result: BenchmarkResult) -> dict[str, Any]:
+    """One seed's rows, checkpoints and timings (``seed<s>/seed-results.json``)."""
+    return {
+        "config": asdict(result.config),
+        "rows": {k: {"label": result.labels[k], **result.rows[k]} for k in ordered_keys(result)},
+        "checkpoints": result.checkpoints,
+        "num_queries": result.num_queries,
+        "seconds": result.seconds,
+    }
+
+
