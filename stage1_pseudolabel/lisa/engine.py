@@ -34,6 +34,8 @@ from .preprocess import (
 )
 from .tokenizer import PromptTokens, SpecialTokenIds, llava_v1_prompt, tokenize_prompt
 
+SEGMENT_MODES = ("naive", "cached", "shared")
+
 
 @dataclass
 class ViewEncoding:
@@ -243,11 +245,24 @@ class LisaEngine:
         return pooled[0].cpu().numpy()
 
     # --- one view ---------------------------------------------------------------------------------
-    def segment(self, color: np.ndarray, texts: list[str]) -> tuple[list[QueryOutput], np.ndarray | None]:
-        """All queries on one view; shared or naive per ``cfg.shared_encodings``."""
+    def segment(self, color: np.ndarray, texts: list[str], mode: str | None = None
+                ) -> tuple[list[QueryOutput], np.ndarray | None]:
+        """All queries on one view. ``mode``: "shared" (encodings once, LM prefix KV once, batched suffixes),
+        "cached" (CLIP/SAM encodings once per view, every query's full prompt through the LM on its own: the
+        obvious intermediate) or "naive" (everything per query, the released code); None = "shared" or
+        "naive" per ``cfg.shared_encodings``."""
+        mode = mode or ("shared" if self.cfg.shared_encodings else "naive")
+        if mode not in SEGMENT_MODES:
+            raise ValueError(f"segment mode must be one of {SEGMENT_MODES}, got {mode!r}")
         prompts = [self.prompt_tokens(t) for t in texts]
         starts = [self.answer_start(t) for t in texts]
-        if self.cfg.shared_encodings:
+        if mode == "cached":
+            enc, outputs = self.encode_view(color), []
+            for prompt, start in zip(prompts, starts, strict=True):
+                prefix = self.prefix_embeds(enc, prompt.prefix)
+                img = slice(len(prompt.prefix), prefix.shape[1])
+                outputs += self._finish(enc, self.run_lm(prefix, img, [prompt.suffix], [start]))
+        elif mode == "shared":
             enc = self.encode_view(color)
             lm: list[LmOutcome] = []
             bs = self.cfg.query_batch_size
