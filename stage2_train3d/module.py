@@ -112,10 +112,10 @@ class Stage2Module(pl.LightningModule):
         m = local.shape[0]
         if form == "contrastive":
             key = batch["pair_view"][idx[keep]] * m + pair_voxel  # view-major: one group per (voxel, view)
-            n_groups = int(batch["view_offset"][-1]) * m
-            used, mean_f, _ = voxel_feature_means(f2d, key, n_groups)
+            groups, inverse = torch.unique(key, return_inverse=True)  # compact: only the groups that occur
+            _, mean_f, _ = voxel_feature_means(f2d, inverse, len(groups))
             target = self.net.project_image(mean_f, form)
-            return spatial_contrastive_loss(local[used % m], target, torch.div(used, m, rounding_mode="floor"))
+            return spatial_contrastive_loss(local[groups % m], target, torch.div(groups, m, rounding_mode="floor"))
         used, mean_f, counts = voxel_feature_means(f2d, pair_voxel, m)
         return spatial_voxel_loss(local[used], self.net.project_image(mean_f, form), counts)
 

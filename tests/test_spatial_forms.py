@@ -82,3 +82,45 @@ def test_normalized_projection_keeps_cosines_and_fixed_is_frozen():
 def test_bad_spatial_form_is_one_line():
     with pytest.raises(BadInputError, match="loss.spatial_form"):
         with_overrides(TrainConfig(), ["loss.spatial_form=bogus"])
+
+
+@pytest.fixture(scope="module")
+def toy_batch(tmp_path_factory):
+    from mllm3d.stage2_train3d.datamodule import StoreDataModule, collate
+
+    from tests.stage2_toy import EMBED_DIM, build_toy_store
+
+    store = build_toy_store(tmp_path_factory.mktemp("forms") / "s.zarr", n_scenes=2, image_features=True)
+    cfg = with_overrides(TrainConfig(), ["model.stem=8", "model.down=[8,16]", "model.up=[16,8]", "model.feature_dim=16",
+                                         f"model.query_dim={EMBED_DIM}", "model.image_feature_dim=4",
+                                         "data.num_workers=0", "data.val_fraction=0", "loss.spatial_mode=features"])
+    dm = StoreDataModule(store, cfg)
+    dm.setup()
+    return cfg, collate([dm._dataset(dm.train_pairs, train=False)[0]])
+
+
+@pytest.mark.parametrize("form", ["paper", "fixed", "normalized", "contrastive"])
+def test_module_spatial_forms_on_a_real_batch(toy_batch, form):
+    cfg, batch = toy_batch
+    cfg = with_overrides(cfg, [f"loss.spatial_form={form}"])
+    torch.manual_seed(0)
+    module = Stage2Module(Stage2Net(cfg.model), cfg)
+    out = module.forward(batch)
+    loss = module._spatial_features(batch, out)
+    assert torch.isfinite(loss) and loss.item() > 0
+    loss.backward()
+    assert module.net.local_head.weight.grad is not None
+    assert (module.net.image_proj.weight.grad is not None) == (form != "fixed")
+    if form in ("fixed", "normalized", "paper"):
+        # independent per-voxel loop: mean image feature of each voxel's positive pairs, then the cosine
+        idx = batch["f2d_pair"]
+        vox = batch["point_voxel"][batch["pair_point"][idx]]
+        total, n = 0.0, 0
+        with torch.no_grad():
+            for v in vox.unique().tolist():
+                sel = vox == v
+                target = module.net.project_image(batch["f2d"][sel].mean(0, keepdim=True), form)[0]
+                cos = F.cosine_similarity(out["local"][v], target, dim=0)
+                total += float(1 - cos) * int(sel.sum())
+                n += int(sel.sum())
+        assert loss.item() == pytest.approx(total / n, rel=1e-4)
