@@ -47,9 +47,15 @@ from typing import Any
 import numpy as np
 from mllm3d.shared.errors import BadInputError
 from mllm3d.shared.scene import Query, View
-from mllm3d.stage1_pseudolabel.mask_ops import average_pool, boundary_band, dilate, erode, resize_nearest
+from mllm3d.stage1_pseudolabel.mask_ops import average_pool, resize_nearest
 from mllm3d.stage1_pseudolabel.seeding import rng_for, unit_vector
 from mllm3d.stage1_pseudolabel.segmenter import SegmentationResult, ViewSegmentation
+from mllm3d.stage1_pseudolabel.synthetic_failures import (
+    boundary_noise,
+    drop_chunk,
+    object_stats,
+    pick_distractor,
+)
 
 ANSWER_SEG = "Sure, it is [SEG]."
 ANSWER_MISS = "Sorry, I cannot find it in this image."
@@ -185,7 +191,7 @@ class SyntheticSegmenter:
     def segment_view(self, view: View, queries: list[Query]) -> ViewSegmentation:
         """Segment every query in one view (results in the order of ``queries``)."""
         labels = self._instance_map(view, queries)
-        stats = _object_stats(labels)
+        stats = object_stats(labels)
         results = [self.segment_query(view, q, labels, stats)[0] for q in queries]
         feats = None
         if self.config.image_features:
@@ -205,7 +211,7 @@ class SyntheticSegmenter:
         if labels is None:
             labels = self._instance_map(view, [query])
         if stats is None:
-            stats = _object_stats(labels)
+            stats = object_stats(labels)
         if query.target_ids is None:
             raise BadInputError(
                 f"query {query.scene_id}/{query.query_id}: the synthetic backend needs the query's target_ids "
@@ -241,7 +247,7 @@ class SyntheticSegmenter:
         if misread is not None and stats.get(misread, (0,))[0] >= cfg.min_object_pixels:
             other = misread  # the query's misreading, visible here: the same wrong object in every view
         elif u_hall < rate:
-            other = _pick_distractor(stats, targets, truth, rng, cfg.min_object_pixels, similar,
+            other = pick_distractor(stats, targets, truth, rng, cfg.min_object_pixels, similar,
                                      cfg.similar_preference)
         if other is not None:
             out.hallucinated_id = other
@@ -251,9 +257,9 @@ class SyntheticSegmenter:
                 vec = cfg.hallucination_mix * vec + (1.0 - cfg.hallucination_mix) * qvec
                 vec = vec / max(float(np.linalg.norm(vec)), 1e-12)
         if mask.any() and u_bound < cfg.boundary_rate:
-            mask, out.boundary = _boundary_noise(mask, rng, cfg.boundary_width)
+            mask, out.boundary = boundary_noise(mask, rng, cfg.boundary_width)
         if mask.any() and u_part < cfg.partial_rate:
-            mask = _drop_chunk(mask, rng, cfg.partial_fraction)
+            mask = drop_chunk(mask, rng, cfg.partial_fraction)
             out.partial = True
 
         noise = rng.standard_normal(cfg.embed_dim) / np.sqrt(cfg.embed_dim)
@@ -367,74 +373,6 @@ class SyntheticSegmenter:
         a = average_pool(base, self.config.attention_stride)
         a += 0.1 * rng.random(a.shape).astype(np.float32)
         return (a / max(float(a.sum()), 1e-6)).astype(np.float32)
-
-
-def _object_stats(labels: np.ndarray) -> dict[int, tuple[int, np.ndarray]]:
-    """Visible object id -> (pixel count, centroid (row, col)); background (-1) excluded."""
-    ids, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    inv = inv.reshape(labels.shape)
-    rows, cols = np.indices(labels.shape)
-    rsum = np.bincount(inv.ravel(), weights=rows.ravel(), minlength=len(ids))
-    csum = np.bincount(inv.ravel(), weights=cols.ravel(), minlength=len(ids))
-    return {
-        int(i): (int(n), np.array([rs / n, cs / n]))
-        for i, n, rs, cs in zip(ids, counts, rsum, csum, strict=True)
-        if i >= 0
-    }
-
-
-def _pick_distractor(
-    stats: dict[int, tuple[int, np.ndarray]],
-    targets: set[int],
-    truth: np.ndarray,
-    rng: np.random.Generator,
-    min_pixels: int,
-    similar: dict[int, int] | None = None,
-    preference: float = 0.0,
-) -> int | None:
-    """Another visible object, preferring ones near the target (by area when the target is absent) and,
-    with ``similar``, ones sharing the target's category / colour (weight x (1 + preference) per match)."""
-    cands = sorted(i for i, (n, _) in stats.items() if i not in targets and n >= min_pixels)
-    if not cands:
-        return None
-    areas = np.array([stats[i][0] for i in cands], dtype=np.float64)
-    if truth.any():
-        centre = np.argwhere(truth).mean(axis=0)
-        diag = float(np.hypot(*truth.shape))
-        d = np.array([np.linalg.norm(stats[i][1] - centre) for i in cands])
-        w = np.exp(-d / (0.2 * diag)) * np.sqrt(areas)
-    else:
-        w = np.sqrt(areas)
-    if similar is not None:
-        w = w * np.array([1.0 + preference * similar.get(i, 0) for i in cands])
-    return int(cands[int(rng.choice(len(cands), p=w / w.sum()))])
-
-
-def _boundary_noise(mask: np.ndarray, rng: np.random.Generator, width: int) -> tuple[np.ndarray, str]:
-    """Erode, dilate, or flip pixels near the boundary (the choice and width are random)."""
-    kind = ("erode", "dilate", "flip")[int(rng.integers(3))]
-    r = int(rng.integers(1, width + 1))
-    if kind == "erode":
-        eroded = erode(mask, r)
-        return (eroded if eroded.any() else mask.copy()), kind
-    if kind == "dilate":
-        return dilate(mask, r), kind
-    band = boundary_band(mask, r)
-    flip = band & (rng.random(mask.shape) < 0.5)
-    return mask ^ flip, kind
-
-
-def _drop_chunk(mask: np.ndarray, rng: np.random.Generator, fraction: tuple[float, float]) -> np.ndarray:
-    """Remove the part of the mask beyond a random straight cut (a share ``fraction`` of its pixels)."""
-    rr, cc = np.nonzero(mask)
-    theta = rng.uniform(0.0, 2.0 * np.pi)
-    f = rng.uniform(*fraction)
-    proj = rr * np.sin(theta) + cc * np.cos(theta)
-    cut = np.quantile(proj, 1.0 - f)
-    drop = proj > cut
-    out = mask.copy()
-    out[rr[drop], cc[drop]] = False
-    return out
 
 
 def build(config: dict[str, Any]) -> SyntheticSegmenter:
