@@ -33,9 +33,13 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_rows_are_scored_on_held_out_scenes_only(bench) -> None:
     out, output = bench
     data = json.loads((out / "work" / "benchmark-results.json").read_text())
-    assert list(data["rows"]) == ["a", "b", "f"] and list(data["per_seed"]) == ["1"]
+    assert list(data["rows"]) == ["a", "u", "b", "f", "t"] and list(data["per_seed"]) == ["1"]
     assert data["config"]["failures"] == {"preset": "lisa_like"}
-    assert [c["difference"] for c in data["paired_ci"]] == ["(f) − (a) 2D projection only", "(f) − (b) w/o Token-for-Query"]
+    assert [c["difference"] for c in data["paired_ci"]] == [
+        "(f) − (a) 2D projection only", "(f) − (u) 2D projection, union of the views", "(f) − (b) w/o Token-for-Query",
+        "(f) − (t) full + test-view evidence (beyond the paper)", "(t) − (a) 2D projection only"]
+    rows = data["rows"]
+    assert rows["u"]["label"] == "2D projection, union of the views" and "t" in rows
     assert data["config"]["protocol"] == "heldout" and data["num_queries"] > 0
     run_cfg = (out / "work" / "seed1" / "runs" / "f-full__4_views" / "config.yaml").read_text()
     assert "val_fraction: 0.3" in run_cfg and "limit_val_batches: 0" in run_cfg
@@ -63,7 +67,7 @@ def test_rerun_reuses_stores_and_runs(bench) -> None:
     assert ckpt.stat().st_mtime_ns == before
     ci = result.paired("f", "a")  # pooled over the seed's scored queries
     assert ci.n == result.num_queries and ci.low <= ci.mean <= ci.high
-    assert set(result.rows) == {"a", "f"}
+    assert set(result.rows) == {"a", "u", "f", "t"}
     checks = dict(direction_checks(result))
     assert "(f) full > (a) 2D projection only" in checks
     assert "## Controlled synthetic benchmark" in markdown(result)

@@ -51,6 +51,7 @@ from rich.table import Table
 from mllm3d.pipeline.benchmark_seed import (  # re-exported: the benchmark's public names
     BASELINE_KEY,
     BASELINE_LABEL,
+    EVIDENCE_KEY,
     FULL_KEY,
     VARIANTS,
     BenchmarkConfig,
@@ -132,7 +133,11 @@ class SeedsResult:
         keys = [k for k in ordered_keys(self) if k != FULL_KEY]
         if FULL_KEY not in self.rows:
             return []
-        return [(f"({FULL_KEY}) − ({k}) {self.labels[k]}", self.paired(FULL_KEY, k)) for k in keys]
+        out = [(f"({FULL_KEY}) − ({k}) {self.labels[k]}", self.paired(FULL_KEY, k)) for k in keys]
+        if EVIDENCE_KEY in self.rows:  # the best label-free candidate against the 2D projection
+            out.append((f"({EVIDENCE_KEY}) − ({BASELINE_KEY}) {self.labels[BASELINE_KEY]}",
+                        self.paired(EVIDENCE_KEY, BASELINE_KEY)))
+        return out
 
 
 def run_benchmark(cfg: BenchmarkConfig, out: Path, console: Console | None = None, command: str = "") -> SeedsResult:

@@ -41,6 +41,10 @@ VARIANTS: tuple[Variant, ...] = (
 )
 BASELINE_KEY, BASELINE_LABEL = "a", "2D projection only"
 FULL_KEY = "f"
+# rows that need no training of their own: the union of the views (beside (a)), and the full network with
+# test-time evidence fusion (beyond the paper; docs/evidence_fusion.md)
+UNION_KEY, UNION_LABEL = "u", "2D projection, union of the views"
+EVIDENCE_KEY, EVIDENCE_LABEL = "t", "full + test-view evidence (beyond the paper)"
 
 
 def full_variant() -> Variant:
@@ -181,6 +185,9 @@ def run_seed(cfg: BenchmarkConfig, out: Path, console: Console | None = None, co
                     [ProjectionBaseline(FusionConfig(), name=BASELINE_LABEL)])
     evals[BASELINE_KEY] = base
     rows[BASELINE_KEY] = base.rows[0].summary
+    union = evaluate(open_store(stores[cfg.full_views], "r"), pairs,
+                     [ProjectionBaseline(FusionConfig(vote_threshold=1e-6), name=UNION_LABEL)])
+    evals[UNION_KEY], rows[UNION_KEY], labels[UNION_KEY] = union, union.rows[0].summary, UNION_LABEL
     for variant in [v for v in VARIANTS if v.key in cfg.variants]:
         t0 = time.perf_counter()
         with console.status(f"Stage 2: training ({variant.key}) {variant.label}, {cfg.epochs} epochs"):
@@ -192,6 +199,12 @@ def run_seed(cfg: BenchmarkConfig, out: Path, console: Console | None = None, co
         rows[variant.key] = res.rows[0].summary
         labels[variant.key] = variant.label
         checkpoints[variant.key] = ckpt
+        if variant.key == FULL_KEY:
+            from mllm3d.pipeline.evidence import EvidenceFusionMethod
+
+            ev = evaluate(open_store(stores[variant.views], "r"), pairs,
+                          [EvidenceFusionMethod(EVIDENCE_LABEL, method.predictor, checkpoint=ckpt)])
+            evals[EVIDENCE_KEY], rows[EVIDENCE_KEY], labels[EVIDENCE_KEY] = ev, ev.rows[0].summary, EVIDENCE_LABEL
         s = rows[variant.key]
         console.print(
             f"({variant.key}) {variant.label}: Acc@0.25 {100 * s['acc25']:.2f}  Acc@0.5 {100 * s['acc50']:.2f}  "
@@ -215,7 +228,7 @@ def run_seed(cfg: BenchmarkConfig, out: Path, console: Console | None = None, co
 
 def ordered_keys(result: Any) -> list[str]:
     """Row keys of a result (anything with ``rows``) in table order: (a), then the variants."""
-    order = [BASELINE_KEY, *[v.key for v in VARIANTS]]
+    order = [BASELINE_KEY, UNION_KEY, *[v.key for v in VARIANTS], EVIDENCE_KEY]
     return [k for k in order if k in result.rows]
 
 
