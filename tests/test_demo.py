@@ -31,7 +31,7 @@ def test_demo_writes_everything(demo_dir) -> None:
         assert (out / name).exists(), name
     metrics = json.loads((out / "metrics.json").read_text())
     names = [r["name"] for r in metrics["rows"]]
-    assert names == ["2D projection (no 3D training)", "trained 3D network"]
+    assert names == ["2D projection (no 3D training)", "trained 3D network", "network + test-view evidence"]
     n = metrics["num_pairs"]
     assert n >= 8 and all(len(r["queries"]) == n for r in metrics["rows"])
     # scored on the held-out scene only, never on the one it was trained on
@@ -39,6 +39,7 @@ def test_demo_writes_everything(demo_dir) -> None:
     assert len(scored) == 1 and scored < {"synth_0000", "synth_0001"}
     assert metrics["split"] == f"1 held-out scenes (not trained on): {scored.pop()}"
     assert metrics["train_queries"] > 0 and "held-out queries" in output
+    assert "(95 % CI, paired bootstrap)" in output
     assert "Acc@0.25" in output and "contact sheet" in output
     assert output.rfind("baseline vs trained 3D network") > output.rfind("prediction PLY")  # ends with metrics
     ply = read_ply(out / "prediction.ply")
