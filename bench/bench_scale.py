@@ -10,7 +10,7 @@ Inputs measured in the same run (never constants):
 
 Assumptions (stated in the output): ScanNet train = 1201 scenes; ~1,650 frames per scan on average
 (2.5 M frames / 1513 scans) → ~83 frames per scene at every 20th frame; a mean mesh of 150k points per scene
-(data.md: 50k–500k); sustained bf16 throughput = 40 % of dense peak (A100 312 TFLOP/s, H100 SXM 989 TFLOP/s).
+(ScanNet's vh_clean_2 meshes have 50k–500k); sustained bf16 throughput = 40 % of dense peak (A100 312 TFLOP/s, H100 SXM 989 TFLOP/s).
 Settings: {k = 4 random views per query from a pool of every 20th frame, the same from a pool of all ~1650
 frames, k = 4 views shared by a scene's queries, every 20th frame per query} × {Intent3D ~43, ScanRefer ~64
 queries/scene}; the frame pool is a column of every table.

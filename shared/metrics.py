@@ -1,4 +1,4 @@
-"""Point-mask metrics of the Reason3D / SegPoint protocol (data.md)."""
+"""Point-mask metrics of the Reason3D / SegPoint protocol (docs/evaluation.md)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def summarize(ious: Sequence[float], thresholds: Sequence[float] = (0.25, 0.5)) 
 # Per-query scores and the summaries the evaluation tables print (extensions; the functions above
 # keep their signatures).
 
-GROUNDED_THRESHOLD = 0.25  # "after successful grounding" = IoU > 0.25 (method.md: report both)
+GROUNDED_THRESHOLD = 0.25  # "after successful grounding" = IoU > 0.25 (docs/evaluation.md: report both)
 
 
 @dataclass
@@ -83,7 +83,7 @@ def score_query(
 
     ``target_ids`` must be known (a list, possibly empty); ``None`` (unknown) is an error because the
     query cannot be scored. IoU = 1 with an empty GT only for a zero-target query (``target_ids == []``)
-    that predicts nothing (data.md); a targeted query whose target instances have no point in the
+    that predicts nothing (docs/evaluation.md); a targeted query whose target instances have no point in the
     scene has unusable GT: it scores IoU 0 whatever is predicted and is flagged ``missing_targets``.
     """
     if target_ids is None:
@@ -124,7 +124,7 @@ def summarize_scores(scores: Sequence[QueryScore], thresholds: Sequence[float] =
     """Every number of one evaluation row.
 
     - ``miou`` / ``acc25`` / ``acc50`` / ``n``: over *all* scored queries (zero-target queries count
-      with IoU 1 if nothing was predicted, else 0 — data.md; missing-target queries count with IoU 0);
+      with IoU 1 if nothing was predicted, else 0 — docs/evaluation.md; missing-target queries count with IoU 0);
     - ``n_targeted`` / ``miou_targeted``: the queries that have at least one target;
     - ``miou_grounded`` / ``n_grounded``: mean IoU over the *targeted* queries with IoU > 0.25 only
       (one reading of the paper's "after successful grounding"; zero-target queries never count);

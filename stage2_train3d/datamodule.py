@@ -75,7 +75,7 @@ def sample_image_features(
 
     The feature grid is assumed to span the whole image: pixel centre (row+0.5, col+0.5) maps to
     ((row+0.5)·h/H − 0.5, (col+0.5)·w/W − 0.5) in feature cells — rows scale with h/H and columns
-    with w/W (the official code swapped H and W, method.md bug 3).
+    with w/W (the official code swapped H and W, docs/method.md, bug 3).
     """
     c, h, w = fmap.shape
     big_h, big_w = image_size

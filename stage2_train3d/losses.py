@@ -1,4 +1,4 @@
-"""Stage 2 losses (method.md, "Losses"), as pure functions of tensors.
+"""Stage 2 losses (docs/method.md, "Losses"), as pure functions of tensors.
 
 - L_MMS     = Σ_pairs w_pi · BCEWithLogits(s_pi, m_pi) / Σ w_pi over visible (point, view) pairs,
               s_pi = f3D_p · t (t = W q; per-view t_i = W ê_i without Token-for-Query),

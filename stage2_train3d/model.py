@@ -2,7 +2,7 @@
 plus the learned projections of the [SEG] query (W: 256->512) and of the 2D image features (W_img).
 
 Everything trainable lives in :class:`Stage2Net`, so ``net.parameters()`` (the optimizer) and
-``net.state_dict()`` (the checkpoint) include W and W_img — unlike the official code (method.md bug 4).
+``net.state_dict()`` (the checkpoint) include W and W_img — unlike the official code (docs/method.md, bug 4).
 
 spconv-cu120 on CPU needs ``ConvAlgo.Native``; on GPU its default (MaskImplicitGemm) is faster.
 The algorithm is chosen from the device of the input at every forward (weights are stored in

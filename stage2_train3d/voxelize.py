@@ -3,7 +3,7 @@
 Plain numpy. Conventions:
 - voxel coordinates are ``floor(points / voxel_size)`` shifted so the minimum is 0, int32 (spconv);
 - ``inverse[p]`` is the voxel of point p, so per-voxel outputs map back to points as ``out[inverse]``;
-- voxel input features are the mean over the voxel's points (colors as RGB/127.5 - 1, method.md).
+- voxel input features are the mean over the voxel's points (colors as RGB/127.5 - 1, docs/method.md).
 """
 
 from __future__ import annotations

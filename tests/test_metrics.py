@@ -1,4 +1,4 @@
-"""Point-mask metrics on hand-made masks (data.md protocol)."""
+"""Point-mask metrics on hand-made masks (docs/evaluation.md protocol)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Evaluation of point-mask predictions on a pseudo-label store (Reason3D / SegPoint protocol, data.md).
+"""Evaluation of point-mask predictions on a pseudo-label store (Reason3D / SegPoint protocol, docs/evaluation.md).
 
 Every *method* turns one stored (scene, query) pair into a binary point mask:
 

@@ -1,6 +1,6 @@
 """``mllm3d predict``: a new text query on a scene -> Stage 1 on k views -> q -> the trained 3D network -> PLY.
 
-Steps (method.md, "Inference"): draw k seeded views of the scene, run the 2D backend for the query on
+Steps (docs/method.md, "Inference"): draw k seeded views of the scene, run the 2D backend for the query on
 each, assemble the views into a :class:`QueryRecord`, filter the views and compute the unified query
 embedding q with the checkpoint's own fusion settings (Token-for-Query, or the plain mean for the
 "w/o Token-for-Query" variant), score every point with the 3D network and write the mask as a PLY.
