@@ -36,13 +36,17 @@ BENCHMARKS: dict[str, str] = {
     "store": "bench.bench_store",
     "stage2_pipeline": "bench.bench_stage2_pipeline",
     "scale": "bench.bench_scale",
+    "stage1_e2e": "bench.bench_stage1_e2e",
+    "fusion": "bench.bench_fusion",
 }
 TITLES = {
-    "stage1_flops": "1. Stage 1: shared encodings vs naive LISA",
+    "stage1_flops": "1. Stage 1: naive vs encoders-cached vs shared LISA",
     "correspondences": "2. Point→pixel correspondences",
     "store": "3. Pseudo-label store",
     "stage2_pipeline": "4. Stage 2 input pipeline and training throughput",
     "scale": "5. Scale on paper: ScanNet projections",
+    "stage1_e2e": "6. Stage 1 end to end: naive vs shared vs shared + pooled views",
+    "fusion": "7. Stage 2 label fusion: float32 vs float64",
 }
 
 
