@@ -159,6 +159,7 @@ class QueryRecord:
     generated_text: list[str] = field(default_factory=list)
     attention_maps: np.ndarray | None = None  # (k,h,w) float16, optional
     image_features: np.ndarray | None = None  # (k,C,h,w) float16, optional (for L_spatial)
+    view_sampling: dict[str, Any] = field(default_factory=dict)  # settings that drew the views (resume check)
 
     @property
     def num_views(self) -> int:
@@ -531,6 +532,7 @@ class PseudoLabelStore:
                     "kind": q.kind,
                     "extra": q.extra,
                     "view_seed": int(record.view_seed),
+                    **({"view_sampling": dict(record.view_sampling)} if record.view_sampling else {}),
                     "segmenter": record.segmenter,
                     "generated_text": list(record.generated_text),
                     "written_at": time.time(),
@@ -573,6 +575,7 @@ class PseudoLabelStore:
                 attention=_load(d, "attention", full),
                 has_seg=_load(d, "has_seg", full),
                 view_seed=int(a.get("view_seed", 0)),
+                view_sampling=dict(a.get("view_sampling") or {}),
                 segmenter=str(a.get("segmenter", "")),
                 generated_text=list(a.get("generated_text", [])),
                 attention_maps=_load(d, "attention_maps", full) if _has_array(d, "attention_maps") else None,

@@ -34,6 +34,7 @@ from mllm3d.stage1_pseudolabel.mask_ops import (
     color_to_depth_lookup,
     resize_nearest,
 )
+from mllm3d.stage1_pseudolabel.resume_check import refuse_changed_inputs, sampling_settings
 from mllm3d.stage1_pseudolabel.run_config import RunConfig
 from mllm3d.stage1_pseudolabel.segmenter import SegmentationResult, Segmenter, build_segmenter
 from mllm3d.stage1_pseudolabel.sharding import Shard, resolve_shard, shard_scenes
@@ -475,6 +476,7 @@ def process_scene(
                     image_size,
                     segmenter,
                     summary,
+                    sampling_settings(cfg),
                 )
                 progress.query_done()
         # free the features of frames that no unwritten query uses
@@ -492,8 +494,10 @@ def _write_one(
     image_size: tuple[int, int],
     segmenter: Segmenter,
     summary: RunSummary,
+    sampling: dict[str, Any] | None = None,
 ) -> None:
     record = assemble_record(query, choice, results, features, image_size, segmenter)
+    record.view_sampling = dict(sampling or {})
     crash_hooks.fire("query.before_write", f"{query.scene_id}/{query.query_id}")
     if store.write_query(record):
         summary.queries_written += 1
@@ -542,6 +546,12 @@ def run_pseudolabels(
     summary.scenes_assigned = len(scenes)
     summary.queries_assigned = sum(len(by_scene[s]) for s in scenes)
 
+    try:
+        existing = open_store(cfg.store, "r")
+    except StoreError:
+        existing = None  # no store yet (or not one: open_store "a" below names it)
+    if existing is not None:
+        refuse_changed_inputs(existing, by_scene, scenes, cfg)
     todo_scenes = incomplete_scenes(cfg.store, scenes, by_scene)
     pending_set = set(todo_scenes)
     done_scenes = [s for s in scenes if s not in pending_set]

@@ -143,3 +143,67 @@ def test_stray_files_and_folders_in_the_store_fail_check(store: Path) -> None:
     assert sorted(p.where for p in errors if p.message.startswith("unexpected")) == sorted(map(str, strays))
     assert invoke("inspect", "--store", store, "--check").exit_code == 1
     _read_all(store)  # stray files do not stop readers
+
+
+# ---------------------------------------------------------------------------------------------- resume with changed inputs
+def _run(store: Path, queries=None, **overrides):
+    from mllm3d.stage1_pseudolabel.run_config import RunConfig
+    from mllm3d.stage1_pseudolabel.runner import run_pseudolabels
+
+    cfg = RunConfig(source="synthetic:1", store=str(store), progress=False, **overrides)
+    return run_pseudolabels(cfg, queries=queries)
+
+
+def _queries(store: Path):
+    from mllm3d.stage1_pseudolabel.run_config import RunConfig
+    from mllm3d.stage1_pseudolabel.runner import load_run_queries, open_run_source
+
+    cfg = RunConfig(source="synthetic:1", store=str(store), progress=False)
+    return load_run_queries(cfg, open_run_source(cfg))
+
+
+@pytest.mark.parametrize("change", ["text", "targets", "views", "seed", "min_valid_depth"])
+def test_a_resume_with_changed_inputs_is_refused_naming_the_change(tmp_path: Path, change: str) -> None:
+    import dataclasses
+
+    from mllm3d.shared.errors import BadInputError
+
+    from tests.fs_helpers import tree_digest
+
+    store = tmp_path / "s.zarr"
+    qs = _queries(store)
+    assert _run(store, qs).queries_written == len(qs)
+    before = tree_digest(store)
+    first = qs[0]
+    queries, overrides, want = qs, {}, ""
+    if change == "text":
+        queries = [dataclasses.replace(first, text="the lamp by the door"), *qs[1:]]
+        want = f"{first.query_id}: text {first.text!r} -> 'the lamp by the door'"
+    elif change == "targets":
+        queries = [dataclasses.replace(first, target_ids=[999]), *qs[1:]]
+        want = f"{first.query_id}: target_ids {list(first.target_ids)} -> [999]"
+    elif change == "views":
+        overrides, want = {"views": 2}, "views 4 -> 2"
+    elif change == "seed":
+        overrides, want = {"seed": 7}, "seed 0 -> 7"
+    else:
+        overrides, want = {"min_valid_depth": 0.3}, "min_valid_depth 0.1 -> 0.3"
+    with pytest.raises(BadInputError, match="the inputs changed") as exc:
+        _run(store, queries, **overrides)
+    assert want in str(exc.value) and str(store) in str(exc.value)
+    assert tree_digest(store) == before
+    assert _run(store, qs).queries_skipped_complete == len(qs)  # the store's own inputs still resume
+
+
+def test_a_group_written_before_view_sampling_was_recorded_still_detects_another_seed(tmp_path: Path) -> None:
+    from mllm3d.shared.errors import BadInputError
+
+    store = tmp_path / "s.zarr"
+    _run(store)
+    for meta in (store / "scenes").glob("*/queries/*/zarr.json"):
+        m = json.loads(meta.read_text())
+        del m["attributes"]["view_sampling"]
+        meta.write_text(json.dumps(m))
+    assert _run(store).queries_written == 0
+    with pytest.raises(BadInputError, match="drawn with another seed than 5"):
+        _run(store, seed=5)
