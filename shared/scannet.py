@@ -322,7 +322,12 @@ def _find(scene_dir: Path, scene_id: str, suffix: str) -> Path | None:
     except OSError:  # the name is too long for the filesystem (a very long scene id): no such file
         pass
     found = sorted(scene_dir.glob(f"*{suffix}"))
-    return found[0] if len(found) == 1 else None
+    if len(found) > 1:  # which one belongs to the scene is a guess: instances would be dropped or wrong
+        raise BadInputError(
+            f"{scene_dir}: no {exact.name}, and {len(found)} files match *{suffix} "
+            f"({', '.join(p.name for p in found[:4])}); rename the scene's own one to {exact.name}"
+        )
+    return found[0] if found else None
 
 
 def load_instances(
@@ -341,13 +346,25 @@ def load_instances(
         raise BadInputError(f"{aggregation}: no segGroups list")
     seg_to_obj: dict[int, int] = {}
     labels: dict[int, str] = {}
-    for g in groups:
-        oid = int(g.get("objectId", g.get("id")))
+    for n, g in enumerate(groups):
+        try:
+            oid = int(g.get("objectId", g.get("id")))
+            segments = [int(s) for s in g.get("segments", [])]
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise BadInputError(f"{aggregation}: segGroups[{n}]: objectId and segments must be integers ({exc})") from None
         labels[oid] = str(g.get("label", ""))
-        for s in g.get("segments", []):
-            seg_to_obj[int(s)] = oid
+        for s in segments:
+            seg_to_obj[s] = oid
     uniq, inverse = np.unique(seg_indices, return_inverse=True)
     lut = np.array([seg_to_obj.get(int(s), -1) for s in uniq], dtype=np.int32)
+    unknown = sorted(set(seg_to_obj) - {int(s) for s in uniq})
+    if unknown:
+        warnings.warn(f"{aggregation}: {len(unknown)} segments not in {segs.name} (e.g. {unknown[:5]}): ignored",
+                      stacklevel=2)
+    empty = sorted(set(labels) - {int(o) for o in lut})
+    if empty:
+        warnings.warn(f"{aggregation}: objects {empty[:10]} have no points (none of their segments is in "
+                      f"{segs.name}); queries that target them have an empty ground truth", stacklevel=2)
     return lut[inverse].astype(np.int32), labels
 
 

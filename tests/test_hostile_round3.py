@@ -207,3 +207,45 @@ def test_a_group_written_before_view_sampling_was_recorded_still_detects_another
     assert _run(store).queries_written == 0
     with pytest.raises(BadInputError, match="drawn with another seed than 5"):
         _run(store, seed=5)
+
+
+# ---------------------------------------------------------------------------------------------- ScanNet annotation files
+def _instances(tmp_path: Path, groups: list, seg_indices: list[int]):
+    from mllm3d.shared.scannet import load_instances
+
+    agg, segs = tmp_path / "x.aggregation.json", tmp_path / "x_vh_clean_2.0.010000.segs.json"
+    agg.write_text(json.dumps({"segGroups": groups}))
+    segs.write_text(json.dumps({"segIndices": seg_indices}))
+    return agg, lambda: load_instances(agg, segs, len(seg_indices))
+
+
+def test_an_aggregation_object_id_that_is_not_a_number_names_the_file(tmp_path: Path) -> None:
+    from mllm3d.shared.errors import BadInputError
+
+    agg, load = _instances(tmp_path, [{"objectId": "forty", "label": "chair", "segments": [1]}], [1, 1, 2])
+    with pytest.raises(BadInputError, match=r"segGroups\[0\]: objectId and segments must be integers") as exc:
+        load()
+    assert str(agg) in str(exc.value)
+
+
+def test_aggregation_segments_that_do_not_exist_and_objects_without_points_warn(tmp_path: Path) -> None:
+    groups = [{"objectId": 0, "label": "chair", "segments": [1]}, {"objectId": 1, "label": "lamp", "segments": [77]}]
+    agg, load = _instances(tmp_path, groups, [1, 1, 2])
+    with pytest.warns(UserWarning) as rec:
+        ids, labels = load()
+    msgs = [str(w.message) for w in rec]
+    assert any(str(agg) in m and "1 segments not in" in m and "[77]" in m for m in msgs), msgs
+    assert any("objects [1] have no points" in m for m in msgs), msgs
+    assert ids.tolist() == [0, 0, -1] and labels == {0: "chair", 1: "lamp"}
+
+
+def test_two_aggregation_files_in_a_misnamed_scene_folder_are_refused_naming_both(tmp_path: Path) -> None:
+    from mllm3d.shared.errors import BadInputError
+    from mllm3d.shared.scannet import _find
+
+    for name in ("scene0000_00.aggregation.json", "scene0000_00_vh_clean.aggregation.json"):
+        (tmp_path / name).write_text("{}")
+    assert _find(tmp_path, "scene0000_00", ".aggregation.json") == tmp_path / "scene0000_00.aggregation.json"
+    with pytest.raises(BadInputError, match="2 files match") as exc:
+        _find(tmp_path, "scene0000_00_copy", ".aggregation.json")
+    assert "scene0000_00.aggregation.json" in str(exc.value) and "scene0000_00_vh_clean.aggregation.json" in str(exc.value)
