@@ -418,10 +418,10 @@ def process_scene(
     if store_scene(store, scene, depth_test):
         summary.scene_groups_written += 1
         crash_hooks.fire("scene.after_publish", scene.scene_id)
-    image_size = scene_image_size(store, scene.scene_id, len(scene.views), _frame_ids(scene))
     todo = [q for q in queries if not store.has_query(scene.scene_id, q.query_id)]
-    summary.queries_skipped_complete += len(queries) - len(todo)
+    summary.queries_skipped_complete += len(queries) - len(todo)  # counted before a refusal below, too
     progress.query_done(len(queries) - len(todo))
+    image_size = scene_image_size(store, scene.scene_id, len(scene.views), _frame_ids(scene))
     if not todo:
         return
     usable = usable_frames(scene.views, cfg.min_valid_depth)

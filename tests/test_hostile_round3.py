@@ -249,3 +249,23 @@ def test_two_aggregation_files_in_a_misnamed_scene_folder_are_refused_naming_bot
     with pytest.raises(BadInputError, match="2 files match") as exc:
         _find(tmp_path, "scene0000_00_copy", ".aggregation.json")
     assert "scene0000_00.aggregation.json" in str(exc.value) and "scene0000_00_vh_clean.aggregation.json" in str(exc.value)
+
+
+def test_a_refused_frame_subsampling_rerun_counts_the_complete_queries(tmp_path: Path) -> None:
+    from mllm3d.shared.scene import Query
+    from mllm3d.stage1_pseudolabel.runner import run_pseudolabels
+
+    from tests.stage1_helpers import run_config
+    from tests.test_runner_scannet import RectSegmenter
+    from tests.test_scannet import fake_scene
+
+    d = fake_scene(tmp_path / "scans", name="scene0001_00", frames=(0, 10, 20, 30))
+    path = tmp_path / "s.zarr"
+    qs = [Query("scene0001_00", f"q{i}", t) for i, t in enumerate(("the wall", "the floor", "the door", "a lamp"))]
+    assert run_pseudolabels(run_config(path, source=f"scannet:{d}", frame_stride=2, views="all"),
+                            queries=qs, segmenter=RectSegmenter()).queries_written == 4
+    again = run_pseudolabels(run_config(path, source=f"scannet:{d}", max_frames=2, views="all"),
+                             queries=[*qs, Query("scene0001_00", "q4", "the bed")], segmenter=RectSegmenter())
+    assert not again.ok and "frame_stride" in again.failed[0].reason
+    assert again.queries_skipped_complete == 4
+    assert "skipped as complete: 4 queries" in "\n".join(again.lines())
