@@ -269,3 +269,25 @@ def test_a_refused_frame_subsampling_rerun_counts_the_complete_queries(tmp_path:
     assert not again.ok and "frame_stride" in again.failed[0].reason
     assert again.queries_skipped_complete == 4
     assert "skipped as complete: 4 queries" in "\n".join(again.lines())
+
+
+def test_eval_with_a_checkpoint_of_another_embedding_width_names_checkpoint_and_store(clean_store: Path) -> None:
+    from types import SimpleNamespace
+
+    from mllm3d.shared.errors import BadInputError
+
+    from mllm3d.pipeline.evaluate import NetworkMethod
+    from mllm3d.pipeline.evaluate_cli import check_embedding_widths
+
+    store = open_store(clean_store)
+    pairs = store.complete_pairs()
+    width = store.read_query(*pairs[0]).seg_embeddings.shape[1]
+
+    def method(dim: int) -> NetworkMethod:
+        cfg = SimpleNamespace(model=SimpleNamespace(query_dim=dim))
+        return NetworkMethod(name="net", predictor=SimpleNamespace(config=cfg), checkpoint="runs/a/last.ckpt")
+
+    check_embedding_widths(store, [method(width)], pairs)  # same width: fine
+    with pytest.raises(BadInputError, match=f"checkpoint runs/a/last.ckpt expects {width + 3}-dim") as exc:
+        check_embedding_widths(store, [method(width + 3)], pairs)
+    assert f"store {clean_store} holds {width}-dim" in str(exc.value)

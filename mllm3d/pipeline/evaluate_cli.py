@@ -234,6 +234,22 @@ def _progress(console: Console) -> Progress:
     )
 
 
+def check_embedding_widths(store: PseudoLabelStore, methods: list[Method], pairs: list[tuple[str, str]]) -> None:
+    """BadInputError naming checkpoint and store when a network expects other [SEG] embeddings than the store's."""
+    if not pairs:
+        return
+    width = int(store.read_query(*pairs[0], with_features=False).seg_embeddings.shape[1])
+    for m in methods:
+        config = getattr(getattr(m, "predictor", None), "config", None)
+        want = getattr(getattr(config, "model", None), "query_dim", None)
+        if want is not None and int(want) != width:
+            raise BadInputError(
+                f"checkpoint {getattr(m, 'checkpoint', m.name)} expects {want}-dim [SEG] embeddings, but store "
+                f"{store.path} holds {width}-dim ones (query {pairs[0][0]}/{pairs[0][1]}): it was trained on another "
+                "segmenter's store"
+            )
+
+
 def run_eval(
     store: PseudoLabelStore,
     methods: list[Method],
@@ -305,6 +321,7 @@ def eval_cmd(
                 "(trained with val_fraction 0, or too few scenes): evaluating all scenes instead; "
                 "the network may have been trained on them"
             )
+        check_embedding_widths(store, methods, pairs)
         for line in trained_on_scored(methods, pairs):
             console.print(f"[yellow]warning:[/yellow] {escape(line)}")
         result = run_eval(store, methods, pairs, split_desc, console)
