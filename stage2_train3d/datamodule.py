@@ -18,6 +18,7 @@ each worker keeps an LRU cache of a few decoded scenes (points, colors, correspo
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -411,6 +412,11 @@ class StoreDataModule(pl.LightningDataModule):
         self.train_pairs, self.val_pairs = split_pairs(pairs, self.config.data)
         if not self.train_pairs:
             raise StoreError(f"{self.store_path}: no training pairs left after the scene split")
+        if not self.val_pairs and self.config.data.val_fraction > 0 and not self.config.data.val_scenes:
+            n = len({s for s, _ in pairs})
+            logging.getLogger(__name__).warning(
+                "%s: %d scene(s), so no scene is held out for validation (data.val_fraction %s needs >= 2 "
+                "scenes): 0 validation queries, no val metrics", self.store_path, n, self.config.data.val_fraction)
         self._listed = True
 
     def setup(self, stage: str | None = None) -> None:

@@ -291,3 +291,16 @@ def test_eval_with_a_checkpoint_of_another_embedding_width_names_checkpoint_and_
     with pytest.raises(BadInputError, match=f"checkpoint runs/a/last.ckpt expects {width + 3}-dim") as exc:
         check_embedding_widths(store, [method(width + 3)], pairs)
     assert f"store {clean_store} holds {width}-dim" in str(exc.value)
+
+
+def test_a_one_scene_store_says_it_gives_no_validation_queries(clean_store: Path, caplog) -> None:
+    import logging
+
+    from mllm3d.stage2_train3d.config import TrainConfig
+    from mllm3d.stage2_train3d.datamodule import StoreDataModule
+
+    dm = StoreDataModule(clean_store, TrainConfig())
+    with caplog.at_level(logging.WARNING):
+        dm.list_pairs()
+    assert dm.val_pairs == [] and len(dm.train_pairs) == len(open_store(clean_store).complete_pairs())
+    assert any(f"{clean_store}: 1 scene(s), so no scene is held out" in r.getMessage() for r in caplog.records)
