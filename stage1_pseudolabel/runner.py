@@ -15,6 +15,7 @@ import dataclasses
 import os
 import time
 import traceback
+import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -438,6 +439,7 @@ def process_scene(
             by_frame[int(i)].append(q)
     pending = {q.query_id: {int(i) for i in choices[q.query_id].view_index} for q in todo}
     results: dict[str, dict[int, SegmentationResult]] = defaultdict(dict)
+    segs = pixels = 0  # masks the backend gave, and their pixels left on the depth grid
     features: dict[int, np.ndarray | None] = {}
     for fi in sorted(by_frame):
         if lease is not None and lease.lost:
@@ -464,6 +466,7 @@ def process_scene(
                     )
                 # on the depth grid now: smaller to keep, and assemble_record's resize is then a copy
                 r = dataclasses.replace(r, mask=map_mask_to_depth(r.mask, view, image_size, lookup))
+                segs, pixels = segs + 1, pixels + int(np.count_nonzero(r.mask))
             results[q.query_id][fi] = r
             pending[q.query_id].discard(fi)
             if not pending[q.query_id]:
@@ -483,6 +486,11 @@ def process_scene(
         needed = {int(i) for qid, p in pending.items() if p for i in choices[qid].view_index}
         for done in [i for i in features if i not in needed]:
             del features[done]
+    if segs and not pixels:
+        msg = (f"scene {scene.scene_id}: all {segs} masks are empty once mapped to the depth frame: check the "
+               "scene's colour/depth intrinsics (a principal point far outside the image?)")
+        warnings.warn(msg, stacklevel=2)
+        progress.log(f"[yellow]{msg}")
 
 
 def _write_one(

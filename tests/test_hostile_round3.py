@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -304,3 +305,28 @@ def test_a_one_scene_store_says_it_gives_no_validation_queries(clean_store: Path
         dm.list_pairs()
     assert dm.val_pairs == [] and len(dm.train_pairs) == len(open_store(clean_store).complete_pairs())
     assert any(f"{clean_store}: 1 scene(s), so no scene is held out" in r.getMessage() for r in caplog.records)
+
+
+def test_a_colour_principal_point_far_outside_the_image_warns_naming_the_scene(tmp_path: Path) -> None:
+    from mllm3d.shared.scene import Query
+    from mllm3d.stage1_pseudolabel.runner import run_pseudolabels
+
+    from tests.stage1_helpers import run_config
+    from tests.test_runner_scannet import RectSegmenter
+    from tests.test_scannet import fake_scene
+
+    d = fake_scene(tmp_path / "scans", name="scene0001_00", frames=(0, 10))
+    qs = [Query("scene0001_00", "q0", "the wall")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the unchanged scene: full masks, no warning
+        ok = run_pseudolabels(run_config(tmp_path / "ok.zarr", source=f"scannet:{d}", views="all"), queries=qs,
+                              segmenter=RectSegmenter())
+    assert ok.queries_written == 1
+    kc = np.loadtxt(d / "intrinsic" / "intrinsic_color.txt")
+    kc[0, 2] = -5000.0
+    np.savetxt(d / "intrinsic" / "intrinsic_color.txt", kc)
+    with pytest.warns(UserWarning, match="scene scene0001_00: all 2 masks are empty once mapped"):
+        s = run_pseudolabels(run_config(tmp_path / "s.zarr", source=f"scannet:{d}", views="all"), queries=qs,
+                             segmenter=RectSegmenter())
+    assert s.queries_written == 1
+    assert not open_store(tmp_path / "s.zarr").read_query("scene0001_00", "q0").masks.any()
