@@ -104,10 +104,18 @@ class RunSummary:
             f"skipped as complete: {self.queries_skipped_complete} queries ({self.scenes_complete} whole scenes)",
         ]
         if self.nothing_new and not self.failed:
-            out.append("nothing new to write: the store already holds every assigned query")
+            if self.queries_assigned == 0:
+                out.append("nothing to do: no queries assigned to this shard")
+            elif self.queries_skipped_complete >= self.queries_assigned:
+                out.append("nothing new to write: the store already holds every assigned query")
+            else:
+                out.append("nothing written, but not every assigned query is in the store yet "
+                           "(see the skipped scenes below)")
         if self.scenes_leased:
             out.append(
-                f"skipped, leased by a live worker: {len(self.scenes_leased)} scenes {self.scenes_leased}"
+                f"skipped, leased by a live worker: {len(self.scenes_leased)} scenes {self.scenes_leased} "
+                "(if no other worker runs, the lease's pid was reused: delete scenes/.lease-<scene> and rerun, "
+                "or wait lease_timeout_s)"
             )
         if self.queries_lost_race:
             out.append(f"published first by another worker: {self.queries_lost_race} queries")

@@ -330,3 +330,23 @@ def test_a_colour_principal_point_far_outside_the_image_warns_naming_the_scene(t
                              segmenter=RectSegmenter())
     assert s.queries_written == 1
     assert not open_store(tmp_path / "s.zarr").read_query("scene0001_00", "q0").masks.any()
+
+
+def test_a_scene_skipped_for_a_live_lease_is_not_reported_as_nothing_new(tmp_path: Path) -> None:
+    import os
+    import socket
+
+    from mllm3d.stage1_pseudolabel.leases import LeaseInfo, lease_path
+
+    path = tmp_path / "s.zarr"
+    # the store exists (a first run with another scene); then a lease of a reused live pid (our parent) blocks ours
+    first = _run(path, queries=_queries(path)[:1])
+    assert first.queries_written == 1
+    lease_path(open_store(path), "synth_0000").write_text(
+        LeaseInfo(socket.gethostname(), os.getppid(), "not-a-worker", 0.0).to_json())
+    s = _run(path)
+    lines = "\n".join(s.lines())
+    assert s.scenes_leased == ["synth_0000"] and s.queries_written == 0
+    assert "nothing new to write" not in lines
+    assert "nothing written, but not every assigned query is in the store yet" in lines
+    assert "the lease's pid was reused: delete scenes/.lease-<scene>" in lines
