@@ -1,7 +1,7 @@
 """A resume must not mix inputs: refuse a rerun whose queries or view sampling differ from what the store holds.
 
 A complete query group is skipped on a rerun. If the query file now gives that id another text or other
-targets, or the run samples views with other settings (``views``, ``seed``, ``min_valid_depth``), skipping
+targets, or the run samples views with other settings (``views``, ``seed``, ``min_valid_depth``, ``view_pool``), skipping
 would keep stale pseudo-labels beside new ones (2- and 4-view queries in one store) without a word. So
 before any work the runner compares every complete query group of its scenes with the run's inputs and
 refuses, naming what changed. Groups written before ``view_sampling`` was recorded are still checked
@@ -23,7 +23,7 @@ from mllm3d.stage1_pseudolabel.view_sampling import view_seed
 def sampling_settings(cfg: RunConfig) -> dict[str, Any]:
     """The settings that decide a query's views, as recorded in its group (``view_sampling``)."""
     return {"views": "all" if cfg.views is None else int(cfg.views), "seed": int(cfg.seed),
-            "min_valid_depth": float(cfg.min_valid_depth)}
+            "min_valid_depth": float(cfg.min_valid_depth), "view_pool": getattr(cfg, "view_pool", None)}
 
 
 def _targets(q: Query) -> list[int] | None:

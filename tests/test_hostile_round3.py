@@ -163,7 +163,7 @@ def _queries(store: Path):
     return load_run_queries(cfg, open_run_source(cfg))
 
 
-@pytest.mark.parametrize("change", ["text", "targets", "views", "seed", "min_valid_depth"])
+@pytest.mark.parametrize("change", ["text", "targets", "views", "seed", "min_valid_depth", "view_pool"])
 def test_a_resume_with_changed_inputs_is_refused_naming_the_change(tmp_path: Path, change: str) -> None:
     import dataclasses
 
@@ -187,6 +187,8 @@ def test_a_resume_with_changed_inputs_is_refused_naming_the_change(tmp_path: Pat
         overrides, want = {"views": 2}, "views 4 -> 2"
     elif change == "seed":
         overrides, want = {"seed": 7}, "seed 0 -> 7"
+    elif change == "view_pool":
+        overrides, want = {"view_pool": 6}, "view_pool None -> 6"
     else:
         overrides, want = {"min_valid_depth": 0.3}, "min_valid_depth 0.1 -> 0.3"
     with pytest.raises(BadInputError, match="the inputs changed") as exc:
