@@ -278,8 +278,9 @@ def test_query_object_with_empty_text_is_refused_by_the_runner(seeded) -> None:
 @pytest.mark.parametrize("also_from_index", [True, False], ids=["key-removed-from-shard-and-index",
                                                                  "key-removed-from-shard-only"])
 def test_checkpoint_missing_a_key_is_named(tmp_path: Path, seeded, also_from_index: bool) -> None:
-    from tests.lisa_tiny import build_tiny_lisa_checkpoint
     from safetensors.torch import load_file, save_file
+
+    from tests.lisa_tiny import build_tiny_lisa_checkpoint
 
     scans, store = seeded
     ckpt = build_tiny_lisa_checkpoint(tmp_path / "weights")
@@ -386,7 +387,7 @@ def test_corrupted_group_gives_store_error_naming_it_and_check_reports_it(seeded
     res = invoke("inspect", "--store", store, "--check")
     assert res.exit_code == 1, res.output
     assert str(group) in check_table_where(res.output) and "error" in res.output, res.output
-    from mllm3d.pipeline.inspect_store import check_store
+    from mllm3d.pipeline.store_check import check_store
 
     errors = [p for p in check_store(store) if p.severity == "error"]
     assert errors and all(p.where.startswith(str(group)) for p in errors), errors
@@ -414,7 +415,7 @@ def test_group_without_complete_marker_is_rewritten_by_the_next_run(seeded, whic
     assert s.complete_pairs() == [(BAD, "q_bad")] and not s.has_query(GOOD, "q_good")
     with pytest.raises(StoreError, match=re.escape(str(group).rstrip("/")) + ": incomplete group"):
         s.read_query(GOOD, "q_good") if which == "query" else s.read_scene(GOOD)
-    from mllm3d.pipeline.inspect_store import check_store
+    from mllm3d.pipeline.store_check import check_store
 
     problems = check_store(store)
     assert [(p.where, p.severity) for p in problems] == [(str(group).rstrip("/"), "error")], problems
@@ -453,7 +454,7 @@ def test_disk_full_midway_through_a_query_group(tmp_path: Path, monkeypatch) -> 
     earlier groups are untouched, the scene is reported failed, and a rerun completes the store."""
     import zarr.storage._local as zarr_local
 
-    from mllm3d.pipeline.inspect_store import check_store
+    from mllm3d.pipeline.store_check import check_store
 
     scans = tmp_path / "scans"
     fake_scene(scans, GOOD)

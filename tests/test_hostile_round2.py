@@ -239,7 +239,7 @@ def synth_store(tmp_path: Path) -> Path:
 def test_copied_scene_group_is_not_listed_twice_and_check_fails(synth_store: Path) -> None:
     import shutil
 
-    from mllm3d.pipeline.inspect_store import check_store
+    from mllm3d.pipeline.store_check import check_store
 
     sid = open_store(synth_store).scene_ids()[0]
     shutil.copytree(synth_store / "scenes" / sid, synth_store / "scenes" / f"{sid}.bak")
@@ -254,7 +254,7 @@ def test_copied_scene_group_is_not_listed_twice_and_check_fails(synth_store: Pat
 
 
 def test_missing_scenes_group_metadata_fails_check(synth_store: Path) -> None:
-    from mllm3d.pipeline.inspect_store import check_store
+    from mllm3d.pipeline.store_check import check_store
 
     (synth_store / "scenes" / "zarr.json").unlink()
     errors = [p for p in check_store(synth_store) if p.severity == "error"]
@@ -288,7 +288,7 @@ def test_a_300_character_query_id_and_250_character_scene_id_are_written_and_rea
     assert store.scene_ids() == [sid] and store.query_ids(sid) == [qid] and store.complete_pairs() == [(sid, qid)]
     assert store.read_query(sid, qid).query.query_id == qid
     assert len(lease_path(store, sid).name) < 255
-    from mllm3d.pipeline.inspect_store import check_store
+    from mllm3d.pipeline.store_check import check_store
 
     assert [p for p in check_store(tmp_path / "s.zarr") if p.severity == "error"] == []
 

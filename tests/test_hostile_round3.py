@@ -15,7 +15,7 @@ from mllm3d.shared.errors import StoreError
 from mllm3d.shared.store import open_store
 
 from mllm3d.cli import main as mllm3d
-from mllm3d.pipeline.inspect_store import check_store
+from mllm3d.pipeline.store_check import check_store
 
 
 def invoke(*args: object):

@@ -9,7 +9,9 @@ from click.testing import CliRunner
 from mllm3d.stage2_train3d.fusion import FusionConfig
 
 from mllm3d.pipeline.inspect_cli import inspect_cmd, query_sheet
-from mllm3d.pipeline.inspect_store import check_store, inspect_query, store_overview
+from mllm3d.pipeline.query_inspection import inspect_query
+from mllm3d.pipeline.store_check import check_store
+from mllm3d.pipeline.store_overview import store_overview
 from tests.fs_helpers import tree_digest
 from tests.toy_store import SCENE, THUMB_HW, build_toy_store
 

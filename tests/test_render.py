@@ -102,7 +102,7 @@ def test_resize_mask_non_integer_factor_and_upsampling() -> None:
 
 def test_query_sheet_title_readable_tiles_and_network_row(tmp_path: Path) -> None:
     from mllm3d.pipeline.inspect_cli import NEUTRAL, SHEET_STYLE, query_sheet
-    from mllm3d.pipeline.inspect_store import inspect_query
+    from mllm3d.pipeline.query_inspection import inspect_query
     from tests.toy_store import SCENE, W, build_toy_store
 
     store = build_toy_store(tmp_path / "s.zarr")

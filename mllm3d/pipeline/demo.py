@@ -105,8 +105,8 @@ def run_demo(cfg: DemoConfig, out: Path, console: Console | None = None) -> Demo
     """Run every step; see the module docstring."""
     # heavy imports (torch, Lightning, spconv) inside: `mllm3d demo --help` stays fast
     from mllm3d.pipeline.inspect_cli import export_fused_ply, query_sheet
-    from mllm3d.pipeline.inspect_store import inspect_query
     from mllm3d.pipeline.predict import fusion_of, predict_query, write_prediction_ply
+    from mllm3d.pipeline.query_inspection import inspect_query
     from mllm3d.pipeline.render import save_png
     from mllm3d.shared.sources import open_source
     from mllm3d.stage1_pseudolabel.segmenter import build_segmenter

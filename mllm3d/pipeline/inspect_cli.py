@@ -13,14 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mllm3d.pipeline.inspect_store import (
-    QueryInspection,
-    StoreOverview,
-    check_store,
-    fmt_bytes,
-    inspect_query,
-    store_overview,
-)
+from mllm3d.pipeline.query_inspection import QueryInspection, inspect_query
 from mllm3d.pipeline.render import (
     SheetStyle,
     contact_sheet,
@@ -31,6 +24,8 @@ from mllm3d.pipeline.render import (
     save_png,
     title_band,
 )
+from mllm3d.pipeline.store_check import check_store
+from mllm3d.pipeline.store_overview import StoreOverview, fmt_bytes, store_overview
 from mllm3d.shared.errors import Mllm3dError
 from mllm3d.shared.metrics import gt_mask
 from mllm3d.shared.store import PseudoLabelStore, open_store, safe_key

@@ -64,7 +64,7 @@ def write_recording(
     ``prediction`` (N,) scores are masked at ``threshold``; ``fusion`` sets the view filter and vote
     threshold of the fused layer (default: the checkpoint's, else FusionConfig's defaults)."""
     rr = require_rerun()
-    from mllm3d.pipeline.inspect_store import inspect_query
+    from mllm3d.pipeline.query_inspection import inspect_query
     from mllm3d.stage2_train3d.fusion import FusionConfig
 
     store = open_store(store_path, "r")
