@@ -7,7 +7,7 @@ sampling and ray casting are exact: a surface point projected into a view lands 
 
 Steps (each draws from its own random stream, so queries can be made without rendering):
   ``generate_layout`` (synthetic_layout) -> room, windows, objects as boxes;
-  ``sample_points``   (synthetic_layout) -> area-proportional surface points with instance ids and colours;
+  ``sample_points``   (synthetic_points) -> area-proportional surface points with instance ids and colours;
   ``render_views``    (synthetic_render) -> depth / colour / instance map per camera by vectorised ray casting;
   ``make_queries``    (synthetic_queries) -> explicit / spatial / implicit queries with unique targets.
 This module holds the entry points and the SceneSource, and re-exports the pieces above.
@@ -26,8 +26,8 @@ from mllm3d.shared.synthetic_layout import (
     SyntheticConfig,
     SynthObject,
     generate_layout,
-    sample_points,
 )
+from mllm3d.shared.synthetic_points import sample_points
 from mllm3d.shared.synthetic_queries import AFFORDANCES, make_queries, query_candidates
 from mllm3d.shared.synthetic_render import (
     camera_poses,
