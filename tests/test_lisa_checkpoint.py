@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 from mllm3d.shared.errors import BadInputError
-from mllm3d.stage1_pseudolabel.lisa.checkpoint import checkpoint_key_for, load_lisa, map_checkpoint_key
+from mllm3d.stage1_pseudolabel.lisa.checkpoint import load_lisa
+from mllm3d.stage1_pseudolabel.lisa.checkpoint_files import checkpoint_key_for, map_checkpoint_key
 from mllm3d.stage1_pseudolabel.lisa.config import LisaConfig
 from mllm3d.stage1_pseudolabel.lisa.sam_shim import SamSpec, build_sam, infer_sam_spec
-from tests.lisa_tiny import build_tiny_lisa_checkpoint
 from safetensors.torch import load_file, save_file
 
 from tests.lisa_helpers import (
@@ -24,6 +24,7 @@ from tests.lisa_helpers import (
     smooth_image,
     tiny_checkpoint,
 )
+from tests.lisa_tiny import build_tiny_lisa_checkpoint
 
 
 def _copy(ckpt: Path, tmp_path: Path) -> Path:
@@ -259,7 +260,7 @@ def test_sam_weights_from_a_separate_official_sam_file(tmp_path):
 
 def test_wrapped_vision_tower_keys_are_ignored_under_strict(tmp_path):
     """``base_model.model.model.vision_tower.*`` is the CLIP tower behind a wrapper: ignored, not unexpected."""
-    from mllm3d.stage1_pseudolabel.lisa.checkpoint import is_ignored_key
+    from mllm3d.stage1_pseudolabel.lisa.checkpoint_files import is_ignored_key
 
     assert is_ignored_key("base_model.model.model.vision_tower.vision_model.post_layernorm.weight")
     assert is_ignored_key("module.model.layers.0.self_attn.rotary_emb.inv_freq")

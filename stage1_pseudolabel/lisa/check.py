@@ -14,7 +14,8 @@ from pathlib import Path
 
 from mllm3d.shared.errors import BadInputError
 
-from .checkpoint import CheckpointFiles, plan_load, read_lisa_config, resolve_clip_path
+from .checkpoint import plan_load, read_lisa_config, resolve_clip_path
+from .checkpoint_files import CheckpointFiles
 from .config import DEFAULT_FORCED_ANSWER, DEFAULT_PROMPT
 from .preprocess import ClipPreprocess
 from .tokenizer import (
