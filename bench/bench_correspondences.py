@@ -28,8 +28,6 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mllm3d.shared.geometry import DepthTest, compute_correspondences  # noqa: E402
-
 from bench.common import (  # noqa: E402
     Timing,
     fmt_rate,
@@ -49,6 +47,7 @@ from bench.reference_projection import (  # noqa: E402
     compute_correspondences_matmul,
     project_view_loop,
 )
+from mllm3d.shared.geometry import DepthTest, compute_correspondences  # noqa: E402
 
 TARGET_SPEEDUP = 20.0
 TARGET_VS_MATMUL = 2.0

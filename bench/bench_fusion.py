@@ -15,11 +15,10 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mllm3d.shared.geometry import Correspondences, compute_correspondences  # noqa: E402
-from mllm3d.stage2_train3d.fusion import fuse_labels  # noqa: E402
-
 from bench.bench_correspondences import load_input  # noqa: E402
 from bench.common import fmt_s, measure_interleaved, report, target  # noqa: E402
+from mllm3d.shared.geometry import Correspondences, compute_correspondences  # noqa: E402
+from mllm3d.stage2_train3d.fusion import fuse_labels  # noqa: E402
 
 TOL = 1e-6
 

@@ -340,11 +340,10 @@ def varied_texts(queries: int) -> tuple[list[str], str]:
 
 def tiny_wall(quick: bool, repeat: int, views: int, queries: int, threads: int) -> dict[str, Any]:
     """Part (b): naive vs shared wall time on a random small LISA vs the FLOP ratio of the same calls."""
+    from bench.common import measure_interleaved
     from mllm3d.stage1_pseudolabel.lisa.checkpoint import load_lisa
     from mllm3d.stage1_pseudolabel.lisa.config import LisaConfig
     from mllm3d.stage1_pseudolabel.lisa.engine import LisaEngine
-
-    from bench.common import measure_interleaved
     from tests.lisa_tiny import build_tiny_lisa_checkpoint
 
     before = torch.get_num_threads()

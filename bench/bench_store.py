@@ -35,11 +35,6 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mllm3d.shared.geometry import backproject_depth  # noqa: E402
-from mllm3d.shared.scene import Query, Scene  # noqa: E402
-from mllm3d.shared.scene_store import store_scene  # noqa: E402
-from mllm3d.shared.store import PseudoLabelStore, QueryRecord, open_store  # noqa: E402
-
 from bench.common import (  # noqa: E402
     dir_bytes,
     fmt_bytes,
@@ -51,6 +46,10 @@ from bench.common import (  # noqa: E402
     report,
     target,
 )
+from mllm3d.shared.geometry import backproject_depth  # noqa: E402
+from mllm3d.shared.scene import Query, Scene  # noqa: E402
+from mllm3d.shared.scene_store import store_scene  # noqa: E402
+from mllm3d.shared.store import PseudoLabelStore, QueryRecord, open_store  # noqa: E402
 
 TARGET_COMPRESSION = 50.0
 TARGET_READ_VS_NPY = 0.5
@@ -322,6 +321,7 @@ def read_diagnostics(store: PseudoLabelStore, rec: QueryRecord, npy_dir: Path, r
     """Where read time goes: the masks array alone and the smallest array alone, through the store's read
     path (mllm3d.shared.zarr_direct), through zarr's API (the reference reader), and with np.load."""
     import zarr
+
     from mllm3d.shared.zarr_direct import read_array
 
     if not npy_dir.exists():

@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+
 from mllm3d.shared.geometry import Correspondences, DepthTest
 
 

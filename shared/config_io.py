@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
 from mllm3d.shared.errors import BadInputError
 
 KINDS = ("train", "stage1")

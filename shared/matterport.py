@@ -23,12 +23,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
 from mllm3d.shared.errors import BadInputError, UnknownSceneError
 from mllm3d.shared.geometry import check_intrinsic, pose_problem
 from mllm3d.shared.mesh_ply import read_mesh_ply
 from mllm3d.shared.scannet import check_frame_options, read_color, refuse_options
 from mllm3d.shared.scene import Query, Scene, View
-from PIL import Image
 
 DEPTH_SHIFT = 4000.0  # 0.25 mm units
 GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])

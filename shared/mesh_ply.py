@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+from plyfile import PlyData, PlyElement, PlyListProperty
+
 from mllm3d.shared.errors import BadInputError
 from mllm3d.shared.ply import COMMENT, _atomic_write, native, read_ply_data
-from plyfile import PlyData, PlyElement, PlyListProperty
 
 FACE_LISTS = ("vertex_indices", "vertex_index")  # the name of the face element's index list, either spelling
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
 from mllm3d.shared.errors import BadInputError, UnknownSceneError
 from mllm3d.shared.geometry import check_intrinsic, pose_problem
 from mllm3d.shared.mesh_ply import read_mesh_ply

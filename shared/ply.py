@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from mllm3d.shared.errors import BadInputError
 from plyfile import PlyData, PlyElement, PlyElementParseError, PlyHeaderParseError, PlyListProperty
+
+from mllm3d.shared.errors import BadInputError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HEADER_LIMIT = 1 << 20  # bytes: a file whose first MiB holds no end_header is not a PLY we read

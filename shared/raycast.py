@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from mllm3d.shared.errors import BadInputError, Mllm3dError
 
 INSTALL_HINT = "pip install -e '.[mesh]' (trimesh + embreex)"

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
 from mllm3d.shared.errors import BadInputError, UnknownSceneError
 from mllm3d.shared.geometry import backproject_depth, check_intrinsic, pose_problem, voxel_downsample
 from mllm3d.shared.ply import ply_points_colors, read_ply
 from mllm3d.shared.scene import Query, Scene, View
-from PIL import Image
 
 DEPTH_SHIFT = 1000.0  # ScanNet depth PNGs are millimetres
 # Depth beyond this (metres) is invalid, read as 0: Kinect / 7-Scenes exports mark invalid pixels 65535 mm

@@ -20,6 +20,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
 from mllm3d.shared.errors import BadInputError
 from mllm3d.shared.geometry import check_intrinsic, pose_problem
 from mllm3d.shared.mesh_ply import read_mesh_ply
@@ -33,7 +35,6 @@ from mllm3d.shared.scannet import (
     scene_id_from_dir,
 )
 from mllm3d.shared.scene import Scene
-from PIL import Image
 
 IMAGE_DIRS = ("resized_undistorted_images", "undistorted_images", "resized_images", "images")
 MESH = "scans/mesh_aligned_0.05.ply"

@@ -8,10 +8,11 @@ more than one decoded frame (plus the small per-view results).
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
+
 from mllm3d.shared.geometry import Correspondences, DepthTest, compute_correspondences
 from mllm3d.shared.scene import Scene
 from mllm3d.shared.store import PseudoLabelStore
-from PIL import Image
 
 THUMB_WIDTH = 160
 

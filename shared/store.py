@@ -38,11 +38,12 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.codecs import BloscCodec, Crc32cCodec
+
 from mllm3d.shared.errors import StoreError, UnknownSceneError
 from mllm3d.shared.geometry import Correspondences, DepthTest
 from mllm3d.shared.scene import Query
 from mllm3d.shared.zarr_direct import read_array
-from zarr.codecs import BloscCodec, Crc32cCodec
 
 SCHEMA_VERSION = 1
 STORE_FORMAT = "mllm3d-pseudolabel-store"

@@ -16,6 +16,7 @@ This module holds the entry points and the SceneSource, and re-exports the piece
 from __future__ import annotations
 
 import numpy as np
+
 from mllm3d.shared.errors import BadInputError, UnknownSceneError
 from mllm3d.shared.scene import Query, Scene
 from mllm3d.shared.synthetic_layout import (

@@ -9,6 +9,10 @@ from pathlib import Path
 
 import click
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
 from mllm3d.shared.annotations import save_queries
 from mllm3d.shared.errors import Mllm3dError
 from mllm3d.shared.ply import write_ply
@@ -16,9 +20,6 @@ from mllm3d.shared.scene import Query, Scene
 from mllm3d.shared.scene_store import store_scene
 from mllm3d.shared.store import open_store
 from mllm3d.shared.synthetic import SyntheticConfig, SyntheticSource
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 
 def instance_colors(instance_ids: np.ndarray) -> np.ndarray:

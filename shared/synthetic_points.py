@@ -6,6 +6,7 @@ The random stream is ``SeedSequence([seed, 2])``, independent of the layout's, s
 from __future__ import annotations
 
 import numpy as np
+
 from mllm3d.shared.synthetic_layout import Layout, SyntheticConfig
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from mllm3d.shared.scene import Query
 from mllm3d.shared.synthetic_layout import Layout, SyntheticConfig, SynthObject, footprint_gap
 

@@ -7,6 +7,7 @@ a hit equals the ray parameter because rays are built as K^-1 [u, v, 1] (camera 
 from __future__ import annotations
 
 import numpy as np
+
 from mllm3d.shared.scene import View
 from mllm3d.shared.synthetic_layout import Layout, SyntheticConfig, footprint_gap, uniform_in
 

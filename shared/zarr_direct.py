@@ -19,8 +19,9 @@ from pathlib import Path
 
 import google_crc32c
 import numpy as np
-from mllm3d.shared.errors import StoreError
 from numcodecs import Blosc
+
+from mllm3d.shared.errors import StoreError
 
 _DTYPES = {"bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
            "float16", "float32", "float64"}

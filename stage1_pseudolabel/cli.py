@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
+
 from mllm3d.shared.errors import Mllm3dError
 from mllm3d.stage1_pseudolabel.run_config import RunConfig, load_backend_config
-from rich.console import Console
 
 # CLI shortcut -> backend config key (override --backend-config)
 BACKEND_SHORTCUTS = {

@@ -22,10 +22,11 @@ def lisa() -> None:
               help="SAM mask-decoder head count (not visible in tensor shapes)", show_default="config, else 8")
 def check(checkpoint: Path, clip: Path | None, sam_decoder_heads: int | None) -> None:
     """Dry run: would this checkpoint load? Reads configs, tokenizer and tensor shapes only (no GPU, no weights)."""
-    from mllm3d.stage1_pseudolabel.lisa.check import check_checkpoint
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from mllm3d.stage1_pseudolabel.lisa.check import check_checkpoint
 
     console = Console()
     rep = check_checkpoint(checkpoint, clip, sam_decoder_heads=sam_decoder_heads)

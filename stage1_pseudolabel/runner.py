@@ -22,6 +22,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
 from mllm3d.shared.errors import BadInputError, StoreError, UnknownSceneError
 from mllm3d.shared.geometry import DepthTest
 from mllm3d.shared.scene import Query, Scene, SceneSource, View
@@ -40,15 +50,6 @@ from mllm3d.stage1_pseudolabel.run_config import RunConfig
 from mllm3d.stage1_pseudolabel.segmenter import SegmentationResult, Segmenter, build_segmenter
 from mllm3d.stage1_pseudolabel.sharding import Shard, resolve_shard, shard_scenes
 from mllm3d.stage1_pseudolabel.view_sampling import ViewChoice, sample_views, usable_frames
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 
 @dataclass

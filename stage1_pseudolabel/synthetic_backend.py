@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
+
 from mllm3d.shared.errors import BadInputError
 from mllm3d.shared.scene import Query, View
 from mllm3d.stage1_pseudolabel.mask_ops import average_pool, resize_nearest

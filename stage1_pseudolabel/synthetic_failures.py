@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from mllm3d.stage1_pseudolabel.mask_ops import boundary_band, dilate, erode
 
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from mllm3d.shared.errors import BadInputError
 from mllm3d.shared.geometry import pose_problem
 from mllm3d.shared.scene import View

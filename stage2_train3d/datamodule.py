@@ -28,13 +28,14 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
 from mllm3d.shared.errors import StoreError
 from mllm3d.shared.metrics import gt_mask
 from mllm3d.shared.store import PseudoLabelStore, StoredScene, open_store
 from mllm3d.stage2_train3d.config import DataConfig, TrainConfig
 from mllm3d.stage2_train3d.fusion import FusionConfig, fuse_labels, normalize_rows, query_weights
 from mllm3d.stage2_train3d.voxelize import augment_points, input_features, voxelize
-from torch.utils.data import DataLoader, Dataset, Sampler
 
 Pair = tuple[str, str]
 

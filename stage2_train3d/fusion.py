@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from mllm3d.shared.geometry import Correspondences
 from mllm3d.shared.store import QueryRecord, StoredScene
 

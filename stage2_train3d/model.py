@@ -14,10 +14,11 @@ from __future__ import annotations
 import numpy as np
 import spconv.pytorch as spconv
 import torch
-from mllm3d.stage2_train3d.config import ModelConfig
-from mllm3d.stage2_train3d.voxelize import input_channels
 from spconv.pytorch import ConvAlgo
 from torch import nn
+
+from mllm3d.stage2_train3d.config import ModelConfig
+from mllm3d.stage2_train3d.voxelize import input_channels
 
 
 def _bn(channels: int, momentum: float) -> nn.BatchNorm1d:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+
 from mllm3d.shared.errors import Mllm3dError
 from mllm3d.shared.metrics import point_iou, summarize
 from mllm3d.stage2_train3d.config import TrainConfig, config_from_dict

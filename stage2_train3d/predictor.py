@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from mllm3d.shared.errors import BadInputError
 from mllm3d.shared.store import QueryRecord, StoredScene
 from mllm3d.stage2_train3d.config import TrainConfig, config_from_dict

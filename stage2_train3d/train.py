@@ -24,6 +24,10 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
 from mllm3d.shared.errors import BadInputError, Mllm3dError
 from mllm3d.shared.store import open_store
 from mllm3d.stage2_train3d.config import (
@@ -36,9 +40,6 @@ from mllm3d.stage2_train3d.config import (
 from mllm3d.stage2_train3d.datamodule import StoreDataModule
 from mllm3d.stage2_train3d.model import build_network
 from mllm3d.stage2_train3d.module import Stage2Module
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
-from pytorch_lightning.loggers import CSVLogger
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 METRICS = ("val/miou", "val/acc25", "val/acc50")
 KILL_ENV_VAR = "MLLM3D_TEST_TRAIN_KILL_AT"  # "<epoch>:<batch>[:TERM]": SIGKILL (SIGTERM) there (tests only)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tests.fixture_paths import ENV_VAR, SCANNET_FIXTURE_SCENE, fixtures_dir
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from mllm3d.shared.scene import Query, View
 from mllm3d.stage1_pseudolabel.lisa.checkpoint import LoadedLisa, load_lisa
 from mllm3d.stage1_pseudolabel.lisa.config import LisaConfig

@@ -18,14 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from mllm3d.stage1_pseudolabel.lisa.checkpoint import quiet_transformers
-from mllm3d.stage1_pseudolabel.lisa.preprocess import CLIP_MEAN, CLIP_STD
-from mllm3d.stage1_pseudolabel.lisa.sam_shim import SamSpec, build_sam
-from mllm3d.stage1_pseudolabel.lisa.tokenizer import IM_END_TOKEN, IM_START_TOKEN, LLAVA_V1_SYSTEM, SEG_TOKEN
 from safetensors.torch import save_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from torch import nn
 from transformers import CLIPConfig, CLIPModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from mllm3d.stage1_pseudolabel.lisa.checkpoint import quiet_transformers
+from mllm3d.stage1_pseudolabel.lisa.preprocess import CLIP_MEAN, CLIP_STD
+from mllm3d.stage1_pseudolabel.lisa.sam_shim import SamSpec, build_sam
+from mllm3d.stage1_pseudolabel.lisa.tokenizer import IM_END_TOKEN, IM_START_TOKEN, LLAVA_V1_SYSTEM, SEG_TOKEN
 
 _CORPUS = [
     LLAVA_V1_SYSTEM,

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
 from mllm3d.shared.mesh_ply import write_mesh_ply
 from mllm3d.shared.synthetic import (
     SyntheticConfig,
@@ -14,8 +16,6 @@ from mllm3d.shared.synthetic import (
     intrinsic_matrix,
     render_view,
 )
-from PIL import Image
-
 from tests.mesh_helpers import layout_mesh
 
 GL = np.diag([1.0, -1.0, -1.0, 1.0])

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+
 from mllm3d.shared.annotations import save_queries
 from mllm3d.shared.mesh_ply import write_mesh_ply
 from mllm3d.shared.synthetic import SyntheticConfig, generate_layout, generate_queries

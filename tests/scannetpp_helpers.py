@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
 from mllm3d.shared.mesh_ply import write_mesh_ply
 from mllm3d.shared.synthetic import (
     SyntheticConfig,
@@ -15,8 +17,6 @@ from mllm3d.shared.synthetic import (
     render_view,
 )
 from mllm3d.shared.synthetic_layout import Layout
-from PIL import Image
-
 from tests.mesh_helpers import layout_mesh
 
 

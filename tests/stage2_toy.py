@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from mllm3d.shared.geometry import compute_correspondences, world_to_camera
 from mllm3d.shared.scene import Query
 from mllm3d.shared.store import QueryRecord, open_store

@@ -22,6 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
+
+from mllm3d.cli import main as mllm3d
 from mllm3d.shared.annotations import load_queries, save_queries
 from mllm3d.shared.errors import BadInputError, StoreError, UnknownSceneError
 from mllm3d.shared.ply import write_ply
@@ -30,12 +33,9 @@ from mllm3d.shared.scene import Query, View
 from mllm3d.shared.store import SCHEMA_VERSION, open_store
 from mllm3d.stage1_pseudolabel.runner import RunSummary, run_pseudolabels
 from mllm3d.stage1_pseudolabel.segmenter import SegmentationResult, ViewSegmentation
-from PIL import Image
-
-from mllm3d.cli import main as mllm3d
 from tests.fs_helpers import tree_digest
+from tests.shared.test_scannet import fake_scene
 from tests.stage1_helpers import hidden_entries, run_config, snapshot
-from tests.test_scannet import fake_scene
 
 GOOD, BAD = "scene0001_00", "scene0002_00"
 Q_GOOD = Query(GOOD, "q_good", "the red half of the wall")

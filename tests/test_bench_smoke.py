@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from mllm3d.shared.geometry import DepthTest, compute_correspondences
-from mllm3d.shared.synthetic import SyntheticConfig, generate_scene
 
 from bench import bench_correspondences, bench_store
 from bench.reference_projection import compare, compute_correspondences_loop
+from mllm3d.shared.geometry import DepthTest, compute_correspondences
+from mllm3d.shared.synthetic import SyntheticConfig, generate_scene
 
 REPORT_KEYS = {"name", "title", "notes", "tables", "targets", "profile", "data"}
 TARGET_KEYS = {"claim", "measured", "threshold", "met", "margin", "margin_text", "measured_text", "target_text"}

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from mllm3d.shared.store import open_store
 from mllm3d.stage1_pseudolabel.runner import run_pseudolabels
-
 from tests.stage1_helpers import run_config, snapshot, tiny_source
 
 BACKEND = {"image_features": True, "attention_maps": True}

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from mllm3d.stage1_pseudolabel.lisa.checkpoint import load_lisa
 from mllm3d.stage1_pseudolabel.lisa.config import LisaConfig
 from mllm3d.stage1_pseudolabel.lisa.engine import LisaEngine
 from mllm3d.stage2_train3d.config import ModelConfig
 from mllm3d.stage2_train3d.model import build_network
-
 from tests.lisa_helpers import QUERIES, smooth_image, tiny_checkpoint
 
 pytestmark = [

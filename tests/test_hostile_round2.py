@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from mllm3d.shared.scene import Query
-from mllm3d.shared.store import QueryRecord, open_store
 
 from mllm3d.cli import main as mllm3d
+from mllm3d.shared.scene import Query
+from mllm3d.shared.store import QueryRecord, open_store
 from tests.fs_helpers import tree_digest
 
 
@@ -143,10 +143,10 @@ def test_sigterm_during_train_exits_nonzero_and_says_how_to_resume(tmp_path: Pat
 
 # ---------------------------------------------------------------------------------------------- 4. max depth
 def test_kinect_invalid_depth_is_dropped_and_counted(tmp_path: Path) -> None:
-    from mllm3d.shared.scannet import load_scannet_scene
     from PIL import Image
 
-    from tests.test_scannet import fake_scene
+    from mllm3d.shared.scannet import load_scannet_scene
+    from tests.shared.test_scannet import fake_scene
 
     d = fake_scene(tmp_path, "scene0009_00")
     depth = np.full((48, 64), 2000, np.uint16)
@@ -167,7 +167,6 @@ def test_kinect_invalid_depth_is_dropped_and_counted(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------- 5. NaN vertices
 def test_store_refuses_a_scene_with_non_finite_points(tmp_path: Path) -> None:
     from mllm3d.shared.errors import StoreError
-
     from tests.toy_store import write_toy_scene
 
     store = open_store(tmp_path / "s.zarr", "a")
@@ -196,6 +195,8 @@ def test_train_with_every_view_filtered_out_stops_with_the_setting_to_change(tmp
 
 def test_predict_with_every_view_filtered_out_says_so(tmp_path: Path) -> None:
     import torch
+
+    from mllm3d.pipeline.predict import predict_query
     from mllm3d.shared.errors import BadInputError
     from mllm3d.shared.synthetic import SyntheticSource
     from mllm3d.stage1_pseudolabel.segmenter import build_segmenter
@@ -203,8 +204,6 @@ def test_predict_with_every_view_filtered_out_says_so(tmp_path: Path) -> None:
     from mllm3d.stage2_train3d.fusion import FusionConfig
     from mllm3d.stage2_train3d.model import build_network
     from mllm3d.stage2_train3d.predictor import Predictor
-
-    from mllm3d.pipeline.predict import predict_query
 
     torch.manual_seed(0)
     source = SyntheticSource(1, seed=3)
@@ -277,7 +276,6 @@ def test_store_keys_are_bounded_and_short_keys_unchanged() -> None:
 
 def test_a_300_character_query_id_and_250_character_scene_id_are_written_and_read(tmp_path: Path) -> None:
     from mllm3d.stage1_pseudolabel.leases import lease_path
-
     from tests.toy_store import write_toy_scene
 
     sid, qid = "scene_" + "x" * 244, "q" * 300
@@ -297,7 +295,6 @@ def test_a_long_id_written_before_keys_were_bounded_still_opens(tmp_path: Path) 
     import os
 
     from mllm3d.shared.store import _unbounded_key, safe_key
-
     from tests.toy_store import write_toy_scene
 
     sid = "scene_" + "y" * 120
@@ -331,8 +328,7 @@ def test_run_config_max_depth_reaches_the_scannet_reader(tmp_path: Path) -> None
     from mllm3d.shared.errors import BadInputError
     from mllm3d.stage1_pseudolabel.run_config import RunConfig
     from mllm3d.stage1_pseudolabel.runner import open_run_source
-
-    from tests.test_scannet import fake_scene
+    from tests.shared.test_scannet import fake_scene
 
     fake_scene(tmp_path / "scans", "scene0009_00")
     assert RunConfig().max_depth == 10.0
@@ -346,10 +342,9 @@ def test_run_config_max_depth_reaches_the_scannet_reader(tmp_path: Path) -> None
 def test_a_250_character_scene_folder_runs_through_stage1(tmp_path: Path) -> None:
     from mllm3d.shared.scannet import ScanNetSource
     from mllm3d.stage1_pseudolabel.runner import run_pseudolabels
-
+    from tests.shared.test_scannet import fake_scene
     from tests.stage1_helpers import hidden_entries, run_config
     from tests.test_bad_inputs import StubSegmenter
-    from tests.test_scannet import fake_scene
 
     sid = "scene" + "7" * 245
     fake_scene(tmp_path / "scans", sid)

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from mllm3d.shared.errors import StoreError
-from mllm3d.shared.store import open_store
 
 from mllm3d.cli import main as mllm3d
 from mllm3d.pipeline.store_check import check_store
+from mllm3d.shared.errors import StoreError
+from mllm3d.shared.store import open_store
 
 
 def invoke(*args: object):
@@ -168,7 +168,6 @@ def test_a_resume_with_changed_inputs_is_refused_naming_the_change(tmp_path: Pat
     import dataclasses
 
     from mllm3d.shared.errors import BadInputError
-
     from tests.fs_helpers import tree_digest
 
     store = tmp_path / "s.zarr"
@@ -257,10 +256,9 @@ def test_two_aggregation_files_in_a_misnamed_scene_folder_are_refused_naming_bot
 def test_a_refused_frame_subsampling_rerun_counts_the_complete_queries(tmp_path: Path) -> None:
     from mllm3d.shared.scene import Query
     from mllm3d.stage1_pseudolabel.runner import run_pseudolabels
-
+    from tests.shared.test_scannet import fake_scene
     from tests.stage1_helpers import run_config
-    from tests.test_runner_scannet import RectSegmenter
-    from tests.test_scannet import fake_scene
+    from tests.stage1_pseudolabel.test_runner_scannet import RectSegmenter
 
     d = fake_scene(tmp_path / "scans", name="scene0001_00", frames=(0, 10, 20, 30))
     path = tmp_path / "s.zarr"
@@ -277,10 +275,9 @@ def test_a_refused_frame_subsampling_rerun_counts_the_complete_queries(tmp_path:
 def test_eval_with_a_checkpoint_of_another_embedding_width_names_checkpoint_and_store(clean_store: Path) -> None:
     from types import SimpleNamespace
 
-    from mllm3d.shared.errors import BadInputError
-
     from mllm3d.pipeline.evaluate import NetworkMethod
     from mllm3d.pipeline.evaluate_cli import check_embedding_widths
+    from mllm3d.shared.errors import BadInputError
 
     store = open_store(clean_store)
     pairs = store.complete_pairs()
@@ -312,10 +309,9 @@ def test_a_one_scene_store_says_it_gives_no_validation_queries(clean_store: Path
 def test_a_colour_principal_point_far_outside_the_image_warns_naming_the_scene(tmp_path: Path) -> None:
     from mllm3d.shared.scene import Query
     from mllm3d.stage1_pseudolabel.runner import run_pseudolabels
-
+    from tests.shared.test_scannet import fake_scene
     from tests.stage1_helpers import run_config
-    from tests.test_runner_scannet import RectSegmenter
-    from tests.test_scannet import fake_scene
+    from tests.stage1_pseudolabel.test_runner_scannet import RectSegmenter
 
     d = fake_scene(tmp_path / "scans", name="scene0001_00", frames=(0, 10))
     qs = [Query("scene0001_00", "q0", "the wall")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from mllm3d.shared.geometry import backproject_depth, compute_correspondences
 from mllm3d.shared.scene import Query
 from mllm3d.shared.store import PseudoLabelStore, QueryRecord, open_store

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from mllm3d.shared.errors import BadInputError
 from torch import nn
 from transformers import CLIPVisionModel, PreTrainedTokenizerBase
+
+from mllm3d.shared.errors import BadInputError
 
 from .checkpoint_files import (
     WEIGHT_SUFFIXES,

@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from mllm3d.shared.errors import BadInputError
 from safetensors import safe_open
 from safetensors.torch import load_file as load_safetensors
+
+from mllm3d.shared.errors import BadInputError
 
 #: checkpoint key prefix -> LisaModel parameter prefix (first match wins)
 KEY_PREFIXES: tuple[tuple[str, str], ...] = (

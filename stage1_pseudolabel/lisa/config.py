@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
 from mllm3d.shared.errors import BadInputError
 
 #: LISA's default instruction (MLLM-For3D uses it unchanged).

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mllm3d.shared.errors import BadInputError
 from PIL import Image
+
+from mllm3d.shared.errors import BadInputError
 
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)

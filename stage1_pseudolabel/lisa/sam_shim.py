@@ -18,8 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
-from mllm3d.shared.errors import BadInputError
 from torch import nn
+
+from mllm3d.shared.errors import BadInputError
 
 _STUB_NAMES = (
     "torchvision",

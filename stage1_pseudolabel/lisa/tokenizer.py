@@ -16,8 +16,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from mllm3d.shared.errors import BadInputError
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from mllm3d.shared.errors import BadInputError
 
 SEG_TOKEN = "[SEG]"
 IM_START_TOKEN = "<im_start>"

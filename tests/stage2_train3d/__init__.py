@@ -1,0 +1,1 @@
+"""Tests of mllm3d.stage2_train3d."""
