@@ -124,7 +124,7 @@ def resolve_from_store(cfg: TrainConfig, dm: StoreDataModule) -> tuple[TrainConf
                 "use spatial_mode=prototype (geometric) or auto"
             )
         what = (
-            f"1 - cos(local f3D, W_img f2D) on positive pairs (image features C={rec.image_features.shape[1]})"
+            f"image features C={rec.image_features.shape[1]}, form {cfg.loss.spatial_form!r} (loss.spatial_form)"
             if mode == "features"
             else "geometric prototype contrast (the store has no image features)"
         )
