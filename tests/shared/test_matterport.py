@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +13,7 @@ from mllm3d.shared.errors import BadInputError
 from mllm3d.shared.sources import open_source
 from mllm3d.shared.synthetic import SyntheticConfig, generate_queries
 from tests.matterport_helpers import write_house
+from tests.stage1_helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 CFG = dataclasses.replace(SyntheticConfig(), image_size=(180, 240), num_views=5)
@@ -109,11 +107,8 @@ def test_pseudolabel_end_to_end(mp, tmp_path: Path) -> None:
     sid = f"{HOUSE}_region0"
     queries = generate_queries(sid, 11, CFG)
     save_queries(root / HOUSE / "queries_reason3d.json", queries)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MLLM3D_TEST_"))}
     store = tmp_path / "store.zarr"
-    r = subprocess.run([sys.executable, "-m", "mllm3d.cli", "pseudolabel", "--no-progress", "--source",
-                        f"matterport:{root}", "--backend", "synthetic", "--store", str(store)],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    r = run_cli(["--source", f"matterport:{root}", "--backend", "synthetic", "--store", str(store)], timeout=300)
     (root / HOUSE / "queries_reason3d.json").unlink()
     assert r.returncode == 0, r.stderr[-3000:]
     from mllm3d.shared.store import open_store

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.stage1_helpers import run_cli
 
 pytest.importorskip("embreex")
 
@@ -119,11 +118,8 @@ def test_pseudolabel_end_to_end(pp, tmp_path: Path) -> None:
     root, _ = pp
     queries = generate_queries(SCENE, 7, CFG)
     save_queries(root / SCENE / "queries_synthetic.json", queries)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MLLM3D_TEST_"))}
     store = tmp_path / "store.zarr"
-    r = subprocess.run([sys.executable, "-m", "mllm3d.cli", "pseudolabel", "--no-progress", "--source",
-                        f"scannetpp:{root}", "--backend", "synthetic", "--store", str(store)],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    r = run_cli(["--source", f"scannetpp:{root}", "--backend", "synthetic", "--store", str(store)], timeout=300)
     (root / SCENE / "queries_synthetic.json").unlink()
     assert r.returncode == 0, r.stderr[-3000:]
     from mllm3d.shared.store import open_store
