@@ -112,8 +112,12 @@ def set_dotted(data: dict[str, Any], item: str) -> None:
 def load_mapping(ref: str | Path | None, kind: str, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], str]:
     """The merged mapping of a config reference (None = nothing but the defaults) and ``key=value``
     overrides, with the name of its file for messages."""
-    data: dict[str, Any] = {} if ref is None else read_yaml(ref, kind)
-    where = "default recipe" if ref is None else str(resolve(ref, kind))
+    if ref is None:
+        data: dict[str, Any] = {}
+        where = "default recipe"
+    else:
+        path = resolve(ref, kind)  # once: read_yaml takes the resolved file as it is
+        data, where = read_yaml(path, kind), str(path)
     for item in overrides:
         set_dotted(data, item)
     return data, where
