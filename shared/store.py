@@ -28,10 +28,11 @@ import os
 import re
 import shutil
 import socket
+import sys
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,15 +56,15 @@ TRASH_PREFIX = ".trash-"
 ALL_CHUNKS_ATTR = "all_chunks_written"
 
 
-# Observers of group writes, called as hook(event, key) with event in "scene.before_publish",
-# "query.mid_write", "query.before_publish". Empty in normal use; the crash/resume tests install a
-# kill switch here (stage1_pseudolabel/crash_hooks.py).
-WRITE_HOOKS: list[Callable[[str, str], None]] = []
+# Group writes announce their stages as Python audit events (``sys.audit``; no cost without a hook):
+# ``mllm3d.store.write`` with (stage, key), stage in "scene.before_publish", "query.mid_write",
+# "query.before_publish". The crash/resume tests kill the process at these points from a hook they
+# install (tests/fault_injection/); nothing in the package listens.
+AUDIT_EVENT = "mllm3d.store.write"
 
 
-def _fire(event: str, key: str) -> None:
-    for hook in WRITE_HOOKS:
-        hook(event, key)
+def _fire(stage: str, key: str) -> None:
+    sys.audit(AUDIT_EVENT, stage, key)
 
 
 def compressor() -> BloscCodec:

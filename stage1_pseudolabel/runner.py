@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 import traceback
 import warnings
@@ -37,7 +38,6 @@ from mllm3d.shared.geometry import DepthTest
 from mllm3d.shared.scene import Query, Scene, SceneSource, View
 from mllm3d.shared.scene_store import store_scene
 from mllm3d.shared.store import PseudoLabelStore, QueryRecord, open_store
-from mllm3d.stage1_pseudolabel import crash_hooks
 from mllm3d.stage1_pseudolabel.leases import SceneLease, lease_path, remove_dead_temporaries
 from mllm3d.stage1_pseudolabel.mask_ops import (
     color_features_to_depth,
@@ -50,6 +50,11 @@ from mllm3d.stage1_pseudolabel.run_config import RunConfig
 from mllm3d.stage1_pseudolabel.segmenter import SegmentationResult, Segmenter, build_segmenter
 from mllm3d.stage1_pseudolabel.sharding import Shard, resolve_shard, shard_scenes
 from mllm3d.stage1_pseudolabel.view_sampling import ViewChoice, sample_views, usable_frames
+
+# The runner announces write stages as Python audit events (``sys.audit``): (stage, key) with stage in
+# "scene.after_publish", "query.before_write", "query.after_publish". Nothing in the package listens;
+# the crash/resume tests install a hook (tests/fault_injection/).
+AUDIT_EVENT = "mllm3d.stage1.write"
 
 
 @dataclass
@@ -427,7 +432,7 @@ def process_scene(
     depth_test = DepthTest(abs_tol=cfg.depth_abs_tol, rel_tol=cfg.depth_rel_tol, border=cfg.depth_border)
     if store_scene(store, scene, depth_test):
         summary.scene_groups_written += 1
-        crash_hooks.fire("scene.after_publish", scene.scene_id)
+        sys.audit(AUDIT_EVENT, "scene.after_publish", scene.scene_id)
     todo = [q for q in queries if not store.has_query(scene.scene_id, q.query_id)]
     summary.queries_skipped_complete += len(queries) - len(todo)  # counted before a refusal below, too
     progress.query_done(len(queries) - len(todo))
@@ -515,10 +520,10 @@ def _write_one(
 ) -> None:
     record = assemble_record(query, choice, results, features, image_size, segmenter)
     record.view_sampling = dict(sampling or {})
-    crash_hooks.fire("query.before_write", f"{query.scene_id}/{query.query_id}")
+    sys.audit(AUDIT_EVENT, "query.before_write", f"{query.scene_id}/{query.query_id}")
     if store.write_query(record):
         summary.queries_written += 1
-        crash_hooks.fire("query.after_publish", f"{query.scene_id}/{query.query_id}")
+        sys.audit(AUDIT_EVENT, "query.after_publish", f"{query.scene_id}/{query.query_id}")
     else:
         summary.queries_lost_race += 1
 
@@ -550,7 +555,6 @@ def run_pseudolabels(
 ) -> RunSummary:
     """Run Stage 1 for this worker's shard. ``source``/``queries``/``segmenter`` override ``cfg``."""
     t0 = time.monotonic()
-    crash_hooks.install_from_env()
     shard = resolve_shard(cfg.shard)
     summary = RunSummary(shard=str(shard))
     source = open_run_source(cfg, source)

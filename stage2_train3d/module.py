@@ -7,6 +7,7 @@ child, so the optimizer and the checkpoint both cover every projection.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,8 @@ from mllm3d.stage2_train3d.losses import (
     voxel_feature_means,
 )
 from mllm3d.stage2_train3d.model import Stage2Net
+
+TRAIN_AUDIT_EVENT = "mllm3d.train.batch_start"  # (epoch, batch_idx) before each training batch
 
 
 class NonFiniteLossError(Mllm3dError, FloatingPointError):
@@ -164,6 +167,11 @@ class Stage2Module(pl.LightningModule):
                 "Check these queries' stored embeddings/features, or lower optim.lr / set trainer.gradient_clip_val."
             )
         return {"loss": loss, "parts": parts, "qp_logit": out["qp_logit"].detach()}
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # An audit event (``sys.audit``, no cost without a hook): the tests' fault injection
+        # (tests/fault_injection/) kills training at an exact (epoch, batch) from here.
+        sys.audit(TRAIN_AUDIT_EVENT, self.current_epoch, batch_idx)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         res = self.model_step(batch, "train")

@@ -16,8 +16,6 @@ import importlib.util
 import json
 import logging
 import math
-import os
-import signal
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -42,24 +40,6 @@ from mllm3d.stage2_train3d.model import build_network
 from mllm3d.stage2_train3d.module import Stage2Module
 
 METRICS = ("val/miou", "val/acc25", "val/acc50")
-KILL_ENV_VAR = "MLLM3D_TEST_TRAIN_KILL_AT"  # "<epoch>:<batch>[:TERM]": SIGKILL (SIGTERM) there (tests only)
-
-
-class _KillAt(Callback):
-    """Test-only: SIGKILLs (or SIGTERMs, with a ":TERM" suffix) the training process at one (epoch, batch)."""
-
-    def __init__(self, spec: str) -> None:
-        parts = spec.split(":")
-        self.sig = signal.SIGTERM if parts[-1] == "TERM" else signal.SIGKILL
-        try:
-            epoch, batch = (int(x) for x in parts[:2])
-        except ValueError as exc:
-            raise BadInputError(f"{KILL_ENV_VAR}={spec!r}: expected <epoch>:<batch>[:TERM]") from exc
-        self.epoch, self.batch = epoch, batch
-
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
-        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
-            os.kill(os.getpid(), self.sig)
 
 
 @contextlib.contextmanager
@@ -75,11 +55,6 @@ def quiet_lightning() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
-
-
-def _test_callbacks() -> list[Callback]:
-    spec = os.environ.get(KILL_ENV_VAR)
-    return [_KillAt(spec)] if spec else []
 
 
 def as_config(config: TrainConfig | Mapping[str, Any] | str | Path | None, overrides: Iterable[str] = ()) -> TrainConfig:
@@ -355,7 +330,7 @@ def train_run(
     trainer = build_trainer(
         cfg,
         out,
-        [*([best_ckpt] if best_ckpt else []), last_ckpt, *(callbacks or []), *_test_callbacks()],
+        [*([best_ckpt] if best_ckpt else []), last_ckpt, *(callbacks or [])],
         progress,
         fast_dev_run=fast_dev_run,
         **dict(trainer_kwargs or {}),

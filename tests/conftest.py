@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from tests.fixture_paths import ENV_VAR, SCANNET_FIXTURE_SCENE, fixtures_dir
+
+# Every subprocess a test starts loads tests/fault_injection/sitecustomize.py (idle unless a test sets
+# one of its MLLM3D_TEST_* variables): the crash/resume tests' kill points live there, not in the package.
+FAULT_INJECTION_DIR = Path(__file__).parent / "fault_injection"
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(FAULT_INJECTION_DIR), *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]]
+)
 
 
 @pytest.fixture(scope="session")

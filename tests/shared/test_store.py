@@ -293,7 +293,7 @@ def test_two_writers_of_one_query_group_first_rename_wins(store, monkeypatch, wh
             b_writes()
         return real_rename(src, dst, *args, **kw)
 
-    monkeypatch.setattr(store_module, "WRITE_HOOKS", [hook])
+    monkeypatch.setattr(store_module, "_fire", hook)
     if when == "at_rename":
         monkeypatch.setattr(os, "rename", rename)
     assert a.write_query(rec_a) is False  # A lost

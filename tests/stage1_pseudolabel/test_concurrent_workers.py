@@ -1,6 +1,6 @@
 """Several ``mllm3d pseudolabel`` workers on one store at the same time give a single run's store.
 
-The workers really overlap: ``MLLM3D_TEST_WRITE_BARRIER`` (stage1_pseudolabel/crash_hooks.py) holds
+The workers really overlap: ``MLLM3D_TEST_WRITE_BARRIER`` (tests/fault_injection/sitecustomize.py) holds
 each one at its first group write, before the rename, until all of them have reached theirs.
 """
 
