@@ -5,9 +5,9 @@
     .venv/bin/python bench/run_all.py --only store --only scale    # a subset
 
 Each benchmark module has ``run(quick) -> dict`` (see bench/common.py for the report dict). The
-Stage 1 FLOP benchmark (bench/bench_stage1_flops.py) is written by the LISA engineer and returns
-its own dict; it is rendered by :func:`stage1_report`. ``scale`` reuses the measured results of
-``stage1_flops`` and ``store`` from the same run; it gets every earlier report (failed ones included) and
+Stage 1 FLOP benchmark (bench/bench_stage1_flops.py) returns its own dict; it is rendered by
+:func:`stage1_report`. ``scale`` reuses the measured results of ``stage1_flops`` and ``store`` from the
+same run; it gets every earlier report (failed ones included) and
 re-runs a missing or failed one itself, saying so in its notes and on stderr.
 """
 
@@ -56,7 +56,7 @@ def _is_report(d: Any) -> bool:
 
 
 def stage1_report(raw: dict[str, Any]) -> dict[str, Any]:
-    """Render the LISA engineer's FLOP dict as a report (kept generic: it may already be one)."""
+    """Render the Stage 1 FLOP benchmark's dict as a report (kept generic: it may already be one)."""
     if _is_report(raw):
         return raw
     from bench.stage1_render import render_stage1
@@ -178,8 +178,8 @@ def render_markdown(reports: list[dict[str, Any]], machine: dict[str, Any], comm
         f"- **Software**: Python {machine['python']}, torch {machine['torch']} ({machine['torch_threads']} threads), "
         f"numpy {machine['numpy']}, zarr {machine['zarr']}, spconv {machine['spconv']}, "
         f"pytorch-lightning {machine['pytorch_lightning']}",
-        f"- **Load** (`uptime`) before: `{load_before}`; after: `{load_after}`. The 2 cores are shared with "
-        "other engineers' processes, so absolute timings carry that noise; every ratio compares two "
+        f"- **Load** (`uptime`) before: `{load_before}`; after: `{load_after}`. The machine's cores may be "
+        "shared with other processes (the load figures say how busy it was), so absolute timings carry that noise; every ratio compares two "
         "measurements taken back-to-back in the same run.",
         f"- **Method**: {method_line(reports)}; total wall time of this run: {total_s:.0f} s.",
         "",

@@ -1,4 +1,4 @@
-"""Render the dict returned by bench/bench_stage1_flops.py (the LISA engineer's script) as a report.
+"""Render the dict returned by bench/bench_stage1_flops.py as a report.
 
 The script's dict is not in the suite's report format; this keeps run_all.py independent of its exact
 shape: known keys are laid out as tables, anything else is shown as flattened key/value rows.
