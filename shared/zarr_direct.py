@@ -2,7 +2,7 @@
 
 ``zarr`` runs every array open and read as a round trip to its background event-loop thread; for a
 query group of 6-8 small arrays that fixed cost is ~15 ms, ~10x the time to decode the data (BENCHMARKS.md,
-store read speed). The store writes every array in one layout (``mllm3d.shared.store._write_array``): a regular
+store read speed). The store writes every array in one layout (``mllm3d.shared.store_io._write_array``): a regular
 chunk grid, default chunk keys (``c/i/j/k``), a ``bytes`` codec (little-endian), ``blosc``, then ``crc32c`` (a 4-byte
 little-endian CRC-32C of the compressed chunk appended to it; stores written before the checksum have no
 ``crc32c`` and are read unchecked). An array with exactly that metadata is decoded here with numcodecs directly; anything else (another

@@ -267,7 +267,7 @@ def test_two_writers_of_one_query_group_first_rename_wins(store, monkeypatch, wh
     B renames first and wins, A returns False and discards its copy."""
     import os
 
-    from mllm3d.shared import store as store_module
+    from mllm3d.shared import store_queries as store_module  # where write_query looks _fire up
 
     a = store
     b = open_store(store.path, "a")

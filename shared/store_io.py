@@ -1,0 +1,115 @@
+"""Arrays and group metadata on disk: the store's array layout, complete markers, fsync, direct reads."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, Crc32cCodec
+
+from mllm3d.shared.errors import StoreError
+from mllm3d.shared.zarr_direct import read_array
+
+
+def compressor() -> BloscCodec:
+    """blosc-zstd with bit shuffling: ~370x on smooth SAM-like masks (docs/store.md, "Size estimate")."""
+    return BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+
+
+
+def _write_array(group: zarr.Group, name: str, data: np.ndarray, chunks: tuple[int, ...] | None = None) -> None:
+    data = np.ascontiguousarray(data)
+    arr = group.create_array(
+        name,
+        shape=data.shape,
+        dtype=data.dtype,
+        chunks=chunks if chunks is not None else tuple(max(1, s) for s in data.shape),
+        # crc32c of the compressed chunk, checked on every read (zarr and mllm3d.shared.zarr_direct): a flipped
+        # byte anywhere in a chunk file is an error naming the chunk, not silently different data
+        compressors=[compressor(), Crc32cCodec()],
+        # store all-fill-value chunks too (an all-False mask chunk is ~40 bytes), so that a chunk file that is
+        # missing is known to be lost: zarr would otherwise read it back silently as the fill value
+        config={"write_empty_chunks": True},
+    )
+    if data.size:
+        arr[...] = data
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def group_attrs(group_dir: Path) -> dict[str, Any] | None:
+    """The attributes of the group at ``group_dir``, or None if its zarr.json is missing or unparseable."""
+    try:
+        meta = _read_json(group_dir / "zarr.json")
+    except (OSError, ValueError):
+        return None
+    attrs = meta.get("attributes") if isinstance(meta, dict) else None
+    return attrs if isinstance(attrs, dict) else None
+
+
+def group_is_complete(group_dir: Path) -> bool:
+    """True when the group's zarr.json parses and has ``complete: true`` (set last by the writer)."""
+    attrs = group_attrs(group_dir)
+    return attrs is not None and attrs.get("complete") is True
+
+
+def _fsync_tree(path: Path) -> None:
+    """Flush every file under ``path`` to disk so a rename never publishes unwritten data."""
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _has_array(group_dir: Path, name: str) -> bool:
+    return (group_dir / name / "zarr.json").is_file()
+
+
+def _load(group_dir: Path, name: str, all_chunks: bool = False) -> np.ndarray:
+    """One whole array of a group: decoded directly when it has the store's own layout (mllm3d.shared.zarr_direct,
+    ~10x less overhead than zarr for small arrays), else through zarr. A missing array is a KeyError; with
+    ``all_chunks`` (the group's ALL_CHUNKS_ATTR) a missing chunk file is a StoreError naming it."""
+    path = group_dir / name
+    if path.parent != group_dir:  # a sub-group's array (correspondences/...): its group metadata must parse
+        try:
+            if _read_json(path.parent / "zarr.json").get("node_type") != "group":
+                raise ValueError("not a group")
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{path.parent}: unreadable group metadata: {exc}") from exc
+    if not _has_array(group_dir, name):
+        raise KeyError(f"array {name!r} missing")
+    data = read_array(path, all_chunks)
+    if data is None:
+        try:
+            data = np.asarray(zarr.open_array(str(path), mode="r")[...])
+        except Exception as exc:  # noqa: BLE001 - zarr reports a bad checksum/codec as ValueError/RuntimeError
+            raise StoreError(f"{path}: corrupt array (zarr could not decode it): {type(exc).__name__}: {exc}") from exc
+    return data
+
+
+def _require_complete(group_dir: Path, kind: str) -> dict[str, Any]:
+    """The attributes of a complete group; StoreError naming the folder if it is unreadable or incomplete."""
+    try:
+        meta = _read_json(group_dir / "zarr.json")
+        attrs = meta["attributes"]
+        if not isinstance(attrs, dict):
+            raise ValueError("attributes is not a JSON object")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"{group_dir}: {kind} group is corrupt: unreadable group metadata: {exc}") from exc
+    if attrs.get("complete") is not True:
+        raise StoreError(
+            f"{group_dir}: incomplete group ({kind} group without complete=true: written by an older version, "
+            "copied by hand or interrupted on a filesystem without atomic rename); rerun Stage 1 to rewrite it"
+        )
+    return attrs
+
