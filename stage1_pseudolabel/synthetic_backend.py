@@ -23,9 +23,10 @@ vector instead. So queries about the same kind of object get similar embeddings 
 3D network can learn to map them to points (without attributes, e.g. in hand-made test views, only
 the instance direction is used). Confidence (predicted-IoU stand-in) and attention are noisy but
 higher for correct views on average. With
-``image_features: true`` every view also gets query-independent features (C, h, w): a random unit
-vector per instance, rendered through the instance map, average-pooled by ``feature_stride`` and
-noised - the shape Stage 2's spatial loss expects.
+``image_features: true`` every view also gets query-independent features (C, h, w) of ``feature_model``
+(synthetic_features): ``random_instance`` (default; a random unit vector per instance) or ``structured``
+(shared category / colour / surface-part directions plus a small instance term), rendered through the
+instance map, average-pooled by ``feature_stride`` and noised - the shape Stage 2's spatial loss expects.
 
 Presets (``preset``, docs/stand_in.md): ``easy`` is the model above with failures independent per
 (query, view); ``lisa_like`` (the benchmark's default) adds a per-query *misreading* (``misread_rate``:
@@ -57,6 +58,12 @@ from mllm3d.stage1_pseudolabel.synthetic_failures import (
     object_stats,
     pick_distractor,
 )
+from mllm3d.stage1_pseudolabel.synthetic_features import (
+    FEATURE_MODELS,
+    random_instance_features,
+    structured_features,
+    surface_parts,
+)
 
 ANSWER_SEG = "Sure, it is [SEG]."
 ANSWER_MISS = "Sorry, I cannot find it in this image."
@@ -78,6 +85,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "conf_correct": (0.80, 0.12),
         "conf_wrong": (0.68, 0.12),
     },
+    # the bound rows' stand-in: every failure off (the views' visible ground-truth masks, noisy embeddings)
+    "clean": {"miss_rate": 0.0, "hallucination_rate": 0.0, "absent_hallucination_rate": 0.0, "misread_rate": 0.0,
+              "boundary_rate": 0.0, "partial_rate": 0.0},
 }
 
 
@@ -105,6 +115,10 @@ class SyntheticBackendConfig:
     feature_dim: int = 32
     feature_stride: int = 8
     feature_noise: float = 0.1
+    # image features (docs/stand_in.md, "Image features"): random_instance (the original, a negative control:
+    # nothing transfers between scenes) | structured (shared category / colour / surface-part directions)
+    feature_model: str = "random_instance"
+    feature_weights: tuple[float, float, float, float] = (1.0, 0.5, 0.5, 0.3)  # structured: cat, colour, part, inst
     attention_maps: bool = False
     attention_stride: int = 16
     misread_rate: float = 0.0  # per query: the query is misread as one other object, the same in every view
@@ -128,6 +142,11 @@ class SyntheticBackendConfig:
             if len(pair) != 2:
                 raise BadInputError(f"synthetic backend: {name} must be a pair of numbers, got {pair!r}")
             setattr(cfg, name, (float(pair[0]), float(pair[1])))
+        fw = cfg.feature_weights
+        if len(fw) != 4 or any(float(x) < 0 for x in fw) or sum(float(x) for x in fw) <= 0:
+            raise BadInputError(f"synthetic backend: feature_weights must be 4 numbers >= 0 (category, colour, "
+                                f"part, instance) with a positive sum, got {fw!r}")
+        cfg.feature_weights = tuple(float(x) for x in fw)  # type: ignore[assignment]
         cfg.validate()
         return cfg
 
@@ -149,6 +168,9 @@ class SyntheticBackendConfig:
             raise BadInputError(
                 f"synthetic backend: partial_fraction must satisfy 0 < lo <= hi < 1, got {self.partial_fraction}"
             )
+        if self.feature_model not in FEATURE_MODELS:
+            raise BadInputError(
+                f"synthetic backend: feature_model must be one of {list(FEATURE_MODELS)}, got {self.feature_model!r}")
         if self.conf_correct[1] < 0 or self.conf_wrong[1] < 0:
             raise BadInputError("synthetic backend: the sd of conf_correct / conf_wrong must be >= 0")
         for name in ("category_weight", "color_weight", "instance_weight", "query_weight", "embedding_noise",
@@ -184,7 +206,7 @@ class SyntheticSegmenter:
 
     def config_dict(self) -> dict[str, Any]:
         d = asdict(self.config)
-        for name in ("partial_fraction", "conf_correct", "conf_wrong"):
+        for name in ("partial_fraction", "conf_correct", "conf_wrong", "feature_weights"):
             d[name] = list(d[name])
         return d
 
@@ -197,7 +219,7 @@ class SyntheticSegmenter:
         feats = None
         if self.config.image_features:
             scene_id = queries[0].scene_id if queries else ""
-            feats = self.image_features(labels, scene_id, view.frame_id)
+            feats = self.image_features(labels, scene_id, view.frame_id, view)
         return ViewSegmentation(results=results, image_features=feats)
 
     def segment_query(
@@ -328,12 +350,18 @@ class SyntheticSegmenter:
         v = v / max(float(np.linalg.norm(v)), 1e-12) + cfg.query_weight * own
         return v / float(np.linalg.norm(v))
 
-    def image_features(self, labels: np.ndarray, scene_id: str, frame_id: int) -> np.ndarray:
-        """Query-independent (C, h, w) float32 features: per-instance vectors, pooled, plus noise."""
+    def image_features(self, labels: np.ndarray, scene_id: str, frame_id: int, view: View | None = None) -> np.ndarray:
+        """Query-independent (C, h, w) float32 features of ``feature_model``, pooled, plus noise. The
+        ``structured`` model needs the view (its depth, pose and instance attributes)."""
         cfg = self.config
-        ids, inv = np.unique(labels, return_inverse=True)
-        table = np.stack([unit_vector(cfg.feature_dim, cfg.seed, scene_id, "feature", int(i)) for i in ids])
-        per_pixel = table[inv.reshape(labels.shape)].astype(np.float32)  # (H, W, C)
+        if cfg.feature_model == "structured":
+            if view is None:
+                raise BadInputError("synthetic backend: feature_model 'structured' needs the view (depth, pose)")
+            parts = resize_nearest(surface_parts(view.depth, view.intrinsic, view.pose), labels.shape)
+            per_pixel = structured_features(labels, parts, view.instance_attributes or {}, cfg.feature_weights,
+                                            cfg.feature_dim, cfg.seed, scene_id)
+        else:
+            per_pixel = random_instance_features(labels, cfg.feature_dim, cfg.seed, scene_id)
         pooled = average_pool(np.moveaxis(per_pixel, -1, 0), cfg.feature_stride)  # (C, h, w)
         rng = rng_for(cfg.seed, scene_id, frame_id, "image_features")
         pooled += cfg.feature_noise * rng.standard_normal(pooled.shape).astype(np.float32)

@@ -53,6 +53,7 @@ from mllm3d.pipeline.benchmark_seed import (  # re-exported: the benchmark's pub
     BASELINE_LABEL,
     EVIDENCE_KEY,
     FULL_KEY,
+    GT_KEY,
     VARIANTS,
     BenchmarkConfig,
     BenchmarkResult,
@@ -72,6 +73,10 @@ __all__ = ["BASELINE_KEY", "BASELINE_LABEL", "FULL_KEY", "PAPER", "VARIANTS", "B
            "run_benchmark", "run_seed"]
 
 SECTION = "mllm3d benchmark"
+# per-row metrics averaged over seeds: Acc@0.25, Acc@0.5, mIoU, and mIoU on the target points the views
+# see / do not see (mllm3d.shared.metrics.seen_split)
+METRICS = ("acc25", "acc50", "miou", "seen_miou", "unseen_miou")
+COLUMNS = ("Acc@0.25", "Acc@0.5", "mIoU", "mIoU seen", "mIoU unseen")
 
 # Paper Table 4 (Instruct3D val, LISA-7B): Acc@0.25 / Acc@0.5 / mIoU
 PAPER: dict[str, tuple[float, float, float]] = {
@@ -105,8 +110,9 @@ class SeedsResult:
         out: dict[str, dict[str, float]] = {}
         for k in self.per_seed[0].rows:
             row: dict[str, float] = {"n": float(sum(r.rows[k].get("n", r.num_queries) for r in self.per_seed))}
-            for m in ("acc25", "acc50", "miou"):
-                row[m], row[f"{m}_std"] = mean_std([r.rows[k][m] for r in self.per_seed])
+            for m in METRICS:
+                vals = [r.rows[k][m] for r in self.per_seed if m in r.rows[k] and r.rows[k][m] == r.rows[k][m]]
+                row[m], row[f"{m}_std"] = mean_std(vals) if vals else (float("nan"), float("nan"))
             out[k] = row
         return out
 
@@ -142,6 +148,7 @@ class SeedsResult:
 
 def run_benchmark(cfg: BenchmarkConfig, out: Path, console: Console | None = None, command: str = "") -> SeedsResult:
     """Every seed of ``cfg.seeds`` into ``out/seed<s>``, then the pooled statistics."""
+    cfg = cfg.with_needed_views()
     cfg.validate()
     console = console or Console()
     out.mkdir(parents=True, exist_ok=True)
@@ -177,6 +184,8 @@ def direction_checks(result: SeedsResult) -> list[tuple[str, bool]]:
 
 
 def _pm(row: dict[str, float], m: str, seeds: int) -> str:
+    if m not in row or row[m] != row[m]:
+        return "–"
     return f"{100 * row[m]:.2f}" + (f" ± {100 * row[m + '_std']:.2f}" if seeds > 1 else "")
 
 
@@ -185,11 +194,11 @@ def rich_table(result: SeedsResult) -> Table:
     t = Table(title=f"Ablation on the synthetic benchmark ({result.num_queries} queries over {n} seed(s), "
                     f"{result.config.protocol}; mean ± std over seeds); paper: Instruct3D val, LISA-7B")
     t.add_column("row")
-    for c in ("Acc@0.25", "Acc@0.5", "mIoU", "paper Acc@0.25", "paper Acc@0.5", "paper mIoU"):
+    for c in (*COLUMNS, "paper Acc@0.25", "paper Acc@0.5", "paper mIoU"):
         t.add_column(c, justify="right")
     for k in ordered_keys(result):
         row, paper = result.rows[k], PAPER.get(k)
-        t.add_row(f"({k}) {result.labels[k]}", *(_pm(row, m, n) for m in ("acc25", "acc50", "miou")),
+        t.add_row(f"({k}) {result.labels[k]}", *(_pm(row, m, n) for m in METRICS),
                   *(f"{v:.2f}" for v in paper) if paper else ("-", "-", "-"))
     return t
 
@@ -219,7 +228,7 @@ def markdown(result: SeedsResult) -> str:
         "Recipe tuning used other source seeds (default.yaml: seed 0; the spatial-loss form: 7-9). "
         "Stage 1 backend: `synthetic` (a stand-in that corrupts ground-truth masks, not an MLLM; docs/stand_in.md) "
         "with " + ", ".join(f"{k} {v}" for k, v in cfg.failures.items())
-        + f"; image features {'on' if cfg.image_features else 'off'}.",
+        + f"; image features `{cfg.features}` (docs/stand_in.md, \"Image features\").",
         "",
         "Stage 2: the variant configs of `" + (cfg.config_dir or "configs/train") + "` (" + ", ".join(
             f"({v.key}) `{v.config}.yaml`" + (f" on the k={v.views} store" if v.views != cfg.full_views else "")
@@ -237,15 +246,20 @@ def markdown(result: SeedsResult) -> str:
         ),
         "",
         "Per-query point IoU vs the union of the target instances; Acc@k = share of queries with IoU > k "
-        f"(strict); mIoU over all queries; percent; {'mean ± std over the seeds' if n > 1 else 'one seed'}.",
+        f"(strict); mIoU over all queries; percent; {'mean ± std over the seeds' if n > 1 else 'one seed'}. "
+        "mIoU seen / unseen: the IoU restricted to the target points some view of the query sees / no view sees "
+        "(over the queries with such points). Rows (k) and (g) are bounds trained on the clean stand-in's store "
+        "(failures off); **(g) also trains on ground-truth 3D masks and is not label-free**. Every row is scored "
+        "with the same held-out queries' embeddings and views (the failure-model store).",
         "",
-        "| Method | Acc@0.25 | Acc@0.5 | mIoU | paper Acc@0.25 | paper Acc@0.5 | paper mIoU |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| Method | " + " | ".join(COLUMNS) + " | paper Acc@0.25 | paper Acc@0.5 | paper mIoU |",
+        "|---|" + "---:|" * (len(COLUMNS) + 3),
     ]
     for k in ordered_keys(result):
         row, paper = result.rows[k], PAPER.get(k)
         ref = " | ".join(f"{v:.2f}" for v in paper) if paper else "– | – | –"
-        lines.append(f"| ({k}) {result.labels[k]} | " + " | ".join(_pm(row, m, n) for m in ("acc25", "acc50", "miou"))
+        name = f"**({k}) {result.labels[k]}**" if k == GT_KEY else f"({k}) {result.labels[k]}"
+        lines.append(f"| {name} | " + " | ".join(_pm(row, m, n) for m in METRICS)
                      + f" | {ref} |")
     cis = result.cis()
     if cis:
@@ -284,6 +298,9 @@ def result_dict(result: SeedsResult) -> dict[str, Any]:
 @click.option("--seeds", default=None, help="Comma-separated seeds [1,2,3]; each draws scenes, views, stand-in, training.")
 @click.option("--preset", type=click.Choice(["lisa_like", "easy"]), default=None,
               help="Failure model of the Stage 1 stand-in (docs/stand_in.md) [lisa_like].")
+@click.option("--features", type=click.Choice(["structured", "random_instance", "none"]), default=None,
+              help="Image features of the stand-in for L_spatial (docs/stand_in.md) [structured]; the other two "
+                   "are negative controls.")
 @click.option("--scenes", "num_scenes", type=int, default=None, help="Number of synthetic scenes per seed.")
 @click.option("--epochs", type=int, default=None, help="Training epochs per variant.")
 @click.option("--protocol", type=click.Choice(["transductive", "heldout"]), default=None,
@@ -297,6 +314,7 @@ def benchmark_cmd(
     smoke: bool,
     seeds: str | None,
     preset: str | None,
+    features: str | None,
     num_scenes: int | None,
     epochs: int | None,
     protocol: str | None,
@@ -316,7 +334,7 @@ def benchmark_cmd(
     cfg.seed = cfg.seeds[0] if cfg.seeds else cfg.seed
     if preset:
         cfg.failures = {"preset": preset}
-    for name, value in (("num_scenes", num_scenes), ("epochs", epochs), ("protocol", protocol),
+    for name, value in (("features", features), ("num_scenes", num_scenes), ("epochs", epochs), ("protocol", protocol),
                         ("config_dir", config_dir)):
         if value is not None:
             setattr(cfg, name, value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from mllm3d.pipeline.report import machine_summary
 from mllm3d.pipeline.steps import synthetic_stage1, train_or_reuse
 from mllm3d.shared.errors import BadInputError
 from mllm3d.shared.store import open_store
+from mllm3d.stage1_pseudolabel.synthetic_backend import PRESETS
 from mllm3d.stage2_train3d.fusion import FusionConfig
 
 
@@ -28,6 +29,7 @@ class Variant:
     label: str
     views: int  # which Stage 1 store it trains on
     config: str = "default"  # the Stage 2 engineer's variant YAML (each is default.yaml + one change)
+    store: str = ""  # the Stage 1 store it trains on: "" = the stand-in's failure model, "clean" = no failures
 
 
 VARIANTS: tuple[Variant, ...] = (
@@ -38,7 +40,13 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("f", "full (4 views)", 4),
     Variant("+", "w/o view filtering", 4, "no_view_filter"),
     Variant("p", "paper-literal L_spatial", 4, "spatial_paper"),  # not in the default rows (--variants ...,p)
+    # bounds: trained on the clean stand-in's store (the same scenes and queries, failures switched off);
+    # (g) also on the ground-truth 3D masks of its training scenes (BCE, with_labels.yaml): NOT label-free
+    Variant("k", "clean pseudo-labels (bound: stand-in without failures)", 4, store="clean"),
+    Variant("g", "clean pseudo-labels + ground-truth 3D masks (upper bound, not label-free)", 4, "with_labels",
+            store="clean"),
 )
+GT_KEY = "g"  # the only row whose training reads ground truth (check_ground_truth_use, before any training)
 BASELINE_KEY, BASELINE_LABEL = "a", "2D projection only"
 FULL_KEY = "f"
 # rows that need no training of their own: the union of the views (beside (a)), and the full network with
@@ -49,6 +57,10 @@ EVIDENCE_KEY, EVIDENCE_LABEL = "t", "full + test-view evidence (beyond the paper
 
 def full_variant() -> Variant:
     return next(v for v in VARIANTS if v.key == FULL_KEY)
+
+
+CLEAN_PRESET = "clean"  # the stand-in of the bound rows: every failure off
+FEATURES = ("structured", "random_instance", "none")  # the stand-in's image features (docs/stand_in.md)
 
 # Settings every variant shares on top of its YAML (the protocol's split is added by train_overrides)
 BENCH_TRAIN: tuple[str, ...] = ("trainer.log_every_n_steps=10", "trainer.limit_val_batches=0", "data.val_fraction=0.3")
@@ -61,22 +73,26 @@ class BenchmarkConfig:
     num_scenes: int = 40  # heldout: 28 train / 12 scored scenes (data.val_fraction 0.3)
     seed: int = 1  # the seed of one run: synthetic scenes, view sampling, backend and training
     seeds: tuple[int, ...] = (1, 2, 3)  # run_benchmark runs every seed (seed 0 tuned default.yaml)
-    views: tuple[int, ...] = (2, 4, 8)
+    views: tuple[int, ...] = (4,)  # Stage 1 view counts; (d) needs 2 and (e) 8 (added by the CLI)
     full_views: int = 4
     failures: dict[str, Any] = field(default_factory=lambda: {"preset": "lisa_like"})  # docs/stand_in.md
-    image_features: bool = True  # the stand-in's query-independent features for L_spatial
+    features: str = "structured"  # the stand-in's image features for L_spatial: structured | random_instance | none
     config_dir: str = ""  # where the variant YAMLs live ("" = the packaged recipes, mllm3d/configs/train)
     train_overrides: tuple[str, ...] = BENCH_TRAIN
-    epochs: int = 25
+    epochs: int = 12
     protocol: str = "heldout"  # heldout | transductive
-    variants: tuple[str, ...] = ("b", "c", "d", "e", "f", "+")
+    variants: tuple[str, ...] = ("b", "c", "f", "k", "g")  # d, e (k = 2 / 8 stores), +, p on request
 
     def validate(self) -> None:
+        if self.features not in FEATURES:
+            raise BadInputError(f"benchmark features must be one of {list(FEATURES)}, got {self.features!r}")
         if self.protocol not in ("transductive", "heldout"):
             raise BadInputError(f"benchmark protocol must be transductive|heldout, got {self.protocol!r}")
         if self.full_views not in self.views:
             raise BadInputError(f"benchmark: full_views {self.full_views} must be one of views {self.views}")
         needed = {v.views for v in VARIANTS if v.key in self.variants}
+        if any(v.store == "clean" and v.views != self.full_views for v in VARIANTS if v.key in self.variants):
+            raise BadInputError(f"benchmark: the clean-store rows need k = full_views ({self.full_views})")
         if not needed <= set(self.views):
             raise BadInputError(f"benchmark: variants need view counts {sorted(needed)}, views are {self.views}")
         for v in VARIANTS:
@@ -86,6 +102,11 @@ class BenchmarkConfig:
             raise BadInputError("benchmark: the heldout protocol needs at least 2 scenes")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise BadInputError(f"benchmark: seeds must be distinct and at least one, got {self.seeds}")
+
+    def with_needed_views(self) -> BenchmarkConfig:
+        """A copy whose Stage 1 view counts are full_views plus what the requested variants train on."""
+        need = {self.full_views, *(v.views for v in VARIANTS if v.key in self.variants)}
+        return replace(self, views=tuple(sorted(need)))
 
     def variant_config(self, variant: Variant) -> Path:
         from mllm3d.shared.config_io import packaged_dir
@@ -122,12 +143,36 @@ class BenchmarkResult:
 
 # ---------------------------------------------------------------------------------------------- stages
 def backend_config(cfg: BenchmarkConfig) -> dict[str, Any]:
-    return {"seed": cfg.seed, "image_features": cfg.image_features, **cfg.failures}
+    """The stand-in's config: the seed, the feature model (docs/stand_in.md, "Image features"), the failures."""
+    feats: dict[str, Any] = {"image_features": False} if cfg.features == "none" else {
+        "image_features": True, "feature_model": cfg.features}
+    return {"seed": cfg.seed, **feats, **cfg.failures}
 
 
-def run_stage1(cfg: BenchmarkConfig, out: Path, views: int, console: Console) -> Path:
-    """Stage 1 (synthetic backend) for every scene and query with k = ``views``; reuses a finished store."""
-    return synthetic_stage1(cfg.num_scenes, cfg.seed, out / f"store-k{views}.zarr", views, backend_config(cfg), console)
+def clean_backend_config(cfg: BenchmarkConfig) -> dict[str, Any]:
+    """The bound rows' stand-in: ``backend_config`` with every failure off (preset ``clean``); its zero rates
+    are set explicitly, so rates given in ``cfg.failures`` cannot switch a failure back on."""
+    return {**backend_config(cfg), **PRESETS[CLEAN_PRESET], "preset": CLEAN_PRESET}
+
+
+def run_stage1(cfg: BenchmarkConfig, out: Path, views: int, console: Console, clean: bool = False) -> Path:
+    """Stage 1 (synthetic backend) for every scene and query with k = ``views``; reuses a finished store.
+    ``clean``: the stand-in with every failure switched off (``clean_backend_config``), for the bound rows."""
+    backend = clean_backend_config(cfg) if clean else backend_config(cfg)
+    name = f"store-k{views}-clean.zarr" if clean else f"store-k{views}.zarr"
+    return synthetic_stage1(cfg.num_scenes, cfg.seed, out / name, views, backend, console)
+
+
+def check_ground_truth_use(cfg: BenchmarkConfig) -> None:
+    """Only row (g) may train with ground-truth 3D masks, and (g) must: checked on the loaded configs."""
+    from mllm3d.stage2_train3d.config import load_config
+
+    for v in VARIANTS:
+        if v.key in cfg.variants:
+            uses = load_config(cfg.variant_config(v), train_overrides(cfg, v)).loss.with_labels
+            if uses != (v.key == GT_KEY):
+                raise BadInputError(f"benchmark: row ({v.key}) config {cfg.variant_config(v)} has loss.with_labels="
+                                    f"{uses}; only row ({GT_KEY}) may train on ground truth")
 
 
 def train_overrides(cfg: BenchmarkConfig, variant: Variant) -> list[str]:
@@ -162,6 +207,7 @@ def eval_pairs(cfg: BenchmarkConfig, store: Path) -> list[tuple[str, str]]:
 def run_seed(cfg: BenchmarkConfig, out: Path, console: Console | None = None, command: str = "") -> BenchmarkResult:
     """One seed (``cfg.seed``): Stage 1 per view count, train every variant, evaluate all rows on the same queries."""
     cfg.validate()
+    check_ground_truth_use(cfg)  # before any work: only (g) reads ground truth
     console = console or Console()
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmark-config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -173,6 +219,15 @@ def run_seed(cfg: BenchmarkConfig, out: Path, console: Console | None = None, co
             stores[k] = run_stage1(cfg, out, k, console)
         seconds[f"stage1 k={k}"] = time.perf_counter() - t0
         console.print(f"Stage 1, k={k}: {stores[k]} ({seconds[f'stage1 k={k}']:.0f} s)")
+    clean_store: Path | None = None
+    if any(v.store == "clean" for v in VARIANTS if v.key in cfg.variants):
+        t0 = time.perf_counter()
+        with console.status(f"Stage 1 (clean stand-in): {cfg.num_scenes} scenes, {cfg.full_views} views per query"):
+            clean_store = run_stage1(cfg, out, cfg.full_views, console, clean=True)
+        seconds[f"stage1 clean k={cfg.full_views}"] = time.perf_counter() - t0
+        if open_store(clean_store, "r").complete_pairs() != open_store(stores[cfg.full_views], "r").complete_pairs():
+            raise BadInputError(f"benchmark: {clean_store} and {stores[cfg.full_views]} hold different queries; "
+                                "delete both and rerun")
     pairs = eval_pairs(cfg, stores[cfg.full_views])
     if not pairs:
         raise BadInputError(f"benchmark: no queries to evaluate in {stores[cfg.full_views]}")
@@ -184,19 +239,20 @@ def run_seed(cfg: BenchmarkConfig, out: Path, console: Console | None = None, co
     base = evaluate(open_store(stores[cfg.full_views], "r"), pairs,
                     [ProjectionBaseline(FusionConfig(), name=BASELINE_LABEL)])
     evals[BASELINE_KEY] = base
-    rows[BASELINE_KEY] = base.rows[0].summary
+    rows[BASELINE_KEY] = row_summary(base)
     union = evaluate(open_store(stores[cfg.full_views], "r"), pairs,
                      [ProjectionBaseline(FusionConfig(vote_threshold=1e-6), name=UNION_LABEL)])
-    evals[UNION_KEY], rows[UNION_KEY], labels[UNION_KEY] = union, union.rows[0].summary, UNION_LABEL
+    evals[UNION_KEY], rows[UNION_KEY], labels[UNION_KEY] = union, row_summary(union), UNION_LABEL
     for variant in [v for v in VARIANTS if v.key in cfg.variants]:
         t0 = time.perf_counter()
         with console.status(f"Stage 2: training ({variant.key}) {variant.label}, {cfg.epochs} epochs"):
-            ckpt = run_variant(cfg, variant, stores[variant.views], out)
+            train_store = clean_store if variant.store == "clean" and clean_store else stores[variant.views]
+            ckpt = run_variant(cfg, variant, train_store, out)
         seconds[f"train {variant.key}"] = time.perf_counter() - t0
         method = NetworkMethod.from_checkpoint(variant.label, ckpt)
         res = evaluate(open_store(stores[variant.views], "r"), pairs, [method])
         evals[variant.key] = res
-        rows[variant.key] = res.rows[0].summary
+        rows[variant.key] = row_summary(res)
         labels[variant.key] = variant.label
         checkpoints[variant.key] = ckpt
         if variant.key == FULL_KEY:
@@ -204,7 +260,7 @@ def run_seed(cfg: BenchmarkConfig, out: Path, console: Console | None = None, co
 
             ev = evaluate(open_store(stores[variant.views], "r"), pairs,
                           [EvidenceFusionMethod(EVIDENCE_LABEL, method.predictor, checkpoint=ckpt)])
-            evals[EVIDENCE_KEY], rows[EVIDENCE_KEY], labels[EVIDENCE_KEY] = ev, ev.rows[0].summary, EVIDENCE_LABEL
+            evals[EVIDENCE_KEY], rows[EVIDENCE_KEY], labels[EVIDENCE_KEY] = ev, row_summary(ev), EVIDENCE_LABEL
         s = rows[variant.key]
         console.print(
             f"({variant.key}) {variant.label}: Acc@0.25 {100 * s['acc25']:.2f}  Acc@0.5 {100 * s['acc50']:.2f}  "
@@ -226,18 +282,29 @@ def run_seed(cfg: BenchmarkConfig, out: Path, console: Console | None = None, co
     return result
 
 
+def row_summary(res: EvalResult) -> dict[str, float]:
+    """A row's Acc@k / mIoU summary plus its IoU on the target points the views see / do not see."""
+    return {**res.rows[0].summary, **res.rows[0].seen_split}
+
+
 def ordered_keys(result: Any) -> list[str]:
-    """Row keys of a result (anything with ``rows``) in table order: (a), then the variants."""
-    order = [BASELINE_KEY, UNION_KEY, *[v.key for v in VARIANTS], EVIDENCE_KEY]
+    """Row keys of a result (anything with ``rows``) in table order: (a), (u), the label-free variants,
+    (t), then the bounds (k), (g)."""
+    bounds = [v.key for v in VARIANTS if v.store == "clean"]
+    order = [BASELINE_KEY, UNION_KEY, *[v.key for v in VARIANTS if v.key not in bounds], EVIDENCE_KEY, *bounds]
     return [k for k in order if k in result.rows]
 
+
+def finite(row: dict[str, float]) -> dict[str, float | None]:
+    """A row for JSON: NaN (a metric with no query to average, e.g. no unseen target point) as null."""
+    return {k: (None if v != v else v) for k, v in row.items()}
 
 
 def seed_dict(result: BenchmarkResult) -> dict[str, Any]:
     """One seed's rows, checkpoints and timings (``seed<s>/seed-results.json``)."""
     return {
         "config": asdict(result.config),
-        "rows": {k: {"label": result.labels[k], **result.rows[k]} for k in ordered_keys(result)},
+        "rows": {k: {"label": result.labels[k], **finite(result.rows[k])} for k in ordered_keys(result)},
         "checkpoints": result.checkpoints,
         "num_queries": result.num_queries,
         "seconds": result.seconds,

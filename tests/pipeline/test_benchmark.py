@@ -24,7 +24,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("bench")
     results = out / "RESULTS.md"
     results.write_text("# Results\n\nkept text\n")
-    args = ["--smoke", "--variants", "b,f", "--out", str(out / "work"), "--results", str(results)]
+    args = ["--smoke", "--variants", "b,f,k,g", "--out", str(out / "work"), "--results", str(results)]
     res = CliRunner(env={"COLUMNS": "200"}).invoke(benchmark_cmd, args)
     assert res.exit_code == 0, res.output + repr(res.exception)
     return out, res.output
@@ -33,17 +33,28 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def test_rows_are_scored_on_held_out_scenes_only(bench) -> None:
     out, output = bench
     data = json.loads((out / "work" / "benchmark-results.json").read_text())
-    assert list(data["rows"]) == ["a", "u", "b", "f", "t"] and list(data["per_seed"]) == ["1"]
+    assert list(data["rows"]) == ["a", "u", "b", "f", "t", "k", "g"] and list(data["per_seed"]) == ["1"]
     assert data["config"]["failures"] == {"preset": "lisa_like"}
     assert [c["difference"] for c in data["paired_ci"]] == [
         "(f) − (a) 2D projection only", "(f) − (u) 2D projection, union of the views", "(f) − (b) w/o Token-for-Query",
-        "(f) − (t) full + test-view evidence (beyond the paper)", "(t) − (a) 2D projection only"]
+        "(f) − (t) full + test-view evidence (beyond the paper)",
+        f"(f) − (k) {data['rows']['k']['label']}", f"(f) − (g) {data['rows']['g']['label']}",
+        "(t) − (a) 2D projection only"]
     rows = data["rows"]
+    # the ground-truth bound trained on the clean stand-in's store, with labels; scored like every row
+    assert "ground-truth 3D masks" in rows["g"]["label"] and "not label-free" in rows["g"]["label"]
+    assert (out / "work" / "seed1" / "store-k4-clean.zarr").is_dir()
+    for key, labels, store in (("g", "true", "store-k4-clean.zarr"), ("k", "false", "store-k4-clean.zarr"),
+                               ("f", "false", "store-k4.zarr"), ("b", "false", "store-k4.zarr")):
+        run = next((out / "work" / "seed1" / "runs").glob(f"{key}-*"))
+        assert f"with_labels: {labels}" in (run / "config.yaml").read_text(), key
+        assert Path(json.loads((run / "run-stamp.json").read_text())["store"]).name == store, key
+    assert {"seen_miou", "unseen_miou"} <= set(rows["f"])
     assert rows["u"]["label"] == "2D projection, union of the views" and "t" in rows
     assert data["config"]["protocol"] == "heldout" and data["num_queries"] > 0
     run_cfg = (out / "work" / "seed1" / "runs" / "f-full__4_views" / "config.yaml").read_text()
     assert "val_fraction: 0.3" in run_cfg and "limit_val_batches: 0" in run_cfg
-    for key in ("b", "f"):
+    for key in ("b", "f", "k", "g"):
         assert Path(data["per_seed"]["1"]["checkpoints"][key]).name == "last.ckpt"  # no ground-truth model selection
     assert "(f) full (4 views)" in output and "2D projection only" in output
 
@@ -81,3 +92,18 @@ def test_rerun_reuses_stores_and_runs(bench) -> None:
                               load_config(run / "config.yaml").data)
     scored = {s for s, _ in result.per_seed[0].evals["f"].pairs}
     assert scored == {s for s, _ in held} and not scored & {s for s, _ in train}
+
+
+def test_markdown_marks_g_as_not_label_free_and_has_seen_unseen_columns(bench) -> None:
+    out, output = bench
+    text = (out / "RESULTS.md").read_text()
+    assert "| Method | Acc@0.25 | Acc@0.5 | mIoU | mIoU seen | mIoU unseen | paper Acc@0.25 |" in text
+    g = [ln for ln in text.splitlines() if ln.startswith("| **(g)")]
+    assert len(g) == 1 and "not label-free" in g[0] and g[0].count("|") == 10
+    assert "**(g) also trains on ground-truth 3D masks and is not label-free**" in text
+    assert "| (k) clean pseudo-labels" in text and "Wall time:" in text and "wall time" in output
+    # the clean store holds exactly the failure model store's queries
+    from mllm3d.shared.store import open_store
+
+    seed = out / "work" / "seed1"
+    assert open_store(seed / "store-k4-clean.zarr").complete_pairs() == open_store(seed / "store-k4.zarr").complete_pairs()

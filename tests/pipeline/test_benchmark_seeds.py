@@ -38,3 +38,62 @@ def test_mean_std_over_seeds_and_ci_pooled_within_seeds():
     md = markdown(res)
     assert "| (a) 2D projection only | 25.00 ± 35.36 | 0.00 ± 0.00 | 20.00 ± 14.14 |" in md
     assert "(f) − (a) 2D projection only: +20.00 [+20.00, +20.00] (excludes 0)" in md
+
+
+def test_only_the_ground_truth_row_may_train_on_ground_truth(monkeypatch) -> None:
+    from mllm3d.pipeline import benchmark_seed
+    from mllm3d.shared.errors import BadInputError
+
+    cfg = replace(BenchmarkConfig(), variants=("f", "k", "g"))
+    benchmark_seed.check_ground_truth_use(cfg)  # the packaged recipes: only (g) uses labels
+    real = BenchmarkConfig.variant_config
+    # (f) pointed at the with-labels recipe: refused, naming the row
+    monkeypatch.setattr(BenchmarkConfig, "variant_config",
+                        lambda self, v: real(self, benchmark_seed.VARIANTS[[x.key for x in benchmark_seed.VARIANTS]
+                                                                           .index("g")]) if v.key == "f" else real(self, v))
+    with pytest.raises(BadInputError, match=r"row \(f\)"):
+        benchmark_seed.check_ground_truth_use(cfg)
+
+
+def test_feature_controls_reach_the_backend_config() -> None:
+    from mllm3d.pipeline.benchmark_seed import backend_config
+
+    assert backend_config(replace(BenchmarkConfig(), features="none"))["image_features"] is False
+    got = backend_config(replace(BenchmarkConfig(), features="random_instance"))
+    assert got["image_features"] is True and got["feature_model"] == "random_instance"
+    assert backend_config(BenchmarkConfig())["feature_model"] == "structured"
+
+
+def test_bounds_are_last_and_the_ground_truth_row_is_marked_not_label_free() -> None:
+    a = [0.1, 0.5, 0.6, 0.3]
+    res = _seed_result(1, {"a": a, "c": a, "f": a})
+    for key, label in (("k", "clean pseudo-labels"), ("g", "ground-truth 3D masks (upper bound, not label-free)")):
+        res.evals[key] = res.evals["f"]
+        res.rows[key] = {**res.rows["f"], "seen_miou": 0.4, "unseen_miou": 0.2}
+        res.labels[key] = label
+    text = markdown(SeedsResult(replace(BenchmarkConfig(), seeds=(1,), variants=("c", "f", "k", "g")), [res],
+                                "cmd", "d", "m", 1.0))
+    assert "mIoU seen" in text and "mIoU unseen" in text
+    lines = [ln for ln in text.splitlines() if ln.startswith("| (") or ln.startswith("| **(")]
+    assert lines[-1].startswith("| **(g) ground-truth 3D masks (upper bound, not label-free)**")
+    assert lines[-2].startswith("| (k)") and "| 40.00 | 20.00 |" in lines[-1]
+
+
+def test_none_features_write_no_image_features_and_the_clean_stand_in_has_no_failures(tmp_path) -> None:
+    from mllm3d.pipeline.benchmark_seed import backend_config, clean_backend_config
+    from mllm3d.pipeline.steps import synthetic_stage1
+    from mllm3d.shared.store import open_store
+    from mllm3d.stage1_pseudolabel.synthetic_backend import SyntheticBackendConfig
+
+    for features, stored in (("none", False), ("structured", True)):
+        cfg = replace(BenchmarkConfig(), features=features, seed=3)
+        store = synthetic_stage1(1, 3, tmp_path / f"{features}.zarr", 2, backend_config(cfg), None)
+        s = open_store(store)
+        pairs = s.complete_pairs()
+        assert pairs and all((s.read_query(*p).image_features is not None) == stored for p in pairs)
+    # explicit failure rates of the failure model cannot switch a failure on in the clean stand-in
+    cfg = replace(BenchmarkConfig(), failures={"preset": "lisa_like", "miss_rate": 0.5, "boundary_rate": 0.9})
+    clean = SyntheticBackendConfig.from_dict(clean_backend_config(cfg))
+    assert clean.preset == "clean" and clean.feature_model == "structured"
+    assert all(getattr(clean, n) == 0.0 for n in ("miss_rate", "hallucination_rate", "absent_hallucination_rate",
+                                                   "misread_rate", "boundary_rate", "partial_rate"))

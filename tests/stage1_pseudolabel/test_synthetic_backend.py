@@ -193,3 +193,54 @@ def test_embeddings_describe_the_segmented_object_across_scenes() -> None:
     # without attributes (real-data-like views) only the instance direction is used
     view.instance_attributes = None
     assert abs(float(emb(seg, "sA", 0) @ emb(seg, "sB", 0, "q2"))) < 0.3
+
+
+# ------------------------------------------------------------------ image features (docs/stand_in.md)
+def test_feature_basis_is_orthonormal_and_shared_by_scenes() -> None:
+    from mllm3d.stage1_pseudolabel.synthetic_features import VOCABULARY, basis, direction
+
+    q = basis(32, 5)
+    assert np.allclose(q.T @ q, np.eye(32), atol=1e-10)
+    dirs = np.stack([direction(32, 5, name) for name in VOCABULARY])
+    assert len(VOCABULARY) == 30 and np.allclose(dirs @ dirs.T, np.eye(30), atol=1e-10)
+    assert not np.allclose(basis(32, 6), q)  # another backend seed, another basis
+
+
+def test_surface_parts_on_a_generated_scene() -> None:
+    from mllm3d.shared.synthetic import generate_scene
+    from mllm3d.stage1_pseudolabel.synthetic_features import surface_parts
+
+    scene, _ = generate_scene("s0", 0)
+    for view in scene.views[:3]:
+        parts = surface_parts(view.depth, view.intrinsic, view.pose)
+        for i, name in scene.instance_labels.items():
+            m = view.instance_map == i
+            if name in ("floor", "wall") and m.sum() > 500:
+                share = float((parts[m] == (0 if name == "floor" else 2)).mean())
+                assert share > 0.9, (name, share)  # edges of the depth image mix surfaces
+
+
+def test_structured_features_in_the_backend_transfer_and_random_instance_does_not() -> None:
+    attrs = {0: ("chair", "red"), 1: ("chair", "red"), 2: ("table", "blue"), 3: ("lamp", "white"), 4: ("bed", "gray")}
+    base = {"seed": 0, "image_features": True, "feature_stride": 4, "feature_noise": 0.0}
+
+    def cell(model: str, scene: str, row: int, col: int) -> np.ndarray:
+        view = make_view(0)
+        view.instance_attributes = attrs
+        seg = build({**base, "feature_model": model})
+        f = seg.segment_view(view, queries(1, scene)).image_features[:, row, col]
+        return f / np.linalg.norm(f)
+
+    # cell (2, 2) is inside object 0 (a red chair), cell (2, 7) inside object 1 (a red chair), (6, 3) object 2
+    sims = {m: [float(cell(m, f"sA{j}", 2, 2) @ cell(m, f"sB{j}", 2, 7)) for j in range(30)]
+            for m in ("structured", "random_instance")}
+    # flat depth, identity pose: every pixel is the same part, so same category and colour -> 0.943 on average
+    assert np.mean(sims["structured"]) == pytest.approx(0.943, abs=0.03)
+    # negative control: the same category in two scenes is ~orthogonal (sd of a cosine in 32 dims ≈ 0.18)
+    assert abs(np.mean(sims["random_instance"])) < 0.1 and np.std(sims["random_instance"]) > 0.1
+    other = float(cell("structured", "sA", 2, 2) @ cell("structured", "sB", 6, 3))
+    assert other < 0.5  # red chair vs blue table
+    with pytest.raises(BadInputError, match="feature_model"):
+        build({**base, "feature_model": "clip"})
+    with pytest.raises(BadInputError, match="feature_weights"):
+        build({**base, "feature_weights": [1.0, 0.5]})
