@@ -1,17 +1,19 @@
-"""Per-scene lease files, so workers sharing a store do not do the same scene twice.
+"""Per-scene leases, so workers sharing a store do not do the same scene twice.
 
-A worker that starts a scene creates ``<store>/scenes/.lease-<scene_key>`` (JSON: host, pid,
-token, start time) with ``O_CREAT | O_EXCL`` and refreshes its mtime (the heartbeat) from a
-background thread while it works. Another worker skips a scene whose lease is held by a live
-owner; it takes the lease over (atomic ``os.replace`` of a new lease file, then a read-back of
-the token) when the owner is a dead process on the same host, or when the heartbeat is older
-than ``timeout_s`` (owner on another host, or hung).
+A worker that starts a scene takes an OS file lock (``filelock.FileLock``: ``flock(2)`` on Linux) on
+``<store>/scenes/.lease-<scene_key>`` without waiting, and writes who it is into the file (JSON: host,
+pid, token, start time) for messages. Another worker that cannot take the lock skips the scene. The
+kernel drops the lock when its holder exits for any reason (kill -9 included), so a lease never
+outlives its worker; a reused pid, clock skew or a missed heartbeat play no part. The lease file is
+unlinked (while still locked) when the scene is done; a file a killed worker left behind is not
+locked and is simply taken.
 
-Leases only avoid double work. Correctness never depends on them: every group is published by
-an atomic rename of a complete temporary directory, and the first rename wins (shared/store.py).
-On NFS (before v3 / some clients) ``O_EXCL`` creation and the read-back are racy, and clock skew
-between hosts shifts staleness; the worst case is two workers computing the same scene, with
-one of the two identical results discarded. See docs/reliability.md.
+Leases only avoid double work. Correctness never depends on them: every group is published by an
+atomic rename of a complete temporary directory, and the first rename wins (shared/store.py). On NFS
+the lock is an NFS lock (NLM for v3, in-protocol for v4; Linux maps flock to them since 2.6.12): held
+across hosts while the holder runs, freed by the server when a client's NFSv4 lease expires (~90 s)
+after a crash. With ``-o nolock`` (v3) locks are local to each client, so two hosts can take the same
+scene; the worst case is then one of two identical results discarded. See docs/stage1.md.
 """
 
 from __future__ import annotations
@@ -21,16 +23,19 @@ import os
 import re
 import shutil
 import socket
-import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from mllm3d.shared.store import TMP_PREFIX, TRASH_PREFIX, PseudoLabelStore, safe_key
 
 LEASE_PREFIX = ".lease-"
 _TMP_OWNER = re.compile(r"-(?P<pid>\d+)-(?P<rand>[0-9a-f]{8})$")
+# a contender that opened the file just before its holder unlinked it retries on the new file
+_ACQUIRE_TIMEOUT_S = 0.2
 
 
 def pid_alive(pid: int) -> bool:
@@ -48,7 +53,7 @@ def pid_alive(pid: int) -> bool:
 
 @dataclass(frozen=True)
 class LeaseInfo:
-    """Who holds a lease."""
+    """Who holds (or held) a lease: written into the lease file for messages, never trusted for locking."""
 
     host: str
     pid: int
@@ -62,133 +67,89 @@ class LeaseInfo:
     def to_json(self) -> str:
         return json.dumps({"host": self.host, "pid": self.pid, "token": self.token, "started": self.started})
 
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host}"
+
 
 def lease_path(store: PseudoLabelStore, scene_id: str) -> Path:
     return store.scenes_dir / f"{LEASE_PREFIX}{safe_key(scene_id)}"
 
 
-def read_lease(path: Path) -> tuple[LeaseInfo, float] | None:
-    """(owner, heartbeat mtime) of a lease file, or None if it does not exist or is unreadable."""
+def read_lease(path: Path) -> LeaseInfo | None:
+    """The owner written in a lease file, or None if it does not exist or is unreadable."""
     try:
-        mtime = path.stat().st_mtime
         d = json.loads(path.read_text(encoding="utf-8"))
-        return LeaseInfo(str(d["host"]), int(d["pid"]), str(d["token"]), float(d["started"])), mtime
+        return LeaseInfo(str(d["host"]), int(d["pid"]), str(d["token"]), float(d["started"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def stale_reason(
-    info: LeaseInfo | None, mtime: float, timeout_s: float, now: float | None = None
-) -> str | None:
-    """Why a lease may be taken over, or None while its owner is alive and its heartbeat recent."""
-    now = time.time() if now is None else now
-    if info is None:
-        return "unreadable lease file" if now - mtime > min(timeout_s, 5.0) else None
-    if info.host == socket.gethostname() and info.pid != os.getpid() and not pid_alive(info.pid):
-        return f"owner pid {info.pid} on this host is dead"
-    if now - mtime > timeout_s:
-        return f"heartbeat {now - mtime:.0f} s old (timeout {timeout_s:.0f} s)"
-    return None
 
 
 class SceneLease:
     """A lease on one scene; use :meth:`try_acquire`, then :meth:`release` (or ``with``)."""
 
-    def __init__(self, path: Path, timeout_s: float = 600.0, heartbeat_s: float = 30.0) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.timeout_s = float(timeout_s)
-        self.heartbeat_s = float(heartbeat_s)
         self.info = LeaseInfo.mine()
         self.held = False
-        self.lost = False
-        self.took_over: str | None = None  # the stale reason, when acquired by takeover
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.took_over: str | None = None  # whose left-behind lease file was taken, when there was one
+        self.holder: LeaseInfo | None = None  # who holds it, after a failed try_acquire (if it says)
+        self._previous: LeaseInfo | None = None
+        self._inode: tuple[int, int] | None = None  # (st_dev, st_ino) of the file we lock
+        self._lock = FileLock(self.path, timeout=_ACQUIRE_TIMEOUT_S, poll_interval=0.02, is_singleton=False,
+                              thread_local=False, on_acquired=self._write_info)
 
-    # ------------------------------------------------------------------ acquire / release
+    def _write_info(self, fd: int) -> None:
+        """Runs under the lock: remember a dead owner's record, then write ours."""
+        self._previous = None
+        try:
+            old = os.pread(fd, 4096, 0)
+            d = json.loads(old.decode("utf-8")) if old else None
+            if d:
+                self._previous = LeaseInfo(str(d["host"]), int(d["pid"]), str(d["token"]), float(d["started"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            self._previous = None
+        data = self.info.to_json().encode("utf-8")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+        os.fsync(fd)
+        st = os.fstat(fd)
+        self._inode = (st.st_dev, st.st_ino)
+
     def try_acquire(self) -> bool:
-        """Take the lease if it is free or stale; False if a live owner holds it."""
+        """Take the lease unless a running worker holds it (no waiting)."""
         try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return self._try_takeover()
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(self.info.to_json())
-            f.flush()
-            os.fsync(f.fileno())
-        return self._start()
-
-    def _try_takeover(self) -> bool:
-        current = read_lease(self.path)
-        if current is None:
-            try:
-                mtime = self.path.stat().st_mtime
-            except FileNotFoundError:  # released meanwhile: try a fresh create once
-                return self._create_once()
-            reason = stale_reason(None, mtime, self.timeout_s)
-        else:
-            reason = stale_reason(current[0], current[1], self.timeout_s)
-        if reason is None:
+            self._lock.acquire()
+        except Timeout:
+            self.holder = read_lease(self.path)
             return False
-        tmp = self.path.with_name(f"{self.path.name}.{self.info.token[:8]}.new")
-        tmp.write_text(self.info.to_json(), encoding="utf-8")
-        os.replace(tmp, self.path)  # atomic: the last of racing takers wins ...
-        time.sleep(0.05)
-        back = read_lease(self.path)  # ... and only the winner reads its own token back
-        if back is None or back[0].token != self.info.token:
-            return False
-        self.took_over = reason
-        return self._start()
-
-    def _create_once(self) -> bool:
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(self.info.to_json())
-        return self._start()
-
-    def _start(self) -> bool:
         self.held = True
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._beat, name=f"lease-{self.path.name}", daemon=True)
-        self._thread.start()
+        if self._previous is not None:
+            self.took_over = f"lease file left by {self._previous.describe()}, which holds no lock on it"
         return True
 
-    def still_mine(self) -> bool:
-        back = read_lease(self.path)
-        return back is not None and back[0].token == self.info.token
-
-    def refresh(self) -> bool:
-        """Touch the lease (heartbeat); False (and ``lost``) if someone else took it over."""
-        if not self.still_mine():
-            self.lost = True
+    @property
+    def lost(self) -> bool:
+        """Whether the lease file we lock is no longer the one at our path (deleted or replaced by hand)."""
+        if not self.held:
             return False
         try:
-            os.utime(self.path)
-        except FileNotFoundError:
-            self.lost = True
-            return False
-        return True
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.heartbeat_s):
-            if not self.refresh():
-                return
+            st = os.stat(self.path)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self._inode
 
     def release(self) -> None:
-        """Stop the heartbeat and remove the lease file if it is still ours."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
-        if self.held and self.still_mine():
-            try:
+        """Remove the lease file (while still locking it) and drop the lock."""
+        if not self.held:
+            return
+        try:
+            if not self.lost:
                 os.remove(self.path)
-            except FileNotFoundError:
-                pass
-        self.held = False
+        except FileNotFoundError:
+            pass
+        finally:
+            self._lock.release(force=True)
+            self.held = False
 
     def __enter__(self) -> SceneLease:
         return self
@@ -198,7 +159,7 @@ class SceneLease:
 
 
 def active_leases(store: PseudoLabelStore) -> list[Path]:
-    """Lease files present in the store (held or stale)."""
+    """Lease files present in the store (held, or left by a killed worker)."""
     if not store.scenes_dir.is_dir():
         return []
     return sorted(p for p in store.scenes_dir.iterdir() if p.name.startswith(LEASE_PREFIX))

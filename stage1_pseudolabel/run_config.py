@@ -45,8 +45,8 @@ class RunConfig:
     depth_abs_tol: float = 0.05  # visibility test of the scene correspondences (metres)
     depth_rel_tol: float = 0.0
     depth_border: int = 0
-    lease_timeout_s: float = 600.0  # a scene lease without heartbeat for this long is taken over
-    heartbeat_s: float = 30.0
+    # temporary groups of writers on other hosts older than this are removed (local ones: by pid)
+    lease_timeout_s: float = 600.0
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -66,10 +66,8 @@ class RunConfig:
             raise BadInputError(f"max_depth must be a number of metres > 0, got {self.max_depth!r}")
         if not 0.0 <= self.min_valid_depth <= 1.0:
             raise BadInputError(f"min_valid_depth must be in [0, 1], got {self.min_valid_depth}")
-        if self.heartbeat_s <= 0 or self.lease_timeout_s <= self.heartbeat_s:
-            raise BadInputError(
-                f"need 0 < heartbeat_s < lease_timeout_s, got {self.heartbeat_s} and {self.lease_timeout_s}"
-            )
+        if not self.lease_timeout_s > 0:
+            raise BadInputError(f"lease_timeout_s must be > 0, got {self.lease_timeout_s}")
         if not isinstance(self.backend_config, dict):
             raise BadInputError(f"backend_config must be a mapping, got {type(self.backend_config).__name__}")
 

@@ -119,9 +119,8 @@ class RunSummary:
                            "(see the skipped scenes below)")
         if self.scenes_leased:
             out.append(
-                f"skipped, leased by a live worker: {len(self.scenes_leased)} scenes {self.scenes_leased} "
-                "(if no other worker runs, the lease's pid was reused: delete scenes/.lease-<scene> and rerun, "
-                "or wait lease_timeout_s)"
+                f"skipped, leased by a running worker: {len(self.scenes_leased)} scenes {self.scenes_leased} "
+                "(another process holds the lock on scenes/.lease-<scene>; rerun once it has finished)"
             )
         if self.queries_lost_race:
             out.append(f"published first by another worker: {self.queries_lost_race} queries")
@@ -138,7 +137,7 @@ class RunSummary:
         if self.temporaries_removed:
             out.append(f"removed {self.temporaries_removed} leftover temporary groups of killed writers")
         if self.leases_taken_over:
-            out.append(f"took over {self.leases_taken_over} stale scene leases")
+            out.append(f"took over {self.leases_taken_over} scene leases left by killed workers")
         for f in self.failed:
             out.append(f"FAILED scene {f.scene_id}: {f.reason}")
         return out
@@ -458,7 +457,8 @@ def process_scene(
     for fi in sorted(by_frame):
         if lease is not None and lease.lost:
             raise StoreError(
-                f"scene {scene.scene_id}: lost the scene lease to another worker; stopping this scene"
+                f"scene {scene.scene_id}: the lease file {lease.path} was deleted or replaced while this worker "
+                "held it; stopping this scene"
             )
         qs = by_frame[fi]
         view = scene.views[fi]
@@ -595,10 +595,11 @@ def run_pseudolabels(
     queries_todo = sum(len(by_scene[s]) for s in todo_scenes)
     with RunProgress(cfg.progress, len(todo_scenes), queries_todo, console) as progress:
         for scene_id in todo_scenes:
-            lease = SceneLease(lease_path(store, scene_id), cfg.lease_timeout_s, cfg.heartbeat_s)
+            lease = SceneLease(lease_path(store, scene_id))
             if not lease.try_acquire():
                 summary.scenes_leased.append(scene_id)
-                progress.log(f"[yellow]scene {scene_id}: leased by a live worker, skipped")
+                who = f" ({lease.holder.describe()})" if lease.holder is not None else ""
+                progress.log(f"[yellow]scene {scene_id}: leased by a running worker{who}, skipped")
                 progress.query_done(len(by_scene[scene_id]))
                 progress.scene_done(scene_id)
                 continue

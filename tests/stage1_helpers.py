@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +95,24 @@ def start_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@contextlib.contextmanager
+def held_lease(path: Path) -> Iterator[subprocess.Popen]:
+    """Another process holding the scene lease at ``path`` (the OS lock) until the block ends or it is killed."""
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from mllm3d.stage1_pseudolabel.leases import SceneLease\n"
+        "lease = SceneLease(Path(sys.argv[1]))\n"
+        "print('held' if lease.try_acquire() else 'busy', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)

@@ -15,11 +15,11 @@ from mllm3d.shared.errors import StoreError
 from mllm3d.shared.scene import Query
 from mllm3d.shared.store import open_store
 from mllm3d.stage1_pseudolabel.cli import pseudolabel
-from mllm3d.stage1_pseudolabel.leases import LeaseInfo, lease_path
+from mllm3d.stage1_pseudolabel.leases import LeaseInfo, lease_path, pid_alive
 from mllm3d.stage1_pseudolabel.runner import run_pseudolabels
 from mllm3d.stage1_pseudolabel.synthetic_backend import build
 from mllm3d.stage1_pseudolabel.view_sampling import sample_views, usable_frames
-from tests.stage1_helpers import hidden_entries, run_config, snapshot, tiny_source
+from tests.stage1_helpers import held_lease, hidden_entries, run_config, snapshot, tiny_source
 
 
 @pytest.fixture(scope="module")
@@ -173,20 +173,55 @@ def test_mixed_segmenter_configs_are_refused(tmp_path: Path, source) -> None:
     assert s.ok and s.scenes_processed == 1
 
 
-def test_live_lease_is_skipped_and_dead_lease_taken_over(tmp_path: Path, source) -> None:
+def test_a_lease_held_by_a_running_worker_is_skipped_until_it_is_killed(tmp_path: Path, source) -> None:
     path = tmp_path / "s.zarr"
     run_pseudolabels(run_config(path, max_scenes=1), source=source)  # creates the store
     store = open_store(path)
-    live = LeaseInfo(socket.gethostname(), os.getppid(), "someone-else", 0.0)
-    lease_path(store, "synth_0001").write_text(live.to_json())
-    s = run_pseudolabels(run_config(path), source=source)
-    assert s.ok and s.scenes_leased == ["synth_0001"] and not store.has_scene("synth_0001")
-    assert any("leased by a live worker" in line for line in s.lines())
-    dead = LeaseInfo(socket.gethostname(), 2**22 + 4321, "killed", 0.0)
-    lease_path(store, "synth_0001").write_text(dead.to_json())
-    s = run_pseudolabels(run_config(path), source=source)
-    assert s.ok and s.leases_taken_over == 1 and store.has_scene("synth_0001")
+    with held_lease(lease_path(store, "synth_0001")) as holder:
+        s = run_pseudolabels(run_config(path), source=source)
+        assert s.ok and s.scenes_leased == ["synth_0001"] and not store.has_scene("synth_0001")
+        assert any("leased by a running worker" in line for line in s.lines())
+        holder.kill()  # kill -9: the kernel drops its lock, its lease file stays behind
+        holder.wait(timeout=30)
+        assert lease_path(store, "synth_0001").is_file()
+        s = run_pseudolabels(run_config(path), source=source)
+    assert s.ok and s.leases_taken_over == 1 and s.scenes_leased == [] and store.has_scene("synth_0001")
     assert hidden_entries(path) == []
+
+
+def test_a_dead_workers_lease_naming_a_reused_live_pid_does_not_block(tmp_path: Path, source) -> None:
+    """The lease file of a killed worker whose pid now belongs to a live unrelated process (our parent)."""
+    path = tmp_path / "s.zarr"
+    run_pseudolabels(run_config(path, max_scenes=1), source=source)
+    store = open_store(path)
+    reused = os.getppid()
+    assert reused > 1 and pid_alive(reused)
+    lease_path(store, "synth_0001").write_text(LeaseInfo(socket.gethostname(), reused, "killed", 0.0).to_json())
+    s = run_pseudolabels(run_config(path), source=source)
+    assert s.ok and s.scenes_leased == [] and s.leases_taken_over == 1
+    assert store.has_scene("synth_0001") and all(
+        store.has_query("synth_0001", q.query_id) for q in source.queries() if q.scene_id == "synth_0001")
+    assert any("left by killed workers" in line for line in s.lines())
+    assert hidden_entries(path) == []
+
+
+def test_a_lease_file_deleted_under_a_worker_stops_that_scene(tmp_path: Path, source) -> None:
+    """Deleting a held lease file by hand: the holder notices before its next frame (another worker may take it)."""
+    from mllm3d.stage1_pseudolabel.leases import SceneLease
+
+    path = tmp_path / "s.zarr"
+    run_pseudolabels(run_config(path, max_scenes=1), source=source)
+    lease = SceneLease(lease_path(open_store(path), "synth_0001"))
+    assert lease.try_acquire() and not lease.lost
+    lease.path.unlink()
+    assert lease.lost
+    other = SceneLease(lease.path)
+    assert other.try_acquire()  # a new file, a new lock
+    assert not other.lost and lease.lost
+    lease.release()
+    assert other.path.is_file()  # releasing the lost lease leaves the new holder's file alone
+    other.release()
+    assert not other.path.exists()
 
 
 def test_cli_writes_summary_and_fails_on_errors(tmp_path: Path) -> None:
