@@ -27,6 +27,7 @@ importable from here.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -131,7 +132,29 @@ def open_store(
                     f"{stored.get('config_hash')}), this run uses {segmenter.get('name')!r} (config hash {want}); "
                     "use another store, or pass --allow-mixed-segmenters"
                 )
+    if mode == "a" and attrs.get("schema_version", SCHEMA_VERSION) < SCHEMA_VERSION:
+        attrs = _upgrade_root(p, meta)
     return PseudoLabelStore(p, attrs, writable=(mode == "a"))
+
+
+def _upgrade_root(path: Path, meta: Path) -> dict[str, Any]:
+    """Raise an older store's root ``schema_version`` before new groups go in (atomic replace of its zarr.json).
+
+    Groups of every older version stay readable as they are; the bump makes an mllm3d that reads only the
+    older version refuse the store with its "upgrade mllm3d" message instead of misreading new groups."""
+    try:
+        doc = _read_json(meta)
+        old = doc["attributes"]["schema_version"]
+        doc["attributes"].update({"schema_version": SCHEMA_VERSION, "upgraded_from_schema": old})
+        tmp = meta.with_name(f"{TMP_PREFIX}zarr.json.{uuid.uuid4().hex[:8]}")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, meta)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(f"{meta}: could not raise the store's schema_version to {SCHEMA_VERSION}: {exc}") from exc
+    return dict(doc["attributes"])
 
 
 def _create_root(path: Path, segmenter: dict[str, Any] | None) -> None:

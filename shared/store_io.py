@@ -15,13 +15,52 @@ from mllm3d.shared.errors import StoreError
 from mllm3d.shared.zarr_direct import read_array
 
 
-def compressor() -> BloscCodec:
-    """blosc-zstd with bit shuffling: ~370x on smooth SAM-like masks (docs/store.md, "Size estimate")."""
-    return BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+def compressor(shuffle: str = "bitshuffle") -> BloscCodec:
+    """blosc-zstd, bit shuffling by default; bit-packed masks use ``shuffle="noshuffle"`` (docs/store.md)."""
+    return BloscCodec(cname="zstd", clevel=5, shuffle=shuffle)
+
+
+# Masks of schema version 2 are bit-packed along their last axis (np.packbits, bitorder "big"); the masks
+# array's attributes say so, so any Zarr reader can unpack them (docs/store.md, "Reading with plain zarr").
+PACKBITS_ATTR = "packbits"
+
+
+def compact_metadata() -> Any:
+    """Context in which zarr writes its zarr.json files without indentation (about half the bytes)."""
+    return zarr.config.set({"json_indent": None})
+
+
+def pack_masks(masks: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """(k,H,W) bool -> (k,H,ceil(W/8)) uint8 and the attribute that describes the packing."""
+    packed = np.packbits(np.asarray(masks, dtype=bool), axis=-1, bitorder="big")
+    return packed, {PACKBITS_ATTR: {"axis": 2, "bitorder": "big", "width": int(masks.shape[-1])}}
+
+
+def unpack_masks(data: np.ndarray, attrs: dict[str, Any], where: Path) -> np.ndarray:
+    """The (k,H,W) bool masks of a masks array: unpacked if its attributes say it is bit-packed."""
+    spec = attrs.get(PACKBITS_ATTR)
+    if spec is None:
+        if data.dtype != np.bool_:
+            raise StoreError(f"{where}: masks are {data.dtype} without a {PACKBITS_ATTR!r} attribute")
+        return data
+    try:
+        width, axis, order = int(spec["width"]), int(spec["axis"]), str(spec["bitorder"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"{where}: unreadable {PACKBITS_ATTR!r} attribute {spec!r}") from exc
+    if data.dtype != np.uint8 or data.ndim != 3 or axis != 2 or data.shape[2] != -(-width // 8):
+        raise StoreError(f"{where}: packed masks {data.dtype}{list(data.shape)} do not match {PACKBITS_ATTR} {spec}")
+    return np.unpackbits(data, axis=2, count=width, bitorder=order).view(np.bool_)
 
 
 
-def _write_array(group: zarr.Group, name: str, data: np.ndarray, chunks: tuple[int, ...] | None = None) -> None:
+def _write_array(
+    group: zarr.Group,
+    name: str,
+    data: np.ndarray,
+    chunks: tuple[int, ...] | None = None,
+    shuffle: str = "bitshuffle",
+    attributes: dict[str, Any] | None = None,
+) -> None:
     data = np.ascontiguousarray(data)
     arr = group.create_array(
         name,
@@ -30,10 +69,11 @@ def _write_array(group: zarr.Group, name: str, data: np.ndarray, chunks: tuple[i
         chunks=chunks if chunks is not None else tuple(max(1, s) for s in data.shape),
         # crc32c of the compressed chunk, checked on every read (zarr and mllm3d.shared.zarr_direct): a flipped
         # byte anywhere in a chunk file is an error naming the chunk, not silently different data
-        compressors=[compressor(), Crc32cCodec()],
+        compressors=[compressor(shuffle), Crc32cCodec()],
         # store all-fill-value chunks too (an all-False mask chunk is ~40 bytes), so that a chunk file that is
         # missing is known to be lost: zarr would otherwise read it back silently as the fill value
         config={"write_empty_chunks": True},
+        attributes=attributes,
     )
     if data.size:
         arr[...] = data
@@ -75,10 +115,11 @@ def _has_array(group_dir: Path, name: str) -> bool:
     return (group_dir / name / "zarr.json").is_file()
 
 
-def _load(group_dir: Path, name: str, all_chunks: bool = False) -> np.ndarray:
+def _load(group_dir: Path, name: str, all_chunks: bool = False, meta_out: dict[str, Any] | None = None) -> np.ndarray:
     """One whole array of a group: decoded directly when it has the store's own layout (mllm3d.shared.zarr_direct,
     ~10x less overhead than zarr for small arrays), else through zarr. A missing array is a KeyError; with
-    ``all_chunks`` (the group's ALL_CHUNKS_ATTR) a missing chunk file is a StoreError naming it."""
+    ``all_chunks`` (the group's ALL_CHUNKS_ATTR) a missing chunk file is a StoreError naming it. ``meta_out``
+    receives the array's metadata (its ``attributes`` at least)."""
     path = group_dir / name
     if path.parent != group_dir:  # a sub-group's array (correspondences/...): its group metadata must parse
         try:
@@ -88,13 +129,23 @@ def _load(group_dir: Path, name: str, all_chunks: bool = False) -> np.ndarray:
             raise StoreError(f"{path.parent}: unreadable group metadata: {exc}") from exc
     if not _has_array(group_dir, name):
         raise KeyError(f"array {name!r} missing")
-    data = read_array(path, all_chunks)
+    data = read_array(path, all_chunks, meta_out)
     if data is None:
         try:
-            data = np.asarray(zarr.open_array(str(path), mode="r")[...])
+            arr = zarr.open_array(str(path), mode="r")
+            if meta_out is not None:
+                meta_out["attributes"] = dict(arr.attrs)
+            data = np.asarray(arr[...])
         except Exception as exc:  # noqa: BLE001 - zarr reports a bad checksum/codec as ValueError/RuntimeError
             raise StoreError(f"{path}: corrupt array (zarr could not decode it): {type(exc).__name__}: {exc}") from exc
     return data
+
+
+def _load_masks(group_dir: Path, all_chunks: bool = False) -> np.ndarray:
+    """The (k,H,W) bool masks of a query group, bit-packed (schema 2) or stored as bool (schema 1)."""
+    meta: dict[str, Any] = {}
+    data = _load(group_dir, "masks", all_chunks, meta)
+    return unpack_masks(data, dict(meta.get("attributes") or {}), group_dir / "masks")
 
 
 def _require_complete(group_dir: Path, kind: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,10 +16,13 @@ from mllm3d.shared.store_base import StoreBase
 from mllm3d.shared.store_io import (
     _has_array,
     _load,
+    _load_masks,
     _read_json,
     _require_complete,
     _write_array,
+    compact_metadata,
     group_is_complete,
+    pack_masks,
 )
 from mllm3d.shared.store_keys import ALL_CHUNKS_ATTR, _fire
 from mllm3d.shared.store_records import QueryRecord
@@ -49,40 +53,8 @@ class QueryGroups(StoreBase):
             return False
         tmp = self._tmp_dir(final)
         try:
-            g = zarr.open_group(str(tmp), mode="w")
-            k = record.num_views
-            h, w = image_size
-            _write_array(g, "view_index", record.view_index.astype(np.int32), chunks=(max(k, 1),))
-            _write_array(g, "masks", record.masks.astype(bool), chunks=(1, h, w))
-            _fire("query.mid_write", f"{q.scene_id}/{q.query_id}")
-            _write_array(g, "seg_embeddings", record.seg_embeddings.astype(np.float16))
-            _write_array(g, "confidence", record.confidence.astype(np.float32), chunks=(max(k, 1),))
-            _write_array(g, "attention", record.attention.astype(np.float32), chunks=(max(k, 1),))
-            _write_array(g, "has_seg", record.has_seg.astype(bool), chunks=(max(k, 1),))
-            if record.attention_maps is not None:
-                am = record.attention_maps.astype(np.float16)
-                _write_array(g, "attention_maps", am, chunks=(1, *am.shape[1:]))
-            if record.image_features is not None:
-                f = record.image_features.astype(np.float16)
-                _write_array(g, "image_features", f, chunks=(1, *f.shape[1:]))
-            g.attrs.update(
-                {
-                    "scene_id": q.scene_id,
-                    "query_id": q.query_id,
-                    "text": q.text,
-                    "target_ids": None if q.target_ids is None else [int(t) for t in q.target_ids],
-                    "source": q.source,
-                    "kind": q.kind,
-                    "extra": q.extra,
-                    "view_seed": int(record.view_seed),
-                    **({"view_sampling": dict(record.view_sampling)} if record.view_sampling else {}),
-                    "segmenter": record.segmenter,
-                    "generated_text": list(record.generated_text),
-                    "written_at": time.time(),
-                    ALL_CHUNKS_ATTR: True,
-                }
-            )
-            g.attrs["complete"] = True  # last
+            with compact_metadata():
+                _fill_query_group(tmp, record, image_size)
             _fire("query.before_publish", f"{q.scene_id}/{q.query_id}")
             return self._publish(tmp, final, overwrite)
         except OSError as exc:
@@ -112,7 +84,7 @@ class QueryGroups(StoreBase):
                     extra=dict(a.get("extra") or {}),
                 ),
                 view_index=_load(d, "view_index", full),
-                masks=_load(d, "masks", full),
+                masks=_load_masks(d, full),
                 seg_embeddings=_load(d, "seg_embeddings", full).astype(np.float32),
                 confidence=_load(d, "confidence", full),
                 attention=_load(d, "attention", full),
@@ -148,3 +120,42 @@ class QueryGroups(StoreBase):
     def query_attrs(self, scene_id: str, query_id: str) -> dict[str, Any]:
         return _read_json(self.query_dir(scene_id, query_id) / "zarr.json")["attributes"]
 
+
+def _fill_query_group(tmp: Path, record: QueryRecord, image_size: tuple[int, ...]) -> None:
+    """Write the arrays and attributes of one query group into ``tmp``; ``complete`` last."""
+    q = record.query
+    g = zarr.open_group(str(tmp), mode="w")
+    k = record.num_views
+    h, w = image_size
+    _write_array(g, "view_index", record.view_index.astype(np.int32), chunks=(max(k, 1),))
+    packed, packing = pack_masks(record.masks)
+    _write_array(g, "masks", packed, chunks=(1, h, packed.shape[2]), shuffle="noshuffle", attributes=packing)
+    _fire("query.mid_write", f"{q.scene_id}/{q.query_id}")
+    _write_array(g, "seg_embeddings", record.seg_embeddings.astype(np.float16))
+    _write_array(g, "confidence", record.confidence.astype(np.float32), chunks=(max(k, 1),))
+    _write_array(g, "attention", record.attention.astype(np.float32), chunks=(max(k, 1),))
+    _write_array(g, "has_seg", record.has_seg.astype(bool), chunks=(max(k, 1),))
+    if record.attention_maps is not None:
+        am = record.attention_maps.astype(np.float16)
+        _write_array(g, "attention_maps", am, chunks=(1, *am.shape[1:]))
+    if record.image_features is not None:
+        f = record.image_features.astype(np.float16)
+        _write_array(g, "image_features", f, chunks=(1, *f.shape[1:]))
+    g.attrs.update(
+        {
+            "scene_id": q.scene_id,
+            "query_id": q.query_id,
+            "text": q.text,
+            "target_ids": None if q.target_ids is None else [int(t) for t in q.target_ids],
+            "source": q.source,
+            "kind": q.kind,
+            "extra": q.extra,
+            "view_seed": int(record.view_seed),
+            **({"view_sampling": dict(record.view_sampling)} if record.view_sampling else {}),
+            "segmenter": record.segmenter,
+            "generated_text": list(record.generated_text),
+            "written_at": time.time(),
+            ALL_CHUNKS_ATTR: True,
+        }
+    )
+    g.attrs["complete"] = True  # last

@@ -69,15 +69,18 @@ def _verified(chunk_file: Path, data: bytes) -> bytes:
     return body
 
 
-def read_array(path: Path, all_chunks: bool = False) -> np.ndarray | None:
+def read_array(path: Path, all_chunks: bool = False, meta_out: dict | None = None) -> np.ndarray | None:
     """The whole array stored at ``path`` (a folder with zarr.json), or None if it is not the store's layout.
 
     ``all_chunks``: the writer stored every chunk (the group's ``all_chunks_written``), so a missing chunk
-    file is a lost one and raises StoreError naming it instead of reading back as the fill value."""
+    file is a lost one and raises StoreError naming it instead of reading back as the fill value. ``meta_out``
+    (a dict) receives the parsed zarr.json, so a caller needs no second read for the array's attributes."""
     try:
         meta = json.loads((path / "zarr.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise StoreError(f"{path}: unreadable array metadata: {exc}") from exc
+    if meta_out is not None and isinstance(meta, dict):
+        meta_out.update(meta)
     layout = _layout(meta)
     if layout is None:
         return None

@@ -20,6 +20,7 @@ import zarr
 from mllm3d.pipeline.store_layout import unexpected_entries
 from mllm3d.shared.errors import StoreError
 from mllm3d.shared.store import ALL_CHUNKS_ATTR, STORE_FORMAT, TMP_PREFIX, key_matches, open_store, safe_key
+from mllm3d.shared.store_io import unpack_masks
 from mllm3d.shared.zarr_direct import read_array
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -61,7 +62,7 @@ SCENE_ARRAYS = [
 
 QUERY_ARRAYS = [
     ArraySpec("view_index", "int32", ("k",)),
-    ArraySpec("masks", "bool", ("k", "H", "W")),
+    ArraySpec("masks", "uint8|bool", ("k", "H", None)),  # bit-packed (schema 2) or bool (schema 1): _check_masks
     ArraySpec("seg_embeddings", "float16", ("k", None), finite=True),
     ArraySpec("confidence", "float32", ("k",), finite=True),
     ArraySpec("attention", "float32", ("k",), finite=True),
@@ -152,7 +153,7 @@ def _check_arrays(
             problems.append(Problem(where, f"cannot read/decode: {type(exc).__name__}: {exc}"))
             continue
         _report_missing_chunks(where, arr, group_dir / spec.name, all_chunks, problems)
-        if str(data.dtype) != spec.dtype:
+        if str(data.dtype) not in spec.dtype.split("|"):
             problems.append(Problem(where, f"dtype {data.dtype}, expected {spec.dtype}"))
         if data.ndim != len(spec.shape):
             problems.append(Problem(where, f"shape {data.shape}, expected {len(spec.shape)} dimensions"))
@@ -234,10 +235,24 @@ def _check_query(query_dir: Path, scene_attrs: dict[str, Any], problems: list[Pr
     ssz = scene_attrs.get("_sizes") or {}
     sizes = {k: v for k, v in (("H", ssz.get("H")), ("W", ssz.get("W"))) if v is not None}
     arrays = _check_arrays(query_dir, QUERY_ARRAYS, sizes, problems, attrs.get(ALL_CHUNKS_ATTR) is True)
+    if "masks" in arrays:
+        _check_masks(query_dir / "masks", arrays["masks"], ssz.get("W"), problems)
     vi = arrays.get("view_index")
     nv = ssz.get("V")
     if vi is not None and vi.size and nv is not None and (vi.min() < 0 or vi.max() >= nv):
         problems.append(Problem(f"{where}/view_index", f"values outside 0..{nv - 1}"))
+
+
+def _check_masks(array_dir: Path, data: np.ndarray, width: int | None, problems: list[Problem]) -> None:
+    """The masks' last axis: W bools (schema 1) or ceil(W/8) bytes with a matching ``packbits`` attribute."""
+    try:
+        attrs = dict(json.loads((array_dir / "zarr.json").read_text(encoding="utf-8")).get("attributes") or {})
+        unpacked = unpack_masks(data, attrs, array_dir)
+    except (OSError, ValueError, StoreError) as exc:
+        problems.append(Problem(str(array_dir), str(exc)))
+        return
+    if width is not None and unpacked.shape[-1] != width:
+        problems.append(Problem(str(array_dir), f"masks are {unpacked.shape[-1]} pixels wide, the scene's image is {width}"))
 
 
 def check_store(path: str | os.PathLike[str], progress: Progress | None = None) -> list[Problem]:

@@ -88,3 +88,22 @@ def test_empty_and_all_fill_chunks_keep_the_layout(tmp_path: Path) -> None:
     _write_array(g, "e", np.zeros((0, 3), np.float32))
     empty = read_array(tmp_path / "g" / "e")
     assert empty is not None and empty.shape == (0, 3), WHO
+
+
+def test_the_query_masks_array_is_bit_packed_and_read_directly(tmp_path: Path) -> None:
+    # the query group's masks: uint8 (k, H, ceil(W/8)), one chunk per view, blosc without shuffle, crc32c, and
+    # the packbits attribute readers unpack with; zarr_direct hands the attributes back with the data
+    store = build_toy_store(tmp_path / "toy.zarr")
+    sid, qid = store.complete_pairs()[0]
+    path = store.query_dir(sid, qid) / "masks"
+    meta = json.loads((path / "zarr.json").read_text())
+    assert meta["data_type"] == "uint8" and meta["shape"][2] == 4, f"{WHO}: masks {meta['data_type']} {meta['shape']}"
+    assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [1, *meta["shape"][1:]], WHO
+    assert [c["name"] for c in meta["codecs"]] == ["bytes", "blosc", "crc32c"], WHO
+    assert meta["codecs"][1]["configuration"]["shuffle"] == "noshuffle", f"{WHO}: {meta['codecs'][1]}"
+    assert meta["attributes"] == {"packbits": {"axis": 2, "bitorder": "big", "width": 32}}, WHO
+    got: dict = {}
+    packed = read_array(path, meta_out=got)
+    assert got["attributes"] == meta["attributes"]
+    assert np.array_equal(packed, np.asarray(zarr.open_array(str(path), mode="r")[...]))
+    assert np.array_equal(np.unpackbits(packed, axis=2, count=32).astype(bool), store.read_query(sid, qid).masks)
