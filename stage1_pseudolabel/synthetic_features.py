@@ -20,7 +20,7 @@ from mllm3d.stage1_pseudolabel.seeding import rng_for, unit_vector
 
 FEATURE_MODELS = ("structured", "random_instance")
 PARTS = ("up", "down", "side")
-# Names with a basis direction of their own (the synthetic generator's vocabulary; shared/synthetic_layout.py).
+# Names with a basis direction of their own (the synthetic generator's vocabulary; shared/synthetic_vocab.py).
 # Anything else (another generator's names) falls back to a seeded random unit vector.
 VOCABULARY: tuple[str, ...] = (
     "background", "wall", "floor", "ceiling", "window",

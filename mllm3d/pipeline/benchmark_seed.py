@@ -17,7 +17,7 @@ from mllm3d.pipeline.report import machine_summary
 from mllm3d.pipeline.steps import synthetic_stage1, train_or_reuse
 from mllm3d.shared.errors import BadInputError
 from mllm3d.shared.store import open_store
-from mllm3d.stage1_pseudolabel.synthetic_backend import PRESETS
+from mllm3d.stage1_pseudolabel.synthetic_config import PRESETS
 from mllm3d.stage2_train3d.fusion import FusionConfig
 
 
