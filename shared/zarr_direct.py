@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from pathlib import Path
 
 import google_crc32c
@@ -75,8 +76,10 @@ def read_array(path: Path, all_chunks: bool = False, meta_out: dict | None = Non
     ``all_chunks``: the writer stored every chunk (the group's ``all_chunks_written``), so a missing chunk
     file is a lost one and raises StoreError naming it instead of reading back as the fill value. ``meta_out``
     (a dict) receives the parsed zarr.json, so a caller needs no second read for the array's attributes."""
+    base = os.fspath(path)
     try:
-        meta = json.loads((path / "zarr.json").read_text(encoding="utf-8"))
+        with open(os.path.join(base, "zarr.json"), "rb") as f:
+            meta = json.loads(f.read())
     except (OSError, ValueError) as exc:
         raise StoreError(f"{path}: unreadable array metadata: {exc}") from exc
     if meta_out is not None and isinstance(meta, dict):
@@ -88,27 +91,37 @@ def read_array(path: Path, all_chunks: bool = False, meta_out: dict | None = Non
     fill = meta.get("fill_value", 0)
     if not isinstance(fill, (bool, int, float)):  # "NaN", "Infinity", ... : left to zarr
         return None
-    out = np.full(shape, fill, dtype=dtype)
-    if out.size == 0:
-        return out
+    if 0 in shape:
+        return np.full(shape, fill, dtype=dtype)
     grid = [range(-(-s // c)) for s, c in zip(shape, chunks, strict=True)]
+    single = shape == chunks  # one chunk holding the whole array: decoded in place, no copy
+    out = None if single else np.full(shape, fill, dtype=dtype)
     for idx in itertools.product(*grid):
-        chunk_file = path.joinpath("c", *map(str, idx))
+        chunk_file = os.path.join(base, "c", *map(str, idx))
         try:
-            data = chunk_file.read_bytes()
+            with open(chunk_file, "rb") as f:
+                data = f.read()
         except FileNotFoundError:
             if all_chunks:
                 raise StoreError(f"{chunk_file}: chunk file missing (lost: its group was written with every chunk); "
                                  "delete the group and rerun Stage 1 to rewrite it") from None
+            if single:
+                return np.full(shape, fill, dtype=dtype)
             continue  # never written: the fill value
         except OSError as exc:
             raise StoreError(f"{chunk_file}: unreadable chunk: {exc}") from exc
         if checksummed:
-            data = _verified(chunk_file, data)
+            data = _verified(Path(chunk_file), data)
         try:
-            block = np.frombuffer(_BLOSC.decode(data), dtype=dtype).reshape(chunks)
+            if out is None:  # the single chunk: decoded straight into the (writable) result
+                block = np.empty(chunks, dtype=dtype)
+                _BLOSC.decode(data, out=block)
+            else:
+                block = np.frombuffer(_BLOSC.decode(data), dtype=dtype).reshape(chunks)
         except Exception as exc:  # noqa: BLE001 - blosc reports corruption as RuntimeError/ValueError
             raise StoreError(f"{chunk_file}: corrupt chunk (blosc could not decode it to {chunks}): {exc}") from exc
+        if out is None:
+            return block
         sl = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(idx, chunks, shape, strict=True))
         out[sl] = block[tuple(slice(0, x.stop - x.start) for x in sl)]
     return out
