@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,13 @@ def build_config(
             backend_config[key] = value
     overrides = {k: v for k, v in options.items() if v is not None}
     return RunConfig.load(config_path, sets, backend_config=backend_config, **overrides)
+
+
+def _log_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: Any = None, line: str | None = None) -> None:
+    """Python warnings raised during a run become log records (one line each, no source excerpt)."""
+    name = "" if issubclass(category, UserWarning) else f"{category.__name__}: "
+    logging.getLogger("mllm3d.stage1_pseudolabel.runner").warning("%s%s", name, message)
 
 
 class _Terminated(BaseException):
@@ -146,7 +155,9 @@ def pseudolabel(
         cfg = build_config(config_path, backend_config_path, options)
         from mllm3d.stage1_pseudolabel.runner import run_pseudolabels
 
-        summary = run_pseudolabels(cfg, console=console)
+        with warnings.catch_warnings():
+            warnings.showwarning = _log_warning
+            summary = run_pseudolabels(cfg, console=console)
     except Mllm3dError as exc:
         raise click.ClickException(str(exc)) from exc
     except _Terminated:

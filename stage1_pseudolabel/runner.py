@@ -12,6 +12,7 @@ written, skipped and why.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import sys
 import time
@@ -48,6 +49,7 @@ from mllm3d.stage1_pseudolabel.mask_ops import (
 from mllm3d.stage1_pseudolabel.resume_check import refuse_changed_inputs, sampling_settings
 from mllm3d.stage1_pseudolabel.run_config import RunConfig
 from mllm3d.stage1_pseudolabel.segmenter import SegmentationResult, Segmenter, build_segmenter
+from mllm3d.stage1_pseudolabel.segmenter_record import SegmenterRecord, open_for_run, segmenter_identity
 from mllm3d.stage1_pseudolabel.sharding import Shard, resolve_shard, shard_scenes
 from mllm3d.stage1_pseudolabel.view_sampling import ViewChoice, sample_views, usable_frames
 
@@ -55,6 +57,8 @@ from mllm3d.stage1_pseudolabel.view_sampling import ViewChoice, sample_views, us
 # "scene.after_publish", "query.before_write", "query.after_publish". Nothing in the package listens;
 # the crash/resume tests install a hook (tests/fault_injection/).
 AUDIT_EVENT = "mllm3d.stage1.write"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -226,10 +230,6 @@ def expand_device(backend_config: dict[str, Any], env: Mapping[str, str] | None 
     return out
 
 
-def segmenter_identity(seg: Segmenter) -> dict[str, Any]:
-    return {"name": seg.name, "config": seg.config_dict()}
-
-
 # ---------------------------------------------------------------------------------------------- progress
 class RunProgress:
     """Rich progress for scenes and queries with views/s; silent when disabled."""
@@ -276,9 +276,6 @@ class RunProgress:
             rate = self.views / max(time.monotonic() - self.start, 1e-6)
             self.progress.update(self.queries, rate=f"{rate:.1f} views/s")
 
-    def log(self, message: str) -> None:
-        if self.progress is not None:
-            self.progress.console.print(message)
 
 
 # ---------------------------------------------------------------------------------------------- records
@@ -426,8 +423,11 @@ def process_scene(
     summary: RunSummary,
     progress: RunProgress,
     lease: SceneLease | None = None,
+    record: SegmenterRecord | None = None,
 ) -> None:
-    """Write the scene group (once) and every not-yet-complete query of one scene."""
+    """Write the scene group (once) and every not-yet-complete query of one scene.
+
+    ``record`` writes the run's segmenter into the store before its first query group."""
     depth_test = DepthTest(abs_tol=cfg.depth_abs_tol, rel_tol=cfg.depth_rel_tol, border=cfg.depth_border)
     if store_scene(store, scene, depth_test):
         summary.scene_groups_written += 1
@@ -494,6 +494,7 @@ def process_scene(
                     segmenter,
                     summary,
                     sampling_settings(cfg),
+                    record,
                 )
                 progress.query_done()
         # free the features of frames that no unwritten query uses
@@ -503,8 +504,7 @@ def process_scene(
     if segs and not pixels:
         msg = (f"scene {scene.scene_id}: all {segs} masks are empty once mapped to the depth frame: check the "
                "scene's colour/depth intrinsics (a principal point far outside the image?)")
-        warnings.warn(msg, stacklevel=2)
-        progress.log(f"[yellow]{msg}")
+        warnings.warn(msg, stacklevel=2)  # a data warning API callers can catch; the CLI logs it
 
 
 def _write_one(
@@ -517,10 +517,13 @@ def _write_one(
     segmenter: Segmenter,
     summary: RunSummary,
     sampling: dict[str, Any] | None = None,
+    segmenter_record: SegmenterRecord | None = None,
 ) -> None:
     record = assemble_record(query, choice, results, features, image_size, segmenter)
     record.view_sampling = dict(sampling or {})
     sys.audit(AUDIT_EVENT, "query.before_write", f"{query.scene_id}/{query.query_id}")
+    if segmenter_record is not None:
+        segmenter_record.before_query_write()
     if store.write_query(record):
         summary.queries_written += 1
         sys.audit(AUDIT_EVENT, "query.after_publish", f"{query.scene_id}/{query.query_id}")
@@ -587,9 +590,9 @@ def run_pseudolabels(
         if segmenter is not None
         else build_segmenter(cfg.backend, expand_device(cfg.backend_config))
     )
-    store = open_store(
-        cfg.store, "a", segmenter=segmenter_identity(seg), allow_mixed_segmenters=cfg.allow_mixed_segmenters
-    )
+    identity = segmenter_identity(seg)
+    store, pending = open_for_run(cfg.store, identity, cfg.allow_mixed_segmenters)
+    record = SegmenterRecord(store, identity, pending)
     summary.temporaries_removed += len(remove_dead_temporaries(store, cfg.lease_timeout_s))
 
     queries_todo = sum(len(by_scene[s]) for s in todo_scenes)
@@ -599,12 +602,13 @@ def run_pseudolabels(
             if not lease.try_acquire():
                 summary.scenes_leased.append(scene_id)
                 who = f" ({lease.holder.describe()})" if lease.holder is not None else ""
-                progress.log(f"[yellow]scene {scene_id}: leased by a running worker{who}, skipped")
+                log.warning("scene %s: leased by a running worker%s, skipped", scene_id, who)
                 progress.query_done(len(by_scene[scene_id]))
                 progress.scene_done(scene_id)
                 continue
             try:
                 if lease.took_over:
+                    log.info("scene %s: took over the %s", scene_id, lease.took_over)
                     summary.leases_taken_over += 1
                     summary.temporaries_removed += len(remove_dead_temporaries(store, cfg.lease_timeout_s))
                 if store.has_scene(scene_id) and all(
@@ -615,7 +619,7 @@ def run_pseudolabels(
                     progress.query_done(len(by_scene[scene_id]))
                     continue
                 scene = source.load(scene_id)
-                process_scene(store, scene, by_scene[scene_id], seg, cfg, summary, progress, lease)
+                process_scene(store, scene, by_scene[scene_id], seg, cfg, summary, progress, lease, record)
                 summary.scenes_processed += 1
             except (KeyboardInterrupt, SystemExit):
                 raise
@@ -626,7 +630,7 @@ def run_pseudolabels(
                     if tb:
                         reason += f" (at {tb[-1].filename}:{tb[-1].lineno})"
                 summary.failed.append(SceneFailure(scene_id, reason))
-                progress.log(f"[red]scene {scene_id} failed: {reason}")
+                log.error("scene %s failed: %s", scene_id, reason)
             finally:
                 lease.release()
                 progress.scene_done(scene_id)

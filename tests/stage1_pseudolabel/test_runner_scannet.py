@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from mllm3d.shared.annotations import save_queries
-from mllm3d.shared.errors import BadInputError
+from mllm3d.shared.errors import BadInputError, StoreError
 from mllm3d.shared.geometry import compute_correspondences
 from mllm3d.shared.scene import Query, Scene, View
 from mllm3d.shared.scene_store import store_scene
@@ -231,3 +231,40 @@ def test_runner_maps_masks_with_the_colour_intrinsics(tmp_path: Path) -> None:
     record = assemble_record(Query("fake_0000", "q0", "x"), ViewChoice(np.array([0, 1], np.int32), 0), results,
                              {}, DEPTH_HW, RectSegmenter(), views=dict(enumerate(views)))
     assert all(np.array_equal(m, expected) for m in record.masks)
+
+
+# ---------------------------------------------------------------------------------------------- segmenter record
+def test_a_synthetic_run_refused_on_a_real_scene_does_not_bind_the_store_to_it(tmp_path: Path) -> None:
+    """The synthetic backend needs instance maps: on a ScanNet scene it fails after the scene group is written.
+    The store must then take another backend's run, and be bound to that one once it has written queries."""
+    d = fake_scene(tmp_path / "scans", name="scene0001_00", frames=(0, 10, 20))
+    qs = [Query("scene0001_00", "q0", "the wall", target_ids=[1])]
+    path = tmp_path / "s.zarr"
+    s = run_pseudolabels(run_config(path, source=f"scannet:{d}", views="all"), queries=qs)
+    assert not s.ok and "only runs on synthetic scenes" in s.failed[0].reason
+    store = open_store(path)
+    assert store.has_scene("scene0001_00") and store.complete_pairs() == []
+    assert "segmenter" not in store.attrs  # nothing labelled, nothing recorded
+    s = run_pseudolabels(run_config(path, source=f"scannet:{d}", views="all"), queries=qs, segmenter=RectSegmenter())
+    assert s.ok and s.queries_written == 1, s.lines()
+    assert open_store(path).attrs["segmenter"]["name"] == "rect"
+    # now bound: the synthetic backend (another segmenter) is refused as before
+    with pytest.raises(StoreError, match="allow-mixed-segmenters"):
+        run_pseudolabels(run_config(path, source=f"scannet:{d}", views="all"),
+                         queries=[Query("scene0001_00", "q1", "the floor", target_ids=[1])])
+
+
+def test_a_segmenter_record_without_query_groups_is_replaced(tmp_path: Path) -> None:
+    """A store recorded by an earlier version at creation, whose run then failed before any query group."""
+    from mllm3d.stage1_pseudolabel.segmenter_record import record_segmenter
+
+    d = fake_scene(tmp_path / "scans", name="scene0001_00", frames=(0, 10, 20))
+    path = tmp_path / "s.zarr"
+    store = open_store(path, "a")
+    record_segmenter(store, {"name": "synthetic", "config": {"seed": 0}})
+    assert open_store(path).attrs["segmenter"]["name"] == "synthetic"
+    s = run_pseudolabels(run_config(path, source=f"scannet:{d}", views="all"),
+                         queries=[Query("scene0001_00", "q0", "the wall")], segmenter=RectSegmenter())
+    assert s.ok and s.queries_written == 1
+    rec = open_store(path).attrs["segmenter"]
+    assert rec["name"] == "rect" and rec["config"] == {}
