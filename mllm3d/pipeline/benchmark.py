@@ -1,8 +1,9 @@
 """``mllm3d benchmark`` / ``make eval``: the paper's ablation table on a controlled synthetic benchmark.
 
 A fixed, seeded set of synthetic scenes and queries; Stage 1 with the ``synthetic`` stand-in backend at
-stated failure rates, once per view count (2, 4, 8 views per query); Stage 2 trained for the full
-method and each ablation, where each variant differs from the full method in exactly one setting:
+stated failure rates, once per view count the rows need (4; 2 and 8 for (d), (e)), and once with every
+failure off for the bound rows; Stage 2 trained for the full method and each ablation, where each variant
+differs from the full method in exactly one setting (default rows: a, u, b, c, f, t, k, g):
 
 ====  ==========================  ===================================================
 row   variant                     difference from (f)
@@ -15,6 +16,8 @@ row   variant                     difference from (f)
 (f)   full (4 views)              —
 (+)   w/o view filtering          ``fusion.view_filter=false`` (not in the paper's table)
 (p)   paper-literal L_spatial     ``loss.spatial_form=paper`` (trainable W_img with bias; on request only)
+(k)   clean pseudo-labels         trained on the clean stand-in's store (bound)
+(g)   + ground-truth 3D masks     (k) plus BCE on ground-truth masks: **not label-free** (upper bound)
 ====  ==========================  ===================================================
 
 Seeds: every seed (default 1, 2, 3; ``--quick``: the first only) draws its own scenes
@@ -306,7 +309,8 @@ def result_dict(result: SeedsResult) -> dict[str, Any]:
 @click.option("--protocol", type=click.Choice(["transductive", "heldout"]), default=None,
               help="Score held-out scenes only (heldout) or the training scenes too (transductive).")
 @click.option("--config-dir", default=None, help="Directory of the variant training YAMLs [configs/train].")
-@click.option("--variants", default=None, help="Comma-separated subset of rows to train: b,c,d,e,f,+ (default) and p.")
+@click.option("--variants", default=None,
+              help="Comma-separated rows to train [b,c,f,k,g]; also d, e (2 / 8 views), + and p.")
 def benchmark_cmd(
     out: Path,
     results: Path | None,

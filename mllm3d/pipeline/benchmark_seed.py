@@ -79,7 +79,9 @@ class BenchmarkConfig:
     features: str = "structured"  # the stand-in's image features for L_spatial: structured | random_instance | none
     config_dir: str = ""  # where the variant YAMLs live ("" = the packaged recipes, mllm3d/configs/train)
     train_overrides: tuple[str, ...] = BENCH_TRAIN
-    epochs: int = 12
+    # 6 epochs x 5 variants: one seed ~16 min on a free core (measured: Stage 1 of 40 scenes 177 s and 2 epochs of
+    # (f) 81 s on a shared, loaded CPU at 57 % of a core); 3 seeds ~50 min, under make eval's 90 min
+    epochs: int = 6
     protocol: str = "heldout"  # heldout | transductive
     variants: tuple[str, ...] = ("b", "c", "f", "k", "g")  # d, e (k = 2 / 8 stores), +, p on request
 

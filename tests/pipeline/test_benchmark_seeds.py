@@ -97,3 +97,19 @@ def test_none_features_write_no_image_features_and_the_clean_stand_in_has_no_fai
     assert clean.preset == "clean" and clean.feature_model == "structured"
     assert all(getattr(clean, n) == 0.0 for n in ("miss_rate", "hallucination_rate", "absent_hallucination_rate",
                                                    "misread_rate", "boundary_rate", "partial_rate"))
+
+
+def test_default_budget_has_three_seeds_and_100_held_out_queries_per_seed() -> None:
+    from mllm3d.pipeline.benchmark_seed import full_variant, train_overrides
+    from mllm3d.shared.synthetic import SyntheticSource
+    from mllm3d.stage2_train3d.config import load_config
+    from mllm3d.stage2_train3d.datamodule import split_pairs
+
+    cfg = BenchmarkConfig()
+    assert len(cfg.seeds) >= 3 and 0 not in cfg.seeds and BenchmarkConfig.quick().seeds == cfg.seeds[:1]
+    for seed in cfg.seeds:
+        run = replace(cfg, seed=seed)
+        data = load_config(run.variant_config(full_variant()), train_overrides(run, full_variant())).data
+        pairs = [(q.scene_id, q.query_id) for q in SyntheticSource(cfg.num_scenes, seed).queries()]
+        held = split_pairs(pairs, data)[1]
+        assert len(held) >= 100, (seed, len(held))
