@@ -59,6 +59,9 @@ FILE_PATTERNS: tuple[tuple[str, str], ...] = (
 )
 
 
+MAX_OBJECT_ID = 2**31 - 1  # instance ids are stored as int32
+
+
 class _Ctx:
     """Where a record came from, for error messages."""
 
@@ -98,12 +101,16 @@ def _scene(rec: dict, keys: tuple[str, ...], ctx: _Ctx, i: int) -> str:
 
 
 def _int(value: Any, ctx: _Ctx, i: int, field: str) -> int:
+    """An object id: an int (or integral float / numeric string) in 0..2**31-1; booleans are refused."""
     try:
-        if isinstance(value, float) and not value.is_integer():
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError
-        return int(str(value).strip()) if not isinstance(value, (int, float)) else int(value)
-    except (TypeError, ValueError):
+        out = int(str(value).strip()) if not isinstance(value, (int, float)) else int(value)
+    except (TypeError, ValueError, OverflowError):
         raise ctx.fail(i, f"{field} must be an integer object id, got {value!r}") from None
+    if not 0 <= out <= MAX_OBJECT_ID:
+        raise ctx.fail(i, f"{field}: object id {value!r} is outside 0..{MAX_OBJECT_ID}")
+    return out
 
 
 def _targets(rec: dict, keys: tuple[str, ...], ctx: _Ctx, i: int, allow_scalar: bool = True) -> list[int]:
@@ -258,7 +265,7 @@ def _source_name(path: Path, fmt: str) -> str:
 
 def _load_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise BadInputError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -268,7 +275,7 @@ def _load_json(path: Path) -> Any:
 def _load_jsonl(path: Path) -> list[Any]:
     out = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInputError(f"{path}: cannot read: {exc}") from None
     for n, line in enumerate(lines, start=1):
@@ -284,7 +291,7 @@ def _load_jsonl(path: Path) -> list[Any]:
 def _load_csv(path: Path) -> list[dict]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             rows = list(csv.DictReader(f))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise BadInputError(f"{path}: cannot read CSV: {exc}") from None

@@ -197,9 +197,12 @@ class LazyViews(Sequence[View]):
 def _intrinsics(scene_dir: Path, depth_hw: tuple[int, int], color_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """(depth 3x3, color 3x3); a missing one is replaced by the other only when the sizes match."""
     files = {k: scene_dir / "intrinsic" / f"intrinsic_{k}.txt" for k in ("depth", "color")}
-    mats = {
-        k: check_intrinsic(read_matrix(p, f"{k} intrinsic"), str(p)) for k, p in files.items() if p.is_file()
-    }
+    try:
+        mats = {
+            k: check_intrinsic(read_matrix(p, f"{k} intrinsic"), str(p)) for k, p in files.items() if p.is_file()
+        }
+    except BadInputError as exc:  # one line: the matrix in the message is printed over several
+        raise BadInputError(" ".join(str(exc).split())) from None
     if not mats:
         raise BadInputError(f"{files['depth']}: missing (and {files['color'].name} too): no camera intrinsics")
     for k, other in (("depth", "color"), ("color", "depth")):
@@ -336,10 +339,12 @@ def load_instances(
 ) -> tuple[np.ndarray, dict[int, str]]:
     """Per-vertex instance ids (int32, -1 = none) and labels from ScanNet aggregation + segs files."""
     try:
-        agg = json.loads(aggregation.read_text())
-        seg_indices = np.asarray(json.loads(segs.read_text())["segIndices"], dtype=np.int64)
-    except (OSError, ValueError, KeyError) as exc:
+        agg = json.loads(aggregation.read_text(encoding="utf-8-sig"))
+        seg_indices = np.asarray(json.loads(segs.read_text(encoding="utf-8-sig"))["segIndices"], dtype=np.int64)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BadInputError(f"{aggregation} / {segs}: cannot read instances: {exc}") from None
+    if not isinstance(agg, dict):
+        raise BadInputError(f"{aggregation}: expected a JSON object with segGroups, got {type(agg).__name__}")
     if seg_indices.shape != (num_vertices,):
         raise BadInputError(f"{segs}: {seg_indices.shape[0]} segIndices for a mesh of {num_vertices} vertices")
     groups = agg.get("segGroups")
@@ -347,15 +352,30 @@ def load_instances(
         raise BadInputError(f"{aggregation}: no segGroups list")
     seg_to_obj: dict[int, int] = {}
     labels: dict[int, str] = {}
+    shared: set[int] = set()
     for n, g in enumerate(groups):
         try:
-            oid = int(g.get("objectId", g.get("id")))
-            segments = [int(s) for s in g.get("segments", [])]
+            raw = g.get("objectId", g.get("id"))
+            if isinstance(raw, bool):
+                raise ValueError(f"objectId {raw!r}")
+            oid = int(raw)
+            raw_segments = g.get("segments", [])
+            if not isinstance(raw_segments, list):  # a string would be read digit by digit
+                raise TypeError(f"segments {raw_segments!r} is not a list")
+            segments = [int(s) for s in raw_segments]
         except (TypeError, ValueError, AttributeError) as exc:
             raise BadInputError(f"{aggregation}: segGroups[{n}]: objectId and segments must be integers ({exc})") from None
+        if not 0 <= oid <= 2**31 - 1:
+            raise BadInputError(f"{aggregation}: segGroups[{n}]: objectId {oid} is outside 0..2**31-1 (-1 means none)")
+        if oid in labels:
+            raise BadInputError(f"{aggregation}: segGroups[{n}]: objectId {oid} appears twice")
         labels[oid] = str(g.get("label", ""))
         for s in segments:
-            seg_to_obj[s] = oid
+            if seg_to_obj.setdefault(s, oid) != oid:
+                shared.add(s)
+    if shared:
+        warnings.warn(f"{aggregation}: {len(shared)} segments belong to two objects (e.g. {sorted(shared)[:5]}); "
+                      "the first object keeps them", stacklevel=2)
     uniq, inverse = np.unique(seg_indices, return_inverse=True)
     lut = np.array([seg_to_obj.get(int(s), -1) for s in uniq], dtype=np.int32)
     unknown = sorted(set(seg_to_obj) - {int(s) for s in uniq})
