@@ -67,6 +67,7 @@ from mllm3d.pipeline.benchmark_seed import (  # re-exported: the benchmark's pub
     seed_dict,
     train_overrides,
 )
+from mllm3d.pipeline.benchmark_targets import target_checks
 from mllm3d.pipeline.report import machine_summary, update_section
 from mllm3d.pipeline.stats import PairedCI, mean_std, paired_bootstrap
 from mllm3d.shared.errors import Mllm3dError
@@ -273,6 +274,8 @@ def markdown(result: SeedsResult) -> str:
     lines += ["", "Directions of the paper's Table 4, checked on the seed-mean mIoU:", ""]
     for text, ok in direction_checks(result):
         lines.append(f"- {'same as the paper' if ok else '**differs from the paper**'}: {text}")
+    lines += ["", "Targets (issue 12):", ""]
+    lines += [f"- {'met' if ok else '**not met**'}: {text}" for text, ok in target_checks(result)]
     return "\n".join(lines) + "\n"
 
 
@@ -354,6 +357,8 @@ def benchmark_cmd(
         console.print(f"{text}: {ci.text()} mIoU points (95 % CI)")
     for text, ok in direction_checks(result):
         console.print(("[green]same as the paper[/green]: " if ok else "[red]differs from the paper[/red]: ") + text)
+    for text, ok in target_checks(result):
+        console.print(("[green]target met[/green]: " if ok else "[red]target not met[/red]: ") + text)
     console.print(f"wall time {result.seconds / 60:.1f} min")
     (out / "benchmark.md").write_text(markdown(result))
     console.print(f"results: {out / 'benchmark-results.json'}, {out / 'benchmark.md'}")

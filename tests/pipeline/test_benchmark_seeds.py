@@ -113,3 +113,22 @@ def test_default_budget_has_three_seeds_and_100_held_out_queries_per_seed() -> N
         pairs = [(q.scene_id, q.query_id) for q in SyntheticSource(cfg.num_scenes, seed).queries()]
         held = split_pairs(pairs, data)[1]
         assert len(held) >= 100, (seed, len(held))
+
+
+def test_target_lines_on_hand_made_results(tmp_path) -> None:
+    from mllm3d.pipeline.benchmark_targets import last_local_cos, target_checks
+
+    s1 = _seed_result(1, {"a": [0.2, 0.4], "c": [0.2, 0.4], "f": [0.3, 0.5]})
+    s2 = _seed_result(2, {"a": [0.0, 0.2], "c": [0.4, 0.2], "f": [0.3, 0.5]})
+    res = SeedsResult(replace(BenchmarkConfig(), seeds=(1, 2), variants=("c", "f")), [s1, s2], "cmd", "d", "m", 5.0)
+    checks = target_checks(res)
+    assert [ok for _, ok in checks] == [True, True, True]  # CI [+20, +20]; best (f) 40 − (a) 20 = +20; 0.1 min
+    assert "best label-free row (f) − (a) = +20.00" in checks[1][0] and "< 90 min" in checks[2][0]
+    run = tmp_path / "run"
+    (run / "logs" / "version_0").mkdir(parents=True)
+    (run / "logs" / "version_0" / "metrics.csv").write_text(
+        "epoch,train/local_cos,step\n0,0.35,9\n0,,10\n1,0.61,19\n")
+    assert last_local_cos(str(run / "checkpoints" / "last.ckpt")) == pytest.approx(0.61)
+    s1.checkpoints["f"] = str(run / "checkpoints" / "last.ckpt")
+    line = [t for t, _ in target_checks(res) if "local_cos" in t]
+    assert line == ["(f) collapse diagnostic train/local_cos at the end 0.610 (max over seeds) < 0.75"]
