@@ -29,9 +29,9 @@ from mllm3d.pipeline.render import highlight_colors
 from mllm3d.shared.errors import BadInputError, Mllm3dError
 from mllm3d.shared.scene import Query, Scene, SceneSource
 from mllm3d.shared.store import QueryRecord
-from mllm3d.stage1_pseudolabel.runner import assemble_record
-from mllm3d.stage1_pseudolabel.segmenter import SegmentationResult, Segmenter
-from mllm3d.stage1_pseudolabel.view_sampling import parse_views, sample_views, usable_frames
+from mllm3d.stage1_pseudolabel.segment_loop import segment_one_query
+from mllm3d.stage1_pseudolabel.segmenter import Segmenter
+from mllm3d.stage1_pseudolabel.view_sampling import parse_views
 from mllm3d.stage2_train3d.fusion import FusionConfig, query_weights
 
 
@@ -108,25 +108,9 @@ def run_stage1_for_query(
     seed: int = 0,
     min_valid_depth: float = 0.1,
 ) -> QueryRecord:
-    """Stage 1 for one query: k seeded views, the backend on each, masks mapped onto the depth grid."""
-    usable = usable_frames(scene.views, min_valid_depth)
-    if len(usable) == 0:
-        raise BadInputError(f"scene {scene.scene_id}: no frame has a valid pose and enough valid depth")
-    choice = sample_views(usable, views, seed, scene.scene_id, query.query_id)
-    results: dict[int, SegmentationResult] = {}
-    features: dict[int, np.ndarray | None] = {}
-    for i in choice.view_index:
-        view = scene.views[int(i)]
-        out = segmenter.segment_view(view, [query])
-        if len(out.results) != 1:
-            raise BadInputError(f"backend {segmenter.name}: {len(out.results)} results for 1 query")
-        results[int(i)] = out.results[0]
-        features[int(i)] = out.image_features
-    sizes = {scene.views[int(i)].depth_size for i in choice.view_index}
-    if len(sizes) != 1:
-        raise BadInputError(f"scene {scene.scene_id}: the sampled views have different depth sizes {sorted(sizes)}")
-    views_used = {int(i): scene.views[int(i)] for i in choice.view_index}
-    return assemble_record(query, choice, results, features, sizes.pop(), segmenter, views=views_used)
+    """Stage 1 for one query: k seeded views, the backend on each, masks mapped onto the depth grid
+    (the runner's own per-query loop, :func:`mllm3d.stage1_pseudolabel.segment_loop.segment_one_query`)."""
+    return segment_one_query(scene, query, segmenter, views, seed, min_valid_depth)
 
 
 def predict_query(
