@@ -30,6 +30,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from mllm3d.shared.errors import StoreError
 from mllm3d.shared.store import TMP_PREFIX, TRASH_PREFIX, PseudoLabelStore, safe_key
 
 LEASE_PREFIX = ".lease-"
@@ -122,6 +123,8 @@ class SceneLease:
         except Timeout:
             self.holder = read_lease(self.path)
             return False
+        except OSError as exc:  # no flock on this filesystem, read-only store, a folder at the path, ...
+            raise StoreError(f"{self.path}: cannot take the scene lease (an OS file lock): {exc}") from exc
         self.held = True
         if self._previous is not None:
             self.took_over = f"lease file left by {self._previous.describe()}, which holds no lock on it"

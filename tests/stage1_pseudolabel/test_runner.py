@@ -272,3 +272,13 @@ def test_cuda_local_device_follows_torchrun_local_rank() -> None:
     assert expand_device({"device": "cuda:local"}, {})["device"] == "cuda:0"
     assert expand_device({"device": "cuda:1"}, {"LOCAL_RANK": "3"})["device"] == "cuda:1"
     assert expand_device({}, {"LOCAL_RANK": "3"}) == {}
+
+
+def test_a_lease_path_that_cannot_be_locked_stops_the_run_naming_it(tmp_path: Path, source) -> None:
+    path = tmp_path / "s.zarr"
+    run_pseudolabels(run_config(path, max_scenes=1), source=source)
+    bad = lease_path(open_store(path), "synth_0001")
+    bad.mkdir()  # a folder where the lease file goes
+    with pytest.raises(StoreError, match=r"\.lease-synth_0001: cannot take the scene lease"):
+        run_pseudolabels(run_config(path), source=source)
+    assert bad.is_dir() and open_store(path).scene_ids() == ["synth_0000"]
