@@ -334,17 +334,25 @@ def test_a_scene_skipped_for_a_live_lease_is_not_reported_as_nothing_new(tmp_pat
     import os
     import socket
 
-    from mllm3d.stage1_pseudolabel.leases import LeaseInfo, lease_path
+    from mllm3d.stage1_pseudolabel.leases import LeaseInfo, SceneLease, lease_path
 
     path = tmp_path / "s.zarr"
-    # the store exists (a first run with another scene); then a lease of a reused live pid (our parent) blocks ours
+    # the store exists (a first run with another scene); then a live worker (a second lock here) holds our scene
     first = _run(path, queries=_queries(path)[:1])
     assert first.queries_written == 1
-    lease_path(open_store(path), "synth_0000").write_text(
-        LeaseInfo(socket.gethostname(), os.getppid(), "not-a-worker", 0.0).to_json())
-    s = _run(path)
+    holder = SceneLease(lease_path(open_store(path), "synth_0000"))
+    assert holder.try_acquire()
+    try:
+        s = _run(path)
+    finally:
+        holder.release()
     lines = "\n".join(s.lines())
     assert s.scenes_leased == ["synth_0000"] and s.queries_written == 0
     assert "nothing new to write" not in lines
     assert "nothing written, but not every assigned query is in the store yet" in lines
-    assert "the lease's pid was reused: delete scenes/.lease-<scene>" in lines
+    assert "another process holds the lock on scenes/.lease-<scene>" in lines
+    # a lease file naming a reused live pid (our parent) but held by no process blocks nothing (an OS lock)
+    lease_path(open_store(path), "synth_0000").write_text(
+        LeaseInfo(socket.gethostname(), os.getppid(), "not-a-worker", 0.0).to_json())
+    again = _run(path)
+    assert again.scenes_leased == [] and again.queries_written > 0
