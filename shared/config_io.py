@@ -31,6 +31,25 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 T = TypeVar("T")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
 def packaged_dir(kind: str) -> Path:
     """The folder of packaged recipes of ``kind`` (``train`` or ``stage1``)."""
     if kind not in KINDS:
@@ -65,7 +84,7 @@ def read_yaml(ref: str | Path, kind: str, _seen: tuple[Path, ...] = ()) -> dict[
     if p.resolve() in _seen:
         raise BadInputError(f"{p}: circular 'base:' chain {[str(s) for s in _seen]}")
     try:
-        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        loaded = yaml.load(p.read_text(encoding="utf-8-sig"), Loader=_UniqueKeyLoader)  # noqa: S506
     except yaml.YAMLError as exc:
         raise BadInputError(f"{p}: not valid YAML: {' '.join(str(exc).split())}") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -79,7 +98,13 @@ def read_yaml(ref: str | Path, kind: str, _seen: tuple[Path, ...] = ()) -> dict[
     base_ref: str | Path = str(base)
     if (p.parent / str(base)).is_file():  # a path relative to this file wins over a packaged name
         base_ref = p.parent / str(base)
-    return deep_merge(read_yaml(base_ref, kind, (*_seen, p.resolve())), data)
+    try:
+        base_data = read_yaml(base_ref, kind, (*_seen, p.resolve()))
+    except BadInputError as exc:
+        if not str(exc).startswith(f"{base_ref}: config file not found"):
+            raise
+        raise BadInputError(f"{p}: base: {exc}") from None
+    return deep_merge(base_data, data)
 
 
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

@@ -123,4 +123,7 @@ def open_source(spec: str, **options: Any) -> SceneSource:
         from mllm3d.shared.scannet import ScanNetSource
 
         return ScanNetSource(Path(plain), **_merge_options(spec, from_spec, options))
+    if plain and ("/" in plain or Path(plain).exists()):
+        what = "is not a directory" if Path(plain).exists() else "does not exist"
+        raise BadInputError(f"scene source {plain}: {what} (expected a folder of scenes, or {SPEC_HELP})")
     raise BadInputError(f"unknown scene source {spec!r}: expected {SPEC_HELP}")
