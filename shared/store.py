@@ -27,7 +27,6 @@ importable from here.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -49,6 +48,7 @@ from mllm3d.shared.store_io import (
     compressor,
     group_attrs,
     group_is_complete,
+    replace_json,
 )
 from mllm3d.shared.store_keys import (
     ALL_CHUNKS_ATTR,
@@ -64,6 +64,7 @@ from mllm3d.shared.store_keys import (
     config_hash,
     key_matches,
     safe_key,
+    segmenter_attr,
 )
 from mllm3d.shared.store_queries import QueryGroups
 from mllm3d.shared.store_records import QueryRecord, StoredScene
@@ -146,12 +147,7 @@ def _upgrade_root(path: Path, meta: Path) -> dict[str, Any]:
         doc = _read_json(meta)
         old = doc["attributes"]["schema_version"]
         doc["attributes"].update({"schema_version": SCHEMA_VERSION, "upgraded_from_schema": old})
-        tmp = meta.with_name(f"{TMP_PREFIX}zarr.json.{uuid.uuid4().hex[:8]}")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, meta)
+        replace_json(meta, doc)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StoreError(f"{meta}: could not raise the store's schema_version to {SCHEMA_VERSION}: {exc}") from exc
     return dict(doc["attributes"])
@@ -172,11 +168,7 @@ def _create_root(path: Path, segmenter: dict[str, Any] | None) -> None:
         "created_at": time.time(),
     }
     if segmenter is not None:
-        attrs["segmenter"] = {
-            "name": segmenter.get("name"),
-            "config_hash": config_hash(segmenter.get("config", {})),
-            "config": segmenter.get("config", {}),
-        }
+        attrs["segmenter"] = segmenter_attr(segmenter)
     g.attrs.update(attrs)
     try:
         if path.exists():  # an empty directory made by the user

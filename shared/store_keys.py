@@ -36,6 +36,12 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def segmenter_attr(identity: dict[str, Any]) -> dict[str, Any]:
+    """The root's ``segmenter`` record of a segmenter identity ``{"name", "config"}``."""
+    config = identity.get("config", {})
+    return {"name": identity.get("name"), "config_hash": config_hash(config), "config": config}
+
+
 _SAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 
 

@@ -11,27 +11,18 @@ the write is safe: a crash in between leaves a record without query groups, whic
 
 from __future__ import annotations
 
-import json
-import os
-import uuid
 from typing import Any
 
 from mllm3d.shared.errors import StoreError
-from mllm3d.shared.store import TMP_PREFIX, PseudoLabelStore, _read_json, config_hash, open_store
+from mllm3d.shared.store import PseudoLabelStore, _read_json, config_hash, open_store
+from mllm3d.shared.store_io import replace_json
+from mllm3d.shared.store_keys import segmenter_attr
 from mllm3d.stage1_pseudolabel.segmenter import Segmenter
 
 
 def segmenter_identity(seg: Segmenter) -> dict[str, Any]:
     """What the store records about a segmenter: its name and config."""
     return {"name": seg.name, "config": seg.config_dict()}
-
-
-def _recorded(identity: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": identity.get("name"),
-        "config_hash": config_hash(identity.get("config", {})),
-        "config": identity.get("config", {}),
-    }
 
 
 def _same(stored: dict[str, Any], identity: dict[str, Any]) -> bool:
@@ -76,13 +67,8 @@ def record_segmenter(store: PseudoLabelStore, identity: dict[str, Any]) -> None:
     meta = store.path / "zarr.json"
     try:
         doc = _read_json(meta)
-        doc.setdefault("attributes", {})["segmenter"] = _recorded(identity)
-        tmp = meta.with_name(f"{TMP_PREFIX}zarr.json.{uuid.uuid4().hex[:8]}")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, meta)
+        doc.setdefault("attributes", {})["segmenter"] = segmenter_attr(identity)
+        replace_json(meta, doc)
     except (OSError, ValueError, TypeError) as exc:
         raise StoreError(f"{meta}: could not record the store's segmenter: {exc}") from exc
     store.attrs["segmenter"] = doc["attributes"]["segmenter"]
