@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from mllm3d.shared.annotations import query_to_dict
 from mllm3d.shared.errors import StoreError, UnknownSceneError
 from mllm3d.shared.scene import Query
 from mllm3d.shared.store_base import StoreBase
@@ -143,13 +144,7 @@ def _fill_query_group(tmp: Path, record: QueryRecord, image_size: tuple[int, ...
         _write_array(g, "image_features", f, chunks=(1, *f.shape[1:]))
     g.attrs.update(
         {
-            "scene_id": q.scene_id,
-            "query_id": q.query_id,
-            "text": q.text,
-            "target_ids": None if q.target_ids is None else [int(t) for t in q.target_ids],
-            "source": q.source,
-            "kind": q.kind,
-            "extra": q.extra,
+            **query_to_dict(q),
             "view_seed": int(record.view_seed),
             **({"view_sampling": dict(record.view_sampling)} if record.view_sampling else {}),
             "segmenter": record.segmenter,
