@@ -100,19 +100,6 @@ def resolve_query(source: SceneSource, cfg: PredictConfig) -> Query:
     return Query(cfg.scene_id, new_query_id(cfg.text), cfg.text, cfg.target_ids, "predict", None, {})
 
 
-def run_stage1_for_query(
-    scene: Scene,
-    query: Query,
-    segmenter: Segmenter,
-    views: int | None = 4,
-    seed: int = 0,
-    min_valid_depth: float = 0.1,
-) -> QueryRecord:
-    """Stage 1 for one query: k seeded views, the backend on each, masks mapped onto the depth grid
-    (the runner's own per-query loop, :func:`mllm3d.stage1_pseudolabel.segment_loop.segment_one_query`)."""
-    return segment_one_query(scene, query, segmenter, views, seed, min_valid_depth)
-
-
 def predict_query(
     scene: Scene,
     query: Query,
@@ -124,7 +111,7 @@ def predict_query(
     min_valid_depth: float = 0.1,
 ) -> Prediction:
     """Stage 1 for the query, q from the kept views, then the network's per-point probabilities."""
-    record = run_stage1_for_query(scene, query, segmenter, views, seed, min_valid_depth)
+    record = segment_one_query(scene, query, segmenter, views, seed, min_valid_depth)
     q, w, keep, reasons = query_weights(record, fusion)
     if not np.any(keep):
         kinds = Counter(r if r == "no [SEG]" else f"{r.split(' ')[0]} too low" for r in reasons)

@@ -14,12 +14,12 @@ from mllm3d.pipeline.predict import (
     parse_ids,
     predict_query,
     resolve_query,
-    run_stage1_for_query,
     write_prediction_ply,
 )
 from mllm3d.shared.errors import BadInputError
 from mllm3d.shared.ply import read_ply
 from mllm3d.shared.synthetic import SyntheticSource
+from mllm3d.stage1_pseudolabel.segment_loop import segment_one_query
 from mllm3d.stage1_pseudolabel.segmenter import build_segmenter
 from mllm3d.stage2_train3d.config import load_config
 from mllm3d.stage2_train3d.fusion import FusionConfig
@@ -61,8 +61,8 @@ def test_resolve_query_from_source_and_new_text(source) -> None:
 
 def test_stage1_for_a_new_query_is_seeded(scene, segmenter, source) -> None:
     q = resolve_query(source, PredictConfig(scene_id="synth_0000", text="x", target_ids=[int(scene.instance_ids.max())]))
-    a = run_stage1_for_query(scene, q, segmenter, views=3, seed=5)
-    b = run_stage1_for_query(scene, q, segmenter, views=3, seed=5)
+    a = segment_one_query(scene, q, segmenter, views=3, seed=5)
+    b = segment_one_query(scene, q, segmenter, views=3, seed=5)
     assert a.num_views == 3 and np.array_equal(a.view_index, b.view_index)
     assert a.masks.shape[1:] == scene.views[0].depth_size
     assert np.array_equal(a.masks, b.masks) and a.has_seg.all()
