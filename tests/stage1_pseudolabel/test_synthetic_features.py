@@ -117,3 +117,14 @@ def test_structured_backend_features_are_query_independent_and_shaped() -> None:
     expect = structured_features(np.zeros((1, 1), np.int32), np.zeros((1, 1), np.int8), {0: ("table", "brown")},
                                  WEIGHTS, 32, SEED, "s")[0, 0]
     assert np.allclose(a[:, 1, 1], expect, atol=1e-5)
+
+
+def test_the_feature_vocabulary_covers_every_name_the_generator_uses() -> None:
+    # VOCABULARY is fixed by hand (its order is the basis assignment the scored stand-in uses); a category or
+    # colour added to the generator without a basis column would silently get a random direction instead
+    from mllm3d.shared.synthetic_vocab import CATEGORIES
+    from mllm3d.stage1_pseudolabel.synthetic_features import VOCABULARY
+
+    used = {c.name for c in CATEGORIES.values()} | {f"colour:{col}" for c in CATEGORIES.values() for col in c.colors}
+    assert used <= set(VOCABULARY), sorted(used - set(VOCABULARY))
+    assert len(VOCABULARY) <= 32 and len(set(VOCABULARY)) == len(VOCABULARY)
