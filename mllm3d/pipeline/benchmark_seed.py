@@ -28,7 +28,7 @@ class Variant:
     key: str  # row letter
     label: str
     views: int  # which Stage 1 store it trains on
-    config: str = "default"  # the Stage 2 engineer's variant YAML (each is default.yaml + one change)
+    config: str = "default"  # the variant's packaged Stage 2 recipe (each is default.yaml + one change)
     store: str = ""  # the Stage 1 store it trains on: "" = the stand-in's failure model, "clean" = no failures
 
 
