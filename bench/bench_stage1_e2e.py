@@ -4,7 +4,7 @@
 k = 4 random views per query, CPU, float32, forced decoding, one torch thread. Each configuration is a
 fresh process into a fresh store (model load, scene loading, correspondences and store writes included);
 the configurations are run alternately. The FLOP ratios for LISA-7B use the views each run really drew
-(read back from its store) and the LISA-7B component counts of bench/bench_stage1_flops.py.
+(read back from its store) and the LISA-7B component counts of bench/stage1_flop_model.py.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def _flops(comp: dict[str, Any], drawn: dict[str, list[np.ndarray]]) -> dict[str
 
 def run(quick: bool = False, repeat: int = 2) -> dict[str, Any]:
     """Time every mode through the CLI (alternating), read back the drawn views, compose LISA-7B FLOPs."""
-    from bench.bench_stage1_flops import RealConfig, build_meta_lisa, component_flops
+    from bench.stage1_flop_model import RealConfig, build_meta_lisa, component_flops
     from tests.lisa_tiny import build_tiny_lisa_checkpoint
 
     scenes = 1 if quick else 2

@@ -1,10 +1,11 @@
-"""The Stage-1 FLOP benchmark's building blocks (bench/bench_stage1_flops.py)."""
+"""The Stage-1 FLOP benchmark's building blocks (bench/stage1_flop_model.py, bench/stage1_tiny_wall.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.bench_stage1_flops import RealConfig, compose, real_flops, tiny_wall
+from bench.stage1_flop_model import RealConfig, compose, real_flops
+from bench.stage1_tiny_wall import tiny_wall
 from tests.lisa_helpers import single_thread  # noqa: F401  (autouse fixture)
 
 
@@ -34,7 +35,7 @@ def test_tiny_composition_matches_counted_engine_calls():
 
 
 def test_lm_fit_and_padded_composition():
-    from bench.bench_stage1_flops import compose_lengths, fit_lm, lm_full_at, lm_suffix_at
+    from bench.stage1_flop_model import compose_lengths, fit_lm, lm_full_at, lm_suffix_at
 
     a, c, p = 100.0, 2.0, 30
     by = {s: [int(a * s + c * s * (p + s)), int(a * (p + s) + c * (p + s) ** 2)] for s in (10, 20, 40)}
@@ -52,7 +53,8 @@ def test_lm_fit_and_padded_composition():
 
 
 def test_caption_lengths_and_varied_texts(fixtures_root):
-    from bench.bench_stage1_flops import SUFFIX_TEMPLATE_TOKENS, caption_suffix_lengths, varied_texts
+    from bench.stage1_flop_model import SUFFIX_TEMPLATE_TOKENS, caption_suffix_lengths
+    from bench.stage1_tiny_wall import varied_texts
 
     lengths, captions, source = caption_suffix_lengths()
     assert lengths is not None and len(lengths) == len(captions) > 100, source
