@@ -124,6 +124,59 @@ def uniform_query(embeddings: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray,
     return (weights @ e_hat).astype(np.float32), weights.astype(np.float32)
 
 
+@dataclass
+class VisiblePairs:
+    """The (point, view) pairs of a query's views with ω > 0, in view order, each with its mask value."""
+
+    used: np.ndarray  # (u,) int64: the query's views with ω > 0, ascending
+    counts: np.ndarray  # (u,) int64: pairs of each used view
+    point: np.ndarray  # (P,) int64
+    view: np.ndarray  # (P,) int64: index into the query's k views
+    rows: np.ndarray  # (P,) int32: pixel row in the view
+    cols: np.ndarray  # (P,) int32: pixel column
+    vote: np.ndarray  # (P,) bool: the view's mask at the pixel
+
+
+def visible_pairs(
+    corr: Correspondences, masks: np.ndarray, weights: np.ndarray, view_index: np.ndarray | None = None
+) -> VisiblePairs:
+    """Gather the masks once at every visible (point, view) pair of the views with ω > 0.
+
+    View i of the query (``masks[i]``, ``weights[i]``) is ``corr``'s view ``view_index[i]``, or its view i
+    when ``view_index`` is None (``corr`` then holds exactly the query's views).
+    """
+    k = masks.shape[0]
+    used = np.flatnonzero(np.asarray(weights, dtype=np.float64).reshape(k) > 0)
+    views = [corr.view(int(i) if view_index is None else int(view_index[i])) for i in used]
+    counts = np.array([len(v[0]) for v in views], dtype=np.int64)
+    if not views:
+        empty = np.zeros(0, np.int32)
+        return VisiblePairs(used, counts, empty.astype(np.int64), empty.astype(np.int64), empty, empty.copy(),
+                            np.zeros(0, bool))
+    rows = np.concatenate([v[1] for v in views])
+    cols = np.concatenate([v[2] for v in views])
+    view = np.repeat(used, counts)
+    vote = np.asarray(masks)[view, rows, cols].astype(bool, copy=False)
+    point = np.concatenate([v[0] for v in views]).astype(np.int64)
+    return VisiblePairs(used, counts, point, view, rows, cols, vote)
+
+
+def fuse_pairs(num_points: int, pairs: VisiblePairs, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ω-weighted average of the gathered votes per point: (prob (N,) float32, 0 where unseen; seen (N,) bool).
+
+    One float32 weight per pair (its view's ω), summed by one ``bincount`` per numerator/denominator.
+    """
+    prob = np.zeros(num_points, dtype=np.float32)
+    if not pairs.used.size:
+        return prob, np.zeros(num_points, dtype=bool)
+    w = np.repeat(np.asarray(weights, dtype=np.float32)[pairs.used], pairs.counts)
+    num = np.bincount(pairs.point, weights=np.where(pairs.vote, w, np.float32(0)), minlength=num_points)[:num_points]
+    den = np.bincount(pairs.point, weights=w, minlength=num_points)[:num_points]
+    seen = den > 0
+    prob[seen] = (num[seen] / den[seen]).astype(np.float32)
+    return prob, seen
+
+
 def fuse_labels(
     num_points: int, corr: Correspondences, masks: np.ndarray, weights: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -132,28 +185,15 @@ def fuse_labels(
     ``corr`` holds exactly the query's k views in the order of ``masks`` (k,H,W) and ``weights`` (k,).
     A visible point votes 1 inside the view's mask, 0 outside. Returns prob (N,) float32
     (0 where unseen) and seen (N,) bool (seen by at least one view with ω > 0). The votes and weights are
-    float32, gathered in one pass over all views and summed by one ``bincount`` per numerator/denominator
-    (no per-view N-sized float64 accumulators).
+    float32, gathered in one pass over all views (:func:`visible_pairs`) and summed by one ``bincount``
+    per numerator/denominator (:func:`fuse_pairs`; no per-view N-sized float64 accumulators).
     """
     k = masks.shape[0]
     if corr.num_views != k or weights.shape[0] != k:
         raise ValueError(
             f"fuse_labels: {corr.num_views} correspondence views, {k} masks and {weights.shape[0]} weights must match"
         )
-    used = [i for i in range(k) if float(weights[i]) > 0]
-    prob = np.zeros(num_points, dtype=np.float32)
-    if not used:
-        return prob, np.zeros(num_points, dtype=bool)
-    views = [corr.view(i) for i in used]
-    pidx = np.concatenate([v[0] for v in views])
-    # one float32 vote per (point, view) pair: the view's weight inside its mask, 0 outside
-    w = np.repeat(np.asarray(weights, dtype=np.float32)[used], [len(v[0]) for v in views])
-    votes = np.concatenate([masks[i][v[1], v[2]] for i, v in zip(used, views, strict=True)]).astype(bool)
-    num = np.bincount(pidx, weights=np.where(votes, w, np.float32(0)), minlength=num_points)[:num_points]
-    den = np.bincount(pidx, weights=w, minlength=num_points)[:num_points]
-    seen = den > 0
-    prob[seen] = (num[seen] / den[seen]).astype(np.float32)
-    return prob, seen
+    return fuse_pairs(num_points, visible_pairs(corr, masks, weights), weights)
 
 
 @dataclass

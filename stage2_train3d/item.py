@@ -16,7 +16,13 @@ import numpy as np
 from mllm3d.shared.errors import StoreError
 from mllm3d.shared.metrics import gt_mask
 from mllm3d.shared.store import QueryRecord, StoredScene
-from mllm3d.stage2_train3d.fusion import FusionConfig, fuse_labels, normalize_rows, query_weights
+from mllm3d.stage2_train3d.fusion import (
+    FusionConfig,
+    fuse_pairs,
+    normalize_rows,
+    query_weights,
+    visible_pairs,
+)
 
 
 def sample_image_features(
@@ -28,7 +34,15 @@ def sample_image_features(
     ((row+0.5)·h/H − 0.5, (col+0.5)·w/W − 0.5) in feature cells — rows scale with h/H and columns
     with w/W (the official code swapped H and W, docs/method.md, bug 3).
     """
-    c, h, w = fmap.shape
+    return sample_view_features(np.asarray(fmap)[None], np.zeros(len(rows), np.int64), rows, cols, image_size)
+
+
+def sample_view_features(
+    fmaps: np.ndarray, views: np.ndarray, rows: np.ndarray, cols: np.ndarray, image_size: tuple[int, int]
+) -> np.ndarray:
+    """:func:`sample_image_features` of many views at once: sample ``fmaps[views[j]]`` (k,C,h,w) at pixel
+    (rows[j], cols[j]) -> (n,C) float32, one gather per bilinear corner for all views."""
+    _, c, h, w = fmaps.shape
     big_h, big_w = image_size
     y = np.clip((rows.astype(np.float64) + 0.5) * h / big_h - 0.5, 0.0, h - 1)
     x = np.clip((cols.astype(np.float64) + 0.5) * w / big_w - 0.5, 0.0, w - 1)
@@ -38,15 +52,35 @@ def sample_image_features(
     x1 = np.minimum(x0 + 1, w - 1)
     wy = (y - y0)[:, None]
     wx = (x - x0)[:, None]
-    f = np.asarray(fmap, dtype=np.float32)
-    top = f[:, y0, x0].T * (1 - wx) + f[:, y0, x1].T * wx
-    bottom = f[:, y1, x0].T * (1 - wx) + f[:, y1, x1].T * wx
-    return (top * (1 - wy) + bottom * wy).astype(np.float32)
+    # the maps' values as float32 (float16 and float32 maps as stored, any other type rounded to float32)
+    fm = np.asarray(fmaps)
+    if fm.dtype not in (np.float16, np.float32):
+        fm = fm.astype(np.float32)
+    # channel-last rows: each corner is one row gather of C contiguous values, widened to float64 (exact) and
+    # weighted in place; the sum is evaluated in the order of the single-view formula
+    cells = np.ascontiguousarray(np.moveaxis(fm, 1, -1)).reshape(-1, c)
+    base = np.asarray(views, dtype=np.int64) * (h * w)
+
+    def corner(yy: np.ndarray, xx: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        out = cells[base + yy * w + xx].astype(np.float64)
+        out *= weight
+        return out
+
+    top = corner(y0, x0, 1 - wx)
+    top += corner(y0, x1, wx)
+    top *= 1 - wy
+    bottom = corner(y1, x0, 1 - wx)
+    bottom += corner(y1, x1, wx)
+    bottom *= wy
+    top += bottom
+    return top.astype(np.float32)
 
 
 def query_arrays(scene: StoredScene, rec: QueryRecord, fusion: FusionConfig, where: str) -> dict[str, Any]:
     """Fusion, (point, view) pairs, sampled image features and ground truth of one query.
 
+    The masks are gathered once, at the visible pairs of the views with ω > 0
+    (:func:`~mllm3d.stage2_train3d.fusion.visible_pairs`); fusion and the pair targets both use that gather.
     ``where`` names the query in errors (store path, scene, query).
     """
     if tuple(rec.masks.shape[1:]) != tuple(scene.image_size):
@@ -54,28 +88,21 @@ def query_arrays(scene: StoredScene, rec: QueryRecord, fusion: FusionConfig, whe
     if rec.num_views and (rec.view_index.min() < 0 or rec.view_index.max() >= scene.num_views):
         raise StoreError(f"{where}: view_index {rec.view_index.tolist()} out of range 0..{scene.num_views - 1}")
     q, weights, keep, _ = query_weights(rec, fusion)
-    corr = scene.correspondences.subset(rec.view_index)
     n = scene.num_points
-    prob, seen = fuse_labels(n, corr, rec.masks, weights)
-    used = np.flatnonzero(weights > 0)
-    pair_point, pair_view, pair_target, pair_weight = [], [], [], []
-    f2d_list, f2d_pair = [], []
-    n_pairs = 0
-    for i in used:
-        pidx, rows, cols = corr.view(int(i))
-        target = rec.masks[i][rows, cols]
-        pair_point.append(pidx.astype(np.int64))
-        pair_view.append(np.full(len(pidx), i, np.int64))
-        pair_target.append(target.astype(np.float32))
-        pair_weight.append(np.full(len(pidx), float(weights[i]) * len(used), np.float32))
-        if rec.image_features is not None and target.any():
-            pos = np.flatnonzero(target)
-            f2d_list.append(sample_image_features(rec.image_features[i], rows[pos], cols[pos], scene.image_size))
-            f2d_pair.append(pos + n_pairs)
-        n_pairs += len(pidx)
+    pairs = visible_pairs(scene.correspondences, rec.masks, weights, rec.view_index)
+    prob, seen = fuse_pairs(n, pairs, weights)
+    # each pair weighs k_used · ω of its view (mean 1 over the used views)
+    view_scale = np.asarray(weights, dtype=np.float64)[pairs.used] * len(pairs.used)
+    c_img = 0 if rec.image_features is None else int(rec.image_features.shape[1])
+    f2d_pair = np.flatnonzero(pairs.vote) if rec.image_features is not None else np.zeros(0, np.int64)
+    if f2d_pair.size:
+        f2d = sample_view_features(
+            rec.image_features, pairs.view[f2d_pair], pairs.rows[f2d_pair], pairs.cols[f2d_pair], scene.image_size
+        )
+    else:
+        f2d = np.zeros((0, c_img), np.float32)
     has_gt = scene.instance_ids is not None and rec.query.target_ids is not None
     gt = gt_mask(scene.instance_ids, rec.query.target_ids).astype(np.float32) if has_gt else np.zeros(n, np.float32)
-    c_img = 0 if rec.image_features is None else int(rec.image_features.shape[1])
     return {
         "q": q.astype(np.float32),
         "view_emb": normalize_rows(rec.seg_embeddings).astype(np.float32),
@@ -83,12 +110,12 @@ def query_arrays(scene: StoredScene, rec: QueryRecord, fusion: FusionConfig, whe
         "view_keep": keep,
         "view_confidence": rec.confidence.astype(np.float32),
         "view_attention": rec.attention.astype(np.float32),
-        "pair_point": _cat(pair_point, np.int64),
-        "pair_view": _cat(pair_view, np.int64),
-        "pair_target": _cat(pair_target, np.float32),
-        "pair_weight": _cat(pair_weight, np.float32),
-        "f2d": np.concatenate(f2d_list) if f2d_list else np.zeros((0, c_img), np.float32),
-        "f2d_pair": _cat(f2d_pair, np.int64),
+        "pair_point": pairs.point,
+        "pair_view": pairs.view,
+        "pair_target": pairs.vote.astype(np.float32),
+        "pair_weight": np.repeat(view_scale.astype(np.float32), pairs.counts),
+        "f2d": f2d,
+        "f2d_pair": f2d_pair.astype(np.int64, copy=False),
         "fused_prob": prob,
         "seen": seen,
         "gt": gt,
@@ -130,10 +157,6 @@ def stack_queries(per_query: list[dict[str, Any]]) -> dict[str, Any]:
         "gt": np.concatenate([d["gt"] for d in per_query]),
         "has_gt": np.array([d["has_gt"] for d in per_query], bool),
     }
-
-
-def _cat(parts: list[np.ndarray], dtype: type) -> np.ndarray:
-    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
 
 
 def offsets(counts: Sequence[int]) -> np.ndarray:
