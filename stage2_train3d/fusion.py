@@ -166,17 +166,17 @@ def visible_pairs(
 def fuse_pairs(num_points: int, pairs: VisiblePairs, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ω-weighted average of the gathered votes per point: (prob (N,) float32, 0 where unseen; seen (N,) bool).
 
-    One float32 weight per pair (its view's ω), summed by one ``bincount`` per numerator/denominator.
+    One weight per pair (its view's ω rounded to float32), summed by one ``bincount`` per numerator and
+    denominator; bincount sums in float64 whatever the weights' type, so the weights are widened once up front.
     """
-    prob = np.zeros(num_points, dtype=np.float32)
     if not pairs.used.size:
-        return prob, np.zeros(num_points, dtype=bool)
-    w = np.repeat(np.asarray(weights, dtype=np.float32)[pairs.used], pairs.counts)
-    num = np.bincount(pairs.point, weights=np.where(pairs.vote, w, np.float32(0)), minlength=num_points)[:num_points]
+        return np.zeros(num_points, dtype=np.float32), np.zeros(num_points, dtype=bool)
+    w = np.repeat(np.asarray(weights, dtype=np.float32)[pairs.used].astype(np.float64), pairs.counts)
+    num = np.bincount(pairs.point, weights=w * pairs.vote, minlength=num_points)[:num_points]
     den = np.bincount(pairs.point, weights=w, minlength=num_points)[:num_points]
     seen = den > 0
-    prob[seen] = (num[seen] / den[seen]).astype(np.float32)
-    return prob, seen
+    prob = np.divide(num, den, out=np.zeros(num_points), where=seen)
+    return prob.astype(np.float32), seen
 
 
 def fuse_labels(
@@ -186,9 +186,9 @@ def fuse_labels(
 
     ``corr`` holds exactly the query's k views in the order of ``masks`` (k,H,W) and ``weights`` (k,).
     A visible point votes 1 inside the view's mask, 0 outside. Returns prob (N,) float32
-    (0 where unseen) and seen (N,) bool (seen by at least one view with ω > 0). The votes and weights are
-    float32, gathered in one pass over all views (:func:`visible_pairs`) and summed by one ``bincount``
-    per numerator/denominator (:func:`fuse_pairs`; no per-view N-sized float64 accumulators).
+    (0 where unseen) and seen (N,) bool (seen by at least one view with ω > 0). The votes are gathered in
+    one pass over all views (:func:`visible_pairs`), the weights rounded to float32, and both summed by one
+    ``bincount`` per numerator/denominator (:func:`fuse_pairs`; no per-view N-sized float64 accumulators).
     """
     k = masks.shape[0]
     if corr.num_views != k or weights.shape[0] != k:
