@@ -35,6 +35,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO_ROOT, fmt_rate, fmt_s, format_stats, profile_stats, report, target  # noqa: E402
+from bench.stage2_scaling_report import scaling_section  # noqa: E402
+from bench.stage2_step_cost import scaling_grid  # noqa: E402
 from bench.stage2_step_timer import StepTimer, build_timing, read_build_logs  # noqa: E402
 
 TARGET_WAIT_FRACTION = 0.10
@@ -46,6 +48,21 @@ QUICK_MEASURED_STEPS = 4
 FULL_BATCH: int | None = None  # None = the config's batch size
 # quick mode: a tiny U-Net so the whole benchmark takes seconds (NOT the product figures)
 QUICK_MODEL = ["model.stem=8", "model.down=[8,8,16,16]", "model.up=[16,16,8,8]", "model.feature_dim=32"]
+# the scaling grid (points per scene × queries per item; one synthetic store per point count) and the cell
+# whose step is split into network / rest; that store has several scenes for a timed training run
+SCALING_POINTS = (30_000, 80_000, 160_000, 320_000)
+SCALING_QUERIES = (1, 16, 32)
+SCALING_REPEAT = 5
+SHARE_CELL = (160_000, 16)  # the 160k-point store, the config's queries_per_item
+QUICK_SCALING_POINTS = (30_000, 80_000)
+QUICK_SCALING_QUERIES = (1, 16)
+QUICK_SCALING_REPEAT = 2
+QUICK_SHARE_CELL = (80_000, 16)
+LARGE_STORE_SCENES = 4
+QUICK_LARGE_STORE_SCENES = 1
+LARGE_MEASURED_STEPS = 12
+TARGET_NETWORK_SHARE = 0.5
+TARGET_GROWTH_RATIO = 1.0
 DEMO_STAGE1_CONFIG = REPO_ROOT / "configs" / "stage1" / "synthetic.yaml"
 DEFAULT_TRAIN_CONFIG = REPO_ROOT / "configs" / "train" / "default.yaml"
 
@@ -190,8 +207,20 @@ def _run(quick: bool, steps: int | None, tmp: Path) -> dict:
                     "the loader workers compete with the training process for the same CPUs, which a GPU machine "
                     "would not.")
 
+    grid = (QUICK_SCALING_POINTS, QUICK_SCALING_QUERIES, QUICK_SCALING_REPEAT, QUICK_SHARE_CELL) if quick else (
+        SCALING_POINTS, SCALING_QUERIES, SCALING_REPEAT, SHARE_CELL)
+    share_cell = grid[3]
+    n_scenes = QUICK_LARGE_STORE_SCENES if quick else LARGE_STORE_SCENES
+    cells, cost = scaling_grid(tmp, grid[0], grid[1], grid[2], extra, split_at=share_cell,
+                               scenes_at={share_cell[0]: n_scenes})
+    large_steps = steps if steps is not None else WARMUP_STEPS + (QUICK_MEASURED_STEPS if quick else LARGE_MEASURED_STEPS)
+    large = train_steps(cost["stores"][share_cell[0]], tmp / "run-large-w2", WORKERS, large_steps, batch_size, extra)
+    large_label = f"{WORKERS} workers, CPU, {share_cell[0] // 1000}k-point store ({n_scenes} scenes)"
+    runs.append((f"num_workers={WORKERS}, {share_cell[0] // 1000}k-point store", large))
+    wait_runs = [two] + ([gpu] if gpu else []) + [large]
     targets = []
-    for label, r in [(f"{WORKERS} workers, CPU", two)] + ([(f"{WORKERS} workers, GPU", gpu)] if gpu else []):
+    for label, r in ([(f"{WORKERS} workers, CPU, demo store", two)] + ([(f"{WORKERS} workers, GPU", gpu)] if gpu else [])
+                     + [(large_label, large)]):
         tgt = target(f"share of a training step waiting for data, {label}", r["wait_fraction"], TARGET_WAIT_FRACTION,
                      higher_is_better=False, fmt="{:.1%}")
         tgt["measured_text"] = f"{r['wait_fraction'] * 100:.1f} %"
@@ -249,7 +278,7 @@ def _run(quick: bool, steps: int | None, tmp: Path) -> dict:
     ]
     profile = None
     miss: list[str] = []
-    missed = [(r, t) for r, t in zip([two] + ([gpu] if gpu else []), targets, strict=True) if not t["met"]]
+    missed = [(r, t) for r, t in zip(wait_runs, targets, strict=True) if not t["met"]]
     if missed:
         prof, build_s, read_s = profile_batch_build(store, batch_size, extra)
         profile = f"one training batch built in the main process (items + collate), {fmt_s(build_s)}:\n" + prof
@@ -271,7 +300,18 @@ def _run(quick: bool, steps: int | None, tmp: Path) -> dict:
             f"(`read_query` / `read_scene`) {read_s / max(build_s, 1e-9) * 100:.0f} %; the rest is voxelisation, "
             "augmentation, fusion and collate."
         )
-    table_title = ("Training steps on the demo store" + (" (CPU and GPU)" if gpu else " (CPU)")
+    section = scaling_section(cells, cost, share_cell, grid[2], TARGET_GROWTH_RATIO, TARGET_NETWORK_SHARE,
+                              f"TINY U-Net ({' '.join(QUICK_MODEL)})" if quick else f"default U-Net: {two['model']}",
+                              "quick mode's TINY U-Net" if quick else "default config")
+    targets += section["targets"]
+    notes += section["notes"]
+    notes.append(f"Large-store run: the same `train_run` with {WORKERS} workers on the {share_cell[0]:,}-point scaling store "
+                 f"({n_scenes} scenes × 32 queries, batch {large['batch_size']} item(s) of up to "
+                 f"`data.queries_per_item` queries), {large_steps} steps, the first {WARMUP_STEPS} dropped.")
+    miss += section["miss"]
+    if section["profile"]:
+        profile = f"{profile}\n\n{section['profile']}" if profile else section["profile"]
+    table_title = ("Training steps on the demo store and the large store" + (" (CPU and GPU)" if gpu else " (CPU)")
                    + f": one run per loader, medians / Σ over {two['steps_measured']} steps (not repeated runs)")
     return report(
         name="stage2_pipeline",
@@ -283,15 +323,17 @@ def _run(quick: bool, steps: int | None, tmp: Path) -> dict:
                         "median compute", "wait share", "points/s", "items/s", "queries/s",
                         "item build / collate (median, in the loader)"],
             "rows": rows,
-        }],
+        }, *section["tables"]],
         targets=targets,
         profile=profile,
         miss_analysis=miss,
         data={"store": built, "workers2": two, "workers0": zero, "gpu": gpu, "speedup_points_per_s": speed,
-              "loader_seconds_per_batch_2_workers": cap2, "warmup_steps": WARMUP_STEPS},
+              "loader_seconds_per_batch_2_workers": cap2, "warmup_steps": WARMUP_STEPS, "large_store_workers2": large,
+              "scaling": cells, "split": cost.get("split"), "split_share": cost.get("split_share")},
         method=(f"not repeated runs: one training run per loader, per-step medians and Σ-ratios over the "
                 f"{two['steps_measured']} steps after the {WARMUP_STEPS} dropped; item/collate times are medians over "
-                "every item/batch built; the store build is one timing"),
+                "every item/batch built; the store build is one timing; the scaling grid and the step split are "
+                f"medians of {grid[2]} interleaved repetitions after 1 warm-up"),
     )
 
 
