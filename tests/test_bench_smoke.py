@@ -191,3 +191,41 @@ def test_stage2_build_logs(tmp_path) -> None:
     assert out["processes"] == 2 and out["items_timed"] == 3
     assert out["median_item_s"] == pytest.approx(0.3)
     assert out["median_collate_s"] == pytest.approx(0.02)
+
+
+def _cell(points: int, voxels: int, q: int, step: float, net: float) -> dict:
+    timing = {"median": step, "min": step, "max": step, "times": [step]}
+    return {"requested_points": points, "queries_per_item": q, "points": points, "voxels": voxels, "queries": q,
+            "pairs": 10 * q, "item_build_s": 0.01, "step": timing,
+            "network": {"median": net, "min": net, "max": net, "times": [net]}, "network_share": net / step,
+            "store": {"requested_points": points, "scenes": 1, "seconds": 1.0}}
+
+
+def test_stage2_scaling_growth_and_split() -> None:
+    from bench.common import Timing
+    from bench.stage2_scaling_report import scaling_section
+    from bench.stage2_step_cost import growth_ratios, split_rows
+
+    # q=1: 4x the points, step 1.0 -> 2.0 s: ratio 0.5; q=16: 4x the points, 1.0 -> 4.0 s: exactly linear (1.0)
+    cells = [_cell(1000, 500, 1, 1.0, 0.8), _cell(4000, 800, 1, 2.0, 1.2),
+             _cell(1000, 500, 16, 1.0, 0.6), _cell(4000, 800, 16, 4.0, 1.0)]
+    ratios = growth_ratios(cells)
+    assert ratios[1]["ratio"] == pytest.approx(0.5) and ratios[16]["ratio"] == pytest.approx(1.0)
+    assert ratios[16]["voxel_growth"] == pytest.approx(1.6)
+
+    def t(v: float) -> Timing:
+        return Timing(v, v, v, [v])
+
+    # step 1.0 = forward 0.5 (network 0.3) + backward 0.4 (network 0.35) + optimizer 0.1
+    split = {"step": t(1.0), "network": t(0.65), "network_forward": t(0.3), "step_forward": t(0.5), "optimizer": t(0.1)}
+    rows, share = split_rows(split)
+    assert share == pytest.approx(0.65)
+    assert [r[2] for r in rows] == ["30 %", "35 %", "20 %", "5 %", "10 %", "100 %"]
+
+    cost = {"split_rows": rows, "split_share": 0.45, "split_cell": (4000, 16), "op_profile": "ops"}
+    sec = scaling_section(cells, cost, (4000, 16), 1, 1.0, 0.5, "a model")
+    growth, net = sec["targets"]
+    assert growth["met"] and growth["measured"] == pytest.approx(1.0)  # exactly linear meets "at most linearly"
+    assert "(16)" in growth["claim"]  # the worst queries-per-item column is named
+    assert not net["met"] and "rest of the forward" in sec["miss"][0] and sec["profile"].endswith("ops")
+    assert all(len(row) == len(tb["columns"]) for tb in sec["tables"] for row in tb["rows"])
