@@ -215,7 +215,8 @@ def _run(quick: bool, steps: int | None, tmp: Path) -> dict:
                                scenes_at={share_cell[0]: n_scenes})
     large_steps = steps if steps is not None else WARMUP_STEPS + (QUICK_MEASURED_STEPS if quick else LARGE_MEASURED_STEPS)
     large = train_steps(cost["stores"][share_cell[0]], tmp / "run-large-w2", WORKERS, large_steps, batch_size, extra)
-    large_label = f"{WORKERS} workers, CPU, {share_cell[0] // 1000}k-point store ({n_scenes} scenes)"
+    large_label = (f"{WORKERS} workers, CPU, {share_cell[0] // 1000}k-point store ({n_scenes} scene"
+                   + ("s)" if n_scenes != 1 else ")"))
     runs.append((f"num_workers={WORKERS}, {share_cell[0] // 1000}k-point store", large))
     wait_runs = [two] + ([gpu] if gpu else []) + [large]
     targets = []
@@ -306,7 +307,7 @@ def _run(quick: bool, steps: int | None, tmp: Path) -> dict:
     targets += section["targets"]
     notes += section["notes"]
     notes.append(f"Large-store run: the same `train_run` with {WORKERS} workers on the {share_cell[0]:,}-point scaling store "
-                 f"({n_scenes} scenes × 32 queries, batch {large['batch_size']} item(s) of up to "
+                 f"({n_scenes} scene(s) × 32 queries, batch {large['batch_size']} item(s) of up to "
                  f"`data.queries_per_item` queries), {large_steps} steps, the first {WARMUP_STEPS} dropped.")
     miss += section["miss"]
     if section["profile"]:
