@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench.common import REPO_ROOT, Timing, measure_interleaved
 
 DEMO_STAGE1_CONFIG = REPO_ROOT / "configs" / "stage1" / "synthetic.yaml"
@@ -239,8 +237,3 @@ SCALING_COLUMNS = ["points", "voxels", "queries in the item", "(point, view) pai
                    "U-Net + heads fwd+bwd", "network share", "rest (losses, gathers, SGD)", "step per point",
                    "item build + collate"]
 
-
-def median_of(cells: list[dict[str, Any]], key: str) -> float:
-    """Median of ``cells[i][key]`` (NaN when empty)."""
-    vals = [c[key] for c in cells]
-    return float(np.median(vals)) if vals else float("nan")
