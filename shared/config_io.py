@@ -134,6 +134,32 @@ def set_dotted(data: dict[str, Any], item: str) -> None:
         node[parts[-1]] = raw
 
 
+def override_origins(overrides: Iterable[str]) -> dict[str, str]:
+    """Dotted key -> ``--set KEY=VALUE`` for each ``key=value`` override (for :func:`blame`)."""
+    out: dict[str, str] = {}
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key:
+            out[key] = f"--set {item}"
+    return out
+
+
+def blame(exc: BadInputError, where: str, origins: Mapping[str, str]) -> BadInputError:
+    """``exc`` (a message ``where: ...``) re-addressed to the option or ``--set`` that gave the key it names
+    first; unchanged when it names none of ``origins``' keys (the file or the defaults are at fault)."""
+    msg = str(exc)
+    rest = msg[len(where) + 2:] if msg.startswith(f"{where}: ") else msg
+    found = []
+    for key, label in origins.items():
+        m = re.search(rf"(?<![\w.]){re.escape(key)}(?![\w])", rest)
+        if m:
+            found.append((m.start(), -len(key), label))
+    if not found:
+        return exc
+    label = min(found)[2]
+    return BadInputError(f"{label}: {rest}" if where == "default recipe" else f"{where}: {label}: {rest}")
+
+
 def load_mapping(ref: str | Path | None, kind: str, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], str]:
     """The merged mapping of a config reference (None = nothing but the defaults) and ``key=value``
     overrides, with the name of its file for messages."""

@@ -77,7 +77,10 @@ def check_intrinsic(intrinsic: np.ndarray, what: str = "intrinsic") -> np.ndarra
     if k.shape != (3, 3):
         raise BadInputError(f"{what}: expected a 3x3 or 4x4 matrix, got shape {k.shape}")
     if not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
-        raise BadInputError(f"{what}: focal lengths must be finite and positive, got\n{k}")
+        raise BadInputError(
+            f"{what}: focal lengths must be finite and positive, got fx={k[0, 0]:g}, fy={k[1, 1]:g} "
+            f"(matrix rows {k.tolist()})"
+        )
     return k
 
 

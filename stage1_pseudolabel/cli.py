@@ -15,6 +15,7 @@ from rich.console import Console
 
 from mllm3d.shared.errors import Mllm3dError
 from mllm3d.stage1_pseudolabel.run_config import RunConfig, load_backend_config
+from mllm3d.stage1_pseudolabel.run_inputs import check_store_path
 
 # CLI shortcut -> backend config key (override --backend-config)
 BACKEND_SHORTCUTS = {
@@ -58,7 +59,7 @@ def _raise_terminated(signum: int, frame: Any) -> None:
     raise _Terminated()
 
 
-def _terminated_line(store_path: str | None) -> str:
+def _terminated_line(store_path: str | None, signame: str = "SIGTERM") -> str:
     """One line: what the store holds now, and that rerunning resumes."""
     held = ""
     if store_path is not None:
@@ -70,7 +71,7 @@ def _terminated_line(store_path: str | None) -> str:
                     f"{len(store.complete_pairs())} complete query group(s), everything published so far")
         except Exception:  # noqa: BLE001 - the report must not fail on the way out
             held = f"; store {store_path}"
-    return (f"Error: pseudolabel interrupted by SIGTERM{held}; nothing half-written is visible; rerun the same "
+    return (f"Error: pseudolabel interrupted by {signame}{held}; nothing half-written is visible; rerun the same "
             "command to resume (complete groups are skipped)")
 
 
@@ -153,6 +154,7 @@ def pseudolabel(
         previous = None
     try:
         cfg = build_config(config_path, backend_config_path, options)
+        check_store_path(cfg.store)
         from mllm3d.stage1_pseudolabel.runner import run_pseudolabels
 
         with warnings.catch_warnings():
@@ -163,6 +165,9 @@ def pseudolabel(
     except _Terminated:
         click.echo(_terminated_line(cfg.store if cfg is not None else None), err=True)
         sys.exit(143)
+    except KeyboardInterrupt:  # Ctrl-C: the same unwinding and report as SIGTERM, the shell's status 130
+        click.echo(_terminated_line(cfg.store if cfg is not None else None, "SIGINT (Ctrl-C)"), err=True)
+        sys.exit(130)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

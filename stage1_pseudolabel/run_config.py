@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mllm3d.shared.config_io import build, deep_merge, load_mapping
+from mllm3d.shared.config_io import blame, build, deep_merge, load_mapping, override_origins
 from mllm3d.shared.errors import BadInputError
 from mllm3d.stage1_pseudolabel.sharding import STRATEGIES, parse_shard
 from mllm3d.stage1_pseudolabel.view_sampling import parse_pool, parse_views
@@ -83,13 +83,20 @@ class RunConfig:
         """The defaults, then ``config`` (a packaged name such as ``synthetic`` or a YAML path, with its
         ``base:`` chain), then ``key=value`` ``sets``, then ``overrides`` (non-None values win;
         ``backend_config`` is merged key by key)."""
+        sets = list(sets)
         data, where = load_mapping(config, "stage1", sets)
         extra_backend = overrides.pop("backend_config", None) or {}
-        data.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        data.update(given)
         if extra_backend or "backend_config" in data:
             inner = data.get("backend_config") or {}
             data["backend_config"] = deep_merge(inner, extra_backend) if isinstance(inner, dict) else inner
-        return cls.from_dict(data, where=where)
+        origins = override_origins(sets)
+        origins.update({k: f"--{k.replace('_', '-')} {v}" for k, v in given.items()})  # options win over --set
+        try:
+            return cls.from_dict(data, where=where)
+        except BadInputError as exc:  # name the option or --set that gave the bad key, not only the file
+            raise blame(exc, where, origins) from None
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> RunConfig:

@@ -87,6 +87,16 @@ def load_run_queries(cfg: RunConfig, source: SceneSource) -> list[Query]:
     return qs
 
 
+def check_store_path(store: str | os.PathLike[str]) -> None:
+    """BadInputError when the store path, or the nearest of its parents that exists, is not a folder."""
+    p = os.path.abspath(store)
+    while not os.path.exists(p) and os.path.dirname(p) != p:
+        p = os.path.dirname(p)
+    if not os.path.isdir(p):
+        where = "is a file" if str(p) == os.path.abspath(store) else f"lies under {p}, which is not a folder"
+        raise BadInputError(f"{store}: the store path {where}; give a folder for --store")
+
+
 def expand_device(backend_config: dict[str, Any], env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``device: cuda:local`` -> ``cuda:$LOCAL_RANK`` (torchrun's per-process GPU; 0 when unset)."""
     env = os.environ if env is None else env

@@ -51,6 +51,7 @@ def train(
     progress: bool,
 ) -> None:
     """Train the 3D network on a pseudo-label store (Stage 2)."""
+    from mllm3d.stage2_train3d.config import load_config
     from mllm3d.stage2_train3d.train import TrainingInterrupted, refuse_previous_run, train_run
 
     overrides = list(sets)
@@ -67,7 +68,9 @@ def train(
     ):
         if value is not None:
             overrides.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
+    created = _missing_dirs(out_dir)
     try:
+        load_config(config_path, overrides)  # a bad config or --set fails before --out is created
         refuse_previous_run(out_dir, resume, overwrite)
         result = train_run(config_path, store_path, out_dir, resume=resume, overrides=overrides, progress=progress,
                             select_by=select_by)
@@ -75,8 +78,28 @@ def train(
         click.echo(f"Error: {exc}", err=True)
         raise SystemExit(143) from exc
     except Mllm3dError as exc:
+        _remove_if_empty(created)
         raise click.ClickException(str(exc)) from exc
     _report(result)
+
+
+def _missing_dirs(path: Path) -> list[Path]:
+    """``path`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    return missing
+
+
+def _remove_if_empty(dirs: list[Path]) -> None:
+    """Remove the folders a refused run created, deepest first, as long as they are still empty."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:  # not empty (something was written), already gone or not ours to remove
+            return
 
 
 def _report(result: dict) -> None:

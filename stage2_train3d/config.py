@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mllm3d.shared.config_io import build, load_mapping, save_yaml, set_dotted
+from mllm3d.shared.config_io import blame, build, load_mapping, override_origins, save_yaml, set_dotted
 from mllm3d.shared.errors import BadInputError
 from mllm3d.stage2_train3d.fusion import FusionConfig
 
@@ -201,8 +201,12 @@ def config_from_dict(data: Mapping[str, Any] | None, where: str = "config") -> T
 def load_config(config: str | Path | None = None, overrides: Iterable[str] = ()) -> TrainConfig:
     """The defaults (the default recipe), then the config (a packaged name such as ``paper`` or a YAML
     path, with its ``base:`` chain), then ``key=value`` overrides; typed and validated."""
+    overrides = list(overrides)
     data, where = load_mapping(config, "train", overrides)
-    return config_from_dict(data, where)
+    try:
+        return config_from_dict(data, where)
+    except BadInputError as exc:  # name the --set that gave the bad key, not only the file
+        raise blame(exc, where, override_origins(overrides)) from None
 
 
 def with_overrides(cfg: TrainConfig, overrides: Iterable[str]) -> TrainConfig:
