@@ -316,7 +316,7 @@ def test_store_path_that_is_a_file(seeded, tmp_path: Path) -> None:
             open_store(path, mode)
     qfile = save_queries(tmp_path / "q.json", [Q_GOOD])
     res = invoke("pseudolabel", "--no-progress", "--source", scans, "--queries", qfile, "--store", path)
-    assert res.exit_code == 1 and f"{path}: store path exists and is a file" in res.output, res.output
+    assert res.exit_code == 1 and f"{path}: the store path is a file; give a folder for --store" in res.output, res.output
     assert tree_digest(path) == before
 
 
