@@ -107,6 +107,9 @@ class StoreDataModule(pl.LightningDataModule):
         self.train_pairs: list[Pair] = []
         self.val_pairs: list[Pair] = []
         self._listed = False
+        # The epoch training starts at (set by a resume). Lightning builds the train iterator (and its
+        # worker processes prefetch batches) before it calls set_epoch, so the sampler must start there.
+        self.start_epoch = 0
 
     def list_pairs(self) -> None:
         """Read the pair listing (cheap: small metadata files only) and split it."""
@@ -155,6 +158,8 @@ class StoreDataModule(pl.LightningDataModule):
         rank, world = self._rank_world()
         dataset = self._dataset(pairs, train)
         sampler = ShardedSampler(len(dataset), shuffle=train, seed=self.config.trainer.seed, rank=rank, world_size=world, pad=train)
+        if train:
+            sampler.set_epoch(self.start_epoch)
         workers = max(0, int(d.num_workers))
         return DataLoader(
             dataset,

@@ -171,6 +171,15 @@ def resolve_resume(resume: str | Path | None, out_dir: Path) -> str | None:
     return str(path)
 
 
+def resume_start_epoch(ckpt_path: str | Path) -> int:
+    """The epoch a resume from ``ckpt_path`` starts at (the fit loop's processed epochs)."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+    try:
+        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return int(ckpt.get("epoch", -1)) + 1
+
+
 def resume_config_differences(ckpt_path: str | Path, cfg: TrainConfig) -> list[str]:
     """Warnings for every config value that differs between a checkpoint being resumed and this run."""
     try:
@@ -300,6 +309,7 @@ def train_run(
     if ckpt_path is not None:
         for note in resume_config_differences(ckpt_path, cfg):
             say(note)
+        dm.start_epoch = resume_start_epoch(ckpt_path)
     config_path = save_config(cfg, out / "config.yaml")
 
     if cfg.trainer.cpu_threads > 0:
