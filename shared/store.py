@@ -21,7 +21,8 @@ the fill value, so a lost chunk file is detectable (``mllm3d inspect --check``).
 
 The code is split by job: ``store_keys`` (names, keys, audit events), ``store_records`` (the dataclasses),
 ``store_io`` (array layout, markers, direct reads), ``store_base`` (publish, listing), ``store_scenes`` and
-``store_queries`` (the two group kinds); this module joins them and opens stores. Every public name is
+``store_queries`` (the two group kinds), ``store_query_layout`` (a query group's arrays in each schema); this
+module joins them and opens stores. Every public name is
 importable from here.
 """
 

@@ -38,7 +38,7 @@ def pack_masks(masks: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
     return packed, {PACKBITS_ATTR: {"axis": 2, "bitorder": "big", "width": int(masks.shape[-1])}}
 
 
-def unpack_masks(data: np.ndarray, attrs: dict[str, Any], where: Path) -> np.ndarray:
+def unpack_masks(data: np.ndarray, attrs: dict[str, Any], where: Path | str) -> np.ndarray:
     """The (k,H,W) bool masks of a masks array: unpacked if its attributes say it is bit-packed."""
     spec = attrs.get(PACKBITS_ATTR)
     if spec is None:
@@ -51,6 +51,9 @@ def unpack_masks(data: np.ndarray, attrs: dict[str, Any], where: Path) -> np.nda
         raise StoreError(f"{where}: unreadable {PACKBITS_ATTR!r} attribute {spec!r}") from exc
     if data.dtype != np.uint8 or data.ndim != 3 or axis != 2 or data.shape[2] != -(-width // 8):
         raise StoreError(f"{where}: packed masks {data.dtype}{list(data.shape)} do not match {PACKBITS_ATTR} {spec}")
+    if width % 8 == 0 and data.flags.c_contiguous:  # no padding bits: one flat unpack (~20 % faster than axis=2)
+        flat = np.unpackbits(data.reshape(-1), bitorder=order)
+        return flat.reshape(data.shape[0], data.shape[1], width).view(np.bool_)
     return np.unpackbits(data, axis=2, count=width, bitorder=order).view(np.bool_)
 
 
@@ -158,7 +161,8 @@ def _load(group_dir: Path, name: str, all_chunks: bool = False, meta_out: dict[s
 
 
 def _load_masks(group_dir: Path, all_chunks: bool = False) -> np.ndarray:
-    """The (k,H,W) bool masks of a query group, bit-packed (schema 2) or stored as bool (schema 1)."""
+    """The (k,H,W) bool masks of a query group without consolidated metadata: bit-packed (schema 2) or bool
+    (schema 1)."""
     meta: dict[str, Any] = {}
     data = _load(group_dir, "masks", all_chunks, meta)
     return unpack_masks(data, dict(meta.get("attributes") or {}), group_dir / "masks")
@@ -166,8 +170,20 @@ def _load_masks(group_dir: Path, all_chunks: bool = False) -> np.ndarray:
 
 def _require_complete(group_dir: Path, kind: str) -> dict[str, Any]:
     """The attributes of a complete group; StoreError naming the folder if it is unreadable or incomplete."""
+    return dict(complete_group_doc(group_dir, kind)["attributes"])
+
+
+def complete_group_doc(group_dir: Path, kind: str, missing: str | None = None) -> dict[str, Any]:
+    """The whole parsed zarr.json of a complete group (attributes and, if written, consolidated metadata);
+    StoreError naming the folder if it is unreadable or incomplete (``missing``: the message when the group
+    has no zarr.json at all)."""
     try:
-        meta = _read_json(group_dir / "zarr.json")
+        try:
+            meta = _read_json(group_dir / "zarr.json")
+        except FileNotFoundError:
+            if missing is not None:
+                raise StoreError(missing) from None
+            raise
         attrs = meta["attributes"]
         if not isinstance(attrs, dict):
             raise ValueError("attributes is not a JSON object")
@@ -178,5 +194,5 @@ def _require_complete(group_dir: Path, kind: str) -> dict[str, Any]:
             f"{group_dir}: incomplete group ({kind} group without complete=true: written by an older version, "
             "copied by hand or interrupted on a filesystem without atomic rename); rerun Stage 1 to rewrite it"
         )
-    return attrs
+    return meta
 

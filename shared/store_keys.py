@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2  # 2: bit-packed masks (docs/store.md); 1: bool masks, still read
+SCHEMA_VERSION = 3  # 3: views table + consolidated query metadata; 2: bit-packed masks; 1: bool masks (docs/store.md)
 STORE_FORMAT = "mllm3d-pseudolabel-store"
 TMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"

@@ -7,25 +7,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import zarr
-
 from mllm3d.shared.annotations import query_to_dict
 from mllm3d.shared.errors import StoreError, UnknownSceneError
 from mllm3d.shared.scene import Query
 from mllm3d.shared.store_base import StoreBase
 from mllm3d.shared.store_io import (
-    _has_array,
-    _load,
-    _load_masks,
     _read_json,
     _require_complete,
-    _write_array,
     compact_metadata,
+    complete_group_doc,
     group_is_complete,
-    pack_masks,
 )
 from mllm3d.shared.store_keys import ALL_CHUNKS_ATTR, _fire
+from mllm3d.shared.store_query_layout import read_query_arrays, write_group_json, write_query_arrays
 from mllm3d.shared.store_records import QueryRecord
 
 
@@ -55,7 +49,7 @@ class QueryGroups(StoreBase):
         tmp = self._tmp_dir(final)
         try:
             with compact_metadata():
-                _fill_query_group(tmp, record, image_size)
+                _fill_query_group(tmp, record)
             _fire("query.before_publish", f"{q.scene_id}/{q.query_id}")
             return self._publish(tmp, final, overwrite)
         except OSError as exc:
@@ -68,12 +62,12 @@ class QueryGroups(StoreBase):
             raise
 
     def read_query(self, scene_id: str, query_id: str, with_features: bool = True) -> QueryRecord:
+        """One query group (any schema): its group zarr.json, then one chunk file per array (schema 3)."""
         d = self.query_dir(scene_id, query_id)
-        if not (d / "zarr.json").is_file():
-            raise StoreError(f"{self.path}: no complete query {query_id!r} in scene {scene_id!r}")
-        a = _require_complete(d, "query")
-        full = a.get(ALL_CHUNKS_ATTR) is True
+        doc = complete_group_doc(d, "query", f"{self.path}: no complete query {query_id!r} in scene {scene_id!r}")
+        a = doc["attributes"]
         try:
+            arrays = read_query_arrays(d, doc, a.get(ALL_CHUNKS_ATTR) is True, with_features)
             rec = QueryRecord(
                 query=Query(
                     scene_id=str(a["scene_id"]),
@@ -84,20 +78,11 @@ class QueryGroups(StoreBase):
                     kind=a.get("kind"),
                     extra=dict(a.get("extra") or {}),
                 ),
-                view_index=_load(d, "view_index", full),
-                masks=_load_masks(d, full),
-                seg_embeddings=_load(d, "seg_embeddings", full).astype(np.float32),
-                confidence=_load(d, "confidence", full),
-                attention=_load(d, "attention", full),
-                has_seg=_load(d, "has_seg", full),
                 view_seed=int(a.get("view_seed", 0)),
                 view_sampling=dict(a.get("view_sampling") or {}),
                 segmenter=str(a.get("segmenter", "")),
                 generated_text=list(a.get("generated_text", [])),
-                attention_maps=_load(d, "attention_maps", full) if _has_array(d, "attention_maps") else None,
-                image_features=(
-                    _load(d, "image_features", full) if with_features and _has_array(d, "image_features") else None
-                ),
+                **arrays,
             )
         except (KeyError, ValueError, RuntimeError, OSError, StoreError) as exc:
             raise StoreError(f"{d}: query group is corrupt: {exc}") from exc
@@ -122,35 +107,20 @@ class QueryGroups(StoreBase):
         return _read_json(self.query_dir(scene_id, query_id) / "zarr.json")["attributes"]
 
 
-def _fill_query_group(tmp: Path, record: QueryRecord, image_size: tuple[int, ...]) -> None:
-    """Write the arrays and attributes of one query group into ``tmp``; ``complete`` last."""
+def _fill_query_group(tmp: Path, record: QueryRecord) -> None:
+    """Write the arrays and attributes of one query group into ``tmp`` (schema 3); ``complete`` last."""
     q = record.query
-    g = zarr.open_group(str(tmp), mode="w")
-    k = record.num_views
-    h, w = image_size
-    _write_array(g, "view_index", record.view_index.astype(np.int32), chunks=(max(k, 1),))
-    packed, packing = pack_masks(record.masks)
-    _write_array(g, "masks", packed, chunks=(1, h, packed.shape[2]), shuffle="noshuffle", attributes=packing)
-    _fire("query.mid_write", f"{q.scene_id}/{q.query_id}")
-    _write_array(g, "seg_embeddings", record.seg_embeddings.astype(np.float16))
-    _write_array(g, "confidence", record.confidence.astype(np.float32), chunks=(max(k, 1),))
-    _write_array(g, "attention", record.attention.astype(np.float32), chunks=(max(k, 1),))
-    _write_array(g, "has_seg", record.has_seg.astype(bool), chunks=(max(k, 1),))
-    if record.attention_maps is not None:
-        am = record.attention_maps.astype(np.float16)
-        _write_array(g, "attention_maps", am, chunks=(1, *am.shape[1:]))
-    if record.image_features is not None:
-        f = record.image_features.astype(np.float16)
-        _write_array(g, "image_features", f, chunks=(1, *f.shape[1:]))
-    g.attrs.update(
+    write_query_arrays(tmp, record, lambda: _fire("query.mid_write", f"{q.scene_id}/{q.query_id}"))
+    write_group_json(
+        tmp,
         {
-            **query_to_dict(q),
+            **query_to_dict(record.query),
             "view_seed": int(record.view_seed),
             **({"view_sampling": dict(record.view_sampling)} if record.view_sampling else {}),
             "segmenter": record.segmenter,
             "generated_text": list(record.generated_text),
             "written_at": time.time(),
             ALL_CHUNKS_ATTR: True,
-        }
+            "complete": True,  # in the group's last file, written after every array
+        },
     )
-    g.attrs["complete"] = True  # last

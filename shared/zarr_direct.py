@@ -20,13 +20,14 @@ from pathlib import Path
 
 import google_crc32c
 import numpy as np
-from numcodecs import Blosc
+from numcodecs import blosc as _blosc
 
 from mllm3d.shared.errors import StoreError
 
 _DTYPES = {"bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
            "float16", "float32", "float64"}
-_BLOSC = Blosc()  # decoding reads cname / shuffle / typesize from each chunk's own header
+# blosc.decompress reads cname / shuffle / typesize from each chunk's own header (what Blosc().decode calls,
+# without its buffer-protocol wrapping: a few microseconds per chunk on a read of a handful of small arrays)
 
 
 def _layout(meta: dict) -> tuple[list[int], list[int], np.dtype, bool] | None:
@@ -56,7 +57,7 @@ def _layout(meta: dict) -> tuple[list[int], list[int], np.dtype, bool] | None:
         return None
 
 
-def _verified(chunk_file: Path, data: bytes) -> bytes:
+def _verified(chunk_file: str, data: bytes) -> bytes:
     """The chunk's compressed bytes without its trailing CRC-32C; StoreError naming the file on a mismatch."""
     if len(data) < 4:
         raise StoreError(f"{chunk_file}: corrupt chunk: {len(data)} bytes, shorter than its 4-byte crc32c checksum")
@@ -70,18 +71,23 @@ def _verified(chunk_file: Path, data: bytes) -> bytes:
     return body
 
 
-def read_array(path: Path, all_chunks: bool = False, meta_out: dict | None = None) -> np.ndarray | None:
+def read_array(
+    path: Path | str, all_chunks: bool = False, meta_out: dict | None = None, meta: dict | None = None
+) -> np.ndarray | None:
     """The whole array stored at ``path`` (a folder with zarr.json), or None if it is not the store's layout.
 
     ``all_chunks``: the writer stored every chunk (the group's ``all_chunks_written``), so a missing chunk
     file is a lost one and raises StoreError naming it instead of reading back as the fill value. ``meta_out``
-    (a dict) receives the parsed zarr.json, so a caller needs no second read for the array's attributes."""
+    (a dict) receives the parsed zarr.json, so a caller needs no second read for the array's attributes.
+    ``meta``: the array's metadata as already known (its group's consolidated metadata); its zarr.json is
+    then not opened, only the chunk files."""
     base = os.fspath(path)
-    try:
-        with open(os.path.join(base, "zarr.json"), "rb") as f:
-            meta = json.loads(f.read())
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"{path}: unreadable array metadata: {exc}") from exc
+    if meta is None:
+        try:
+            with open(os.path.join(base, "zarr.json"), "rb") as f:
+                meta = json.loads(f.read())
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{path}: unreadable array metadata: {exc}") from exc
     if meta_out is not None and isinstance(meta, dict):
         meta_out.update(meta)
     layout = _layout(meta)
@@ -111,13 +117,13 @@ def read_array(path: Path, all_chunks: bool = False, meta_out: dict | None = Non
         except OSError as exc:
             raise StoreError(f"{chunk_file}: unreadable chunk: {exc}") from exc
         if checksummed:
-            data = _verified(Path(chunk_file), data)
+            data = _verified(chunk_file, data)
         try:
             if out is None:  # the single chunk: decoded straight into the (writable) result
                 block = np.empty(chunks, dtype=dtype)
-                _BLOSC.decode(data, out=block)
+                _blosc.decompress(data, block)
             else:
-                block = np.frombuffer(_BLOSC.decode(data), dtype=dtype).reshape(chunks)
+                block = np.frombuffer(_blosc.decompress(data), dtype=dtype).reshape(chunks)
         except Exception as exc:  # noqa: BLE001 - blosc reports corruption as RuntimeError/ValueError
             raise StoreError(f"{chunk_file}: corrupt chunk (blosc could not decode it to {chunks}): {exc}") from exc
         if out is None:

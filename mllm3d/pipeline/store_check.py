@@ -21,6 +21,13 @@ from mllm3d.pipeline.store_layout import unexpected_entries
 from mllm3d.shared.errors import StoreError
 from mllm3d.shared.store import ALL_CHUNKS_ATTR, STORE_FORMAT, TMP_PREFIX, key_matches, open_store, safe_key
 from mllm3d.shared.store_io import unpack_masks
+from mllm3d.shared.store_query_layout import (
+    COLUMNS_ATTR,
+    VIEW_COLUMNS,
+    VIEWS,
+    consolidated_members,
+    split_views,
+)
 from mllm3d.shared.zarr_direct import read_array
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -60,16 +67,34 @@ SCENE_ARRAYS = [
     ArraySpec("correspondences/offsets", "int64", ("V+1",)),
 ]
 
-QUERY_ARRAYS = [
-    ArraySpec("view_index", "int32", ("k",)),
-    ArraySpec("masks", "uint8|bool", ("k", "H", None)),  # bit-packed (schema 2) or bool (schema 1): _check_masks
+QUERY_ARRAYS = [  # schema 3: the per-view fields in one table (view_index, confidence, attention, has_seg)
+    ArraySpec(VIEWS, "float32", ("k", len(VIEW_COLUMNS)), finite=True),
+    ArraySpec("masks", "uint8|bool", ("k", "H", None)),  # bit-packed (schema 2 and later) or bool (schema 1)
     ArraySpec("seg_embeddings", "float16", ("k", None), finite=True),
-    ArraySpec("confidence", "float32", ("k",), finite=True),
-    ArraySpec("attention", "float32", ("k",), finite=True),
-    ArraySpec("has_seg", "bool", ("k",)),
     ArraySpec("attention_maps", "float16", ("k", None, None), required=False, finite=True),
     ArraySpec("image_features", "float16", ("k", None, None, None), required=False, finite=True),
 ]
+
+SEPARATE_QUERY_ARRAYS = [  # schemas 1 and 2: one array per per-view field
+    ArraySpec("view_index", "int32", ("k",)),
+    *QUERY_ARRAYS[1:3],
+    ArraySpec("confidence", "float32", ("k",), finite=True),
+    ArraySpec("attention", "float32", ("k",), finite=True),
+    ArraySpec("has_seg", "bool", ("k",)),
+    *QUERY_ARRAYS[3:],
+]
+
+
+def _query_array_names(query_dir: Path) -> list[str]:
+    return [a.name for a in query_specs(query_dir)]
+
+
+def query_specs(query_dir: Path) -> list[ArraySpec]:
+    """The arrays a query group must hold: schema 3's views table, or (a group without it that has a
+    ``view_index`` array) the separate arrays of schemas 1 and 2."""
+    if not (query_dir / VIEWS / "zarr.json").is_file() and (query_dir / "view_index" / "zarr.json").is_file():
+        return SEPARATE_QUERY_ARRAYS
+    return QUERY_ARRAYS
 
 
 INCOMPLETE_MESSAGE = (
@@ -234,13 +259,54 @@ def _check_query(query_dir: Path, scene_attrs: dict[str, Any], problems: list[Pr
         problems.append(Problem(where, f"scene_id {attrs['scene_id']!r} but it sits in scene {scene_attrs['scene_id']!r}"))
     ssz = scene_attrs.get("_sizes") or {}
     sizes = {k: v for k, v in (("H", ssz.get("H")), ("W", ssz.get("W"))) if v is not None}
-    arrays = _check_arrays(query_dir, QUERY_ARRAYS, sizes, problems, attrs.get(ALL_CHUNKS_ATTR) is True)
+    arrays = _check_arrays(query_dir, query_specs(query_dir), sizes, problems, attrs.get(ALL_CHUNKS_ATTR) is True)
+    _check_consolidated(query_dir, problems)
     if "masks" in arrays:
         _check_masks(query_dir / "masks", arrays["masks"], ssz.get("W"), problems)
     vi = arrays.get("view_index")
+    if VIEWS in arrays:
+        vi = _view_index_of_table(query_dir / VIEWS, arrays[VIEWS], problems)
     nv = ssz.get("V")
     if vi is not None and vi.size and nv is not None and (vi.min() < 0 or vi.max() >= nv):
         problems.append(Problem(f"{where}/view_index", f"values outside 0..{nv - 1}"))
+
+
+def _view_index_of_table(array_dir: Path, table: np.ndarray, problems: list[Problem]) -> np.ndarray | None:
+    """The view_index column of a views table, after the checks the reader makes (columns, integral indices,
+    has_seg 0/1); None with a problem if they fail."""
+    try:
+        attrs = dict(json.loads((array_dir / "zarr.json").read_text(encoding="utf-8")).get("attributes") or {})
+        return split_views(table, attrs.get(COLUMNS_ATTR), array_dir)["view_index"]
+    except (OSError, ValueError, StoreError) as exc:
+        problems.append(Problem(str(array_dir), str(exc)))
+        return None
+
+
+def _check_consolidated(group_dir: Path, problems: list[Problem]) -> None:
+    """The group's consolidated metadata (what ``read_query`` trusts instead of each array's zarr.json) must list
+    exactly the group's arrays, each with the same metadata as its own zarr.json."""
+    try:
+        members = consolidated_members(json.loads((group_dir / "zarr.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):  # an unreadable group zarr.json is reported by the caller
+        return
+    if members is None:
+        return
+    on_disk = {p.name for p in group_dir.iterdir() if (p / "zarr.json").is_file()}
+    for name in sorted(set(members) | on_disk):
+        where = str(group_dir / name)
+        if name not in on_disk:
+            problems.append(Problem(where, "listed in the group's consolidated metadata, but the array is missing"))
+        elif name not in members:
+            problems.append(Problem(where, "array missing from the group's consolidated metadata"))
+        else:
+            try:
+                own = json.loads((group_dir / name / "zarr.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):  # reported by _check_arrays
+                continue
+            if own != members[name]:
+                diff = sorted(k for k in set(own) | set(members[name]) if own.get(k) != members[name].get(k))
+                problems.append(Problem(where, f"the group's consolidated metadata differs from the array's own "
+                                               f"zarr.json in {diff} (edited after it was written)"))
 
 
 def _check_masks(array_dir: Path, data: np.ndarray, width: int | None, problems: list[Problem]) -> None:
@@ -310,7 +376,7 @@ def check_store(path: str | os.PathLike[str], progress: Progress | None = None) 
             done += 1
             if progress is not None:
                 progress(done, total)
-    for extra in unexpected_entries(root, [a.name for a in SCENE_ARRAYS], [a.name for a in QUERY_ARRAYS]):
+    for extra in unexpected_entries(root, [a.name for a in SCENE_ARRAYS], _query_array_names):
         problems.append(Problem(str(extra), f"unexpected {'folder' if extra.is_dir() else 'file'} (Stage 1 never "
                                             "writes it: a hand copy or stray file); move it out of the store"))
     for tmp in store.temporary_groups():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from mllm3d.shared.store import TMP_PREFIX, TRASH_PREFIX
@@ -61,11 +61,13 @@ def _group_extras(group_dir: Path, arrays: set[str], subgroups: set[str]) -> Ite
             yield p
 
 
-def unexpected_entries(root: Path, scene_arrays: Iterable[str], query_arrays: Iterable[str]) -> list[Path]:
-    """Every file or folder under the store ``root`` that Stage 1 does not write (see the module docstring)."""
+def unexpected_entries(
+    root: Path, scene_arrays: Iterable[str], query_arrays: Callable[[Path], Iterable[str]]
+) -> list[Path]:
+    """Every file or folder under the store ``root`` that Stage 1 does not write (see the module docstring);
+    ``query_arrays`` gives the arrays a query group may hold (they depend on the schema it was written with)."""
     scene_top = {n for n in scene_arrays if "/" not in n}
     corr = {n.split("/", 1)[1] for n in scene_arrays if n.startswith("correspondences/")}
-    qnames = set(query_arrays)
     found: list[Path] = [p for p in root.iterdir() if p.name not in ("zarr.json", "scenes")]
     scenes = root / "scenes"
     if not scenes.is_dir():
@@ -91,5 +93,5 @@ def unexpected_entries(root: Path, scene_arrays: Iterable[str], query_arrays: It
             if not qdir.is_dir():
                 found.append(qdir)
                 continue
-            found.extend(_group_extras(qdir, qnames, set()))
+            found.extend(_group_extras(qdir, set(query_arrays(qdir)), set()))
     return sorted(found)

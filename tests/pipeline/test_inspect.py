@@ -75,19 +75,51 @@ def test_check_detects_corrupt_chunk_without_modifying_anything(store, tmp_path:
     assert tree_digest(store.path, with_mtimes=True) == before
 
 
-@pytest.mark.parametrize("query", ["nothing", "chair"])  # empty masks (all fill value) and non-empty ones
-def test_check_detects_a_lost_chunk_without_modifying_anything(store, query: str) -> None:
-    array = store.query_dir(SCENE, query) / "masks"
+LOST = {  # array -> (its folder, its chunk files, the one removed); masks: one chunk holds all views
+    "masks of an all-False query": (lambda st: st.query_dir(SCENE, "nothing") / "masks", ["c/0/0/0"], "c/0/0/0"),
+    "masks": (lambda st: st.query_dir(SCENE, "chair") / "masks", ["c/0/0/0"], "c/0/0/0"),
+    "thumbnails (one chunk per view)": (lambda st: st.scene_dir(SCENE) / "thumbnails",
+                                        ["c/0/0/0/0", "c/1/0/0/0", "c/2/0/0/0"], "c/1/0/0/0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LOST))
+def test_check_detects_a_lost_chunk_without_modifying_anything(store, case: str) -> None:
+    folder, files, lost = LOST[case]
+    array = folder(store)
     chunks = sorted(p.relative_to(array).as_posix() for p in (array / "c").rglob("*") if p.is_file())
-    assert chunks == ["c/0/0/0", "c/1/0/0", "c/2/0/0"], "every chunk is written, even an all-False one"
-    (array / "c" / "1" / "0" / "0").unlink()  # zarr alone reads this back silently as all-False
+    assert chunks == files, "every chunk is written, even an all-False one"
+    (array / lost).unlink()  # zarr alone reads this back silently as the fill value
     before = tree_digest(store.path, with_mtimes=True)
     errors = [p for p in check_store(store.path) if p.severity == "error"]
     assert len(errors) == 1, errors
-    assert errors[0].where == str(array) and "1 of 3 chunk files missing (c/1/0/0)" in errors[0].message
+    assert errors[0].where == str(array) and f"1 of {len(files)} chunk files missing ({lost})" in errors[0].message
     res = CliRunner(env={"COLUMNS": "250"}).invoke(inspect_cmd, ["--store", str(store.path), "--check"])
     assert res.exit_code == 1 and "chunk files missing" in res.output, res.output
     assert tree_digest(store.path, with_mtimes=True) == before
+
+
+def test_check_finds_consolidated_metadata_that_no_longer_matches_an_array(store) -> None:
+    import json
+
+    array = store.query_dir(SCENE, "chair") / "masks"
+    meta = json.loads((array / "zarr.json").read_text())
+    meta["attributes"]["note"] = "edited"  # the array's own zarr.json edited, the group's copy not
+    (array / "zarr.json").write_text(json.dumps(meta))
+    errors = [p for p in check_store(store.path) if p.severity == "error"]
+    assert len(errors) == 1 and errors[0].where == str(array), errors
+    assert "consolidated metadata differs from the array's own zarr.json in ['attributes']" in errors[0].message
+
+
+@pytest.mark.parametrize("schema", [1, 2])
+def test_check_passes_on_groups_of_older_schemas_and_still_finds_their_strays(store, schema: int) -> None:
+    from tests.shared.test_store_packed import _write_legacy_group
+
+    _write_legacy_group(store, "chair", schema, SCENE)
+    assert check_store(store.path) == []
+    (store.query_dir(SCENE, "chair") / "views").mkdir()  # not an array of these schemas
+    errors = [p for p in check_store(store.path) if p.severity == "error"]
+    assert len(errors) == 1 and "unexpected folder" in errors[0].message and errors[0].where.endswith("chair/views")
 
 
 def test_check_only_warns_about_missing_chunks_in_groups_written_before_every_chunk_was(store) -> None:
@@ -120,12 +152,14 @@ def test_overview_reports_unreadable_groups_and_goes_on(store) -> None:
 def test_check_reports_missing_arrays_bad_ranges_and_leftovers(store) -> None:
     import shutil
 
-    shutil.rmtree(store.query_dir(SCENE, "table") / "confidence")
+    shutil.rmtree(store.query_dir(SCENE, "table") / "views")  # the per-view table (view_index, confidence, ...)
     (store.scenes_dir / ".tmp-toy0002_00.host-1-abcd").mkdir()
     problems = check_store(store.path)
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity == "warning"]
-    assert len(errors) == 1 and "confidence" in errors[0].where and "missing" in errors[0].message
+    # the array is missing, and the group's consolidated metadata still lists it
+    assert len(errors) == 2 and all(e.where.endswith("table/views") and "missing" in e.message for e in errors)
+    assert any("consolidated metadata" in e.message for e in errors)
     assert len(warnings) == 1 and ".tmp-toy0002_00" in warnings[0].where
 
 
