@@ -83,6 +83,28 @@ class PseudoLabelStore(SceneGroups, QueryGroups):
     """Read/write access to a pseudo-label store on local disk. Use :func:`open_store`."""
 
 
+def _group_meta(meta: Path, what: str) -> dict[str, Any]:
+    """The parsed ``meta`` of a Zarr v3 group; a StoreError naming the file if it is unreadable or no group."""
+    try:
+        doc = _read_json(meta)
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{meta}: unreadable {what} metadata: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise StoreError(f"{meta}: {what} metadata is a JSON {type(doc).__name__}, expected a Zarr group object")
+    if doc.get("node_type") != "group":
+        raise StoreError(f"{meta}: {what} metadata says node_type {doc.get('node_type')!r}, expected 'group' "
+                         "(not a pseudo-label store group)")
+    return doc
+
+
+def _root_attrs(meta: Path) -> dict[str, Any]:
+    """The root group's attributes (the file must parse and describe a group)."""
+    attrs = _group_meta(meta, "store").get("attributes", {})
+    if not isinstance(attrs, dict):
+        raise StoreError(f"{meta}: store attributes are a JSON {type(attrs).__name__}, expected an object")
+    return attrs
+
+
 def _check_root(path: Path, attrs: dict[str, Any]) -> None:
     if attrs.get("format") != STORE_FORMAT:
         raise StoreError(
@@ -119,10 +141,7 @@ def open_store(
             what = "does not exist" if not p.exists() else "is a non-empty directory without a zarr.json"
             raise StoreError(f"{p}: not a pseudo-label store ({what})")
         _create_root(p, segmenter)
-    try:
-        attrs = _read_json(meta).get("attributes", {})
-    except (OSError, ValueError) as exc:
-        raise StoreError(f"{meta}: unreadable store metadata: {exc}") from exc
+    attrs = _root_attrs(meta)
     _check_root(p, attrs)
     if mode == "a" and segmenter is not None:
         stored = attrs.get("segmenter") or {}

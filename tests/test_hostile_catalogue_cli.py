@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from mllm3d.cli import main as mllm3d
+from mllm3d.pipeline.store_check import check_store
 from tests.stage1_helpers import hidden_entries, start_cli
 
 
@@ -177,7 +178,7 @@ def _truncate(rel: str):
 
 def _foreign(store: Path) -> str:
     (store / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {"x": 1}}))
-    return "zarr.json"
+    return ""  # the message names the store itself ("not an mllm3d pseudo-label store (root zarr.json ...)")
 
 
 def _root_is_an_array(store: Path) -> str:
@@ -190,8 +191,7 @@ def _root_is_an_array(store: Path) -> str:
 STORES = [
     pytest.param(_truncate("zarr.json"), id="store-root-metadata-truncated"),
     pytest.param(_foreign, id="store-foreign-zarr-group"),
-    pytest.param(_root_is_an_array, id="store-root-says-array", marks=pytest.mark.xfail(
-        strict=True, reason="the store's root node_type is not checked: every command reads on, --check passes")),
+    pytest.param(_root_is_an_array, id="store-root-says-array"),
     pytest.param(_truncate("scenes/zarr.json"), id="store-scenes-metadata-truncated", marks=pytest.mark.xfail(
         strict=True, reason="a truncated scenes/zarr.json is not read by any command nor by --check")),
 ]
@@ -202,9 +202,12 @@ def test_a_damaged_store_is_named_by_every_command_and_left_as_it_is(small_store
     store = _copy(small_store, tmp_path / "store.zarr")
     rel = damage(store)
     before = tree_digest(store)
-    refused(["inspect", "--store", store], "store.zarr")
-    refused(_pseudolabel(store), "store.zarr")
-    refused(["train", "--store", store, "--out", tmp_path / "run"], "store.zarr")
+    named = str(store / rel) if rel else str(store)
+    refused(["inspect", "--store", store], named)
+    assert CliRunner().invoke(mllm3d, ["inspect", "--store", str(store), "--check"]).exit_code == 1
+    assert any(named in p.message for p in check_store(store) if p.severity == "error"), check_store(store)
+    refused(_pseudolabel(store), named)
+    refused(["train", "--store", store, "--out", tmp_path / "run"], named)
     assert tree_digest(store) == before, rel
     assert not (tmp_path / "run").exists()
 
