@@ -140,6 +140,10 @@ def train_steps(
     return res
 
 
+# the modules whose read_query / read_scene a dataset item calls (the store is a facade over them)
+STORE_READERS = ("shared/store_queries.py", "shared/store_scenes.py")
+
+
 def profile_batch_build(store: Path, batch_size: int | None, extra: list[str]) -> tuple[str, float, float]:
     """cProfile building one training batch in this process (items + collate) as a loader worker does:
     (profile text, seconds, seconds of it in store reads)."""
@@ -157,7 +161,7 @@ def profile_batch_build(store: Path, batch_size: int | None, extra: list[str]) -
     stats = profile_stats(lambda: dmod.collate([ds[(1, i)] for i in range(n)]))
     total = time.perf_counter() - t0
     read_s = sum(ct for (fname, _l, name), (_cc, _nc, _tt, ct, _c) in stats.stats.items()  # type: ignore[attr-defined]
-                 if fname.endswith("store.py") and name in ("read_query", "read_scene"))
+                 if fname.endswith(STORE_READERS) and name in ("read_query", "read_scene"))
     return format_stats(stats, limit=20, sort="cumulative"), total, read_s
 
 

@@ -16,6 +16,7 @@ row   variant                     difference from (f)
 (f)   full (4 views)              —
 (+)   w/o view filtering          ``fusion.view_filter=false`` (not in the paper's table)
 (p)   paper-literal L_spatial     ``loss.spatial_form=paper`` (trainable W_img with bias; on request only)
+(o)   pooled views                Stage 1 ``view_pool=6``: 4 views per query from 6 frames per scene (on request)
 (k)   clean pseudo-labels         trained on the clean stand-in's store (bound)
 (g)   + ground-truth 3D masks     (k) plus BCE on ground-truth masks: **not label-free** (upper bound)
 ====  ==========================  ===================================================
@@ -236,6 +237,7 @@ def markdown(result: SeedsResult) -> str:
         "",
         "Stage 2: the variant configs of `" + (cfg.config_dir or "configs/train") + "` (" + ", ".join(
             f"({v.key}) `{v.config}.yaml`" + (f" on the k={v.views} store" if v.views != cfg.full_views else "")
+            + (f" on the store whose k views per query come from a per-scene pool of {v.pool} frames" if v.pool else "")
             for v in VARIANTS if v.key in result.rows
         ) + f"; each is default.yaml with one change) plus `{' '.join(train_overrides(first.config, full_variant()))}` "
         "(the seed's own); every variant trains the same epochs on the same training queries (the same "
@@ -313,7 +315,7 @@ def result_dict(result: SeedsResult) -> dict[str, Any]:
               help="Score held-out scenes only (heldout) or the training scenes too (transductive).")
 @click.option("--config-dir", default=None, help="Directory of the variant training YAMLs [configs/train].")
 @click.option("--variants", default=None,
-              help="Comma-separated rows to train [b,c,f,k,g]; also d, e (2 / 8 views), + and p.")
+              help="Comma-separated rows to train [b,c,f,k,g]; also d, e (2 / 8 views), +, p and o (pooled views).")
 def benchmark_cmd(
     out: Path,
     results: Path | None,

@@ -30,8 +30,15 @@ class Variant:
     views: int  # which Stage 1 store it trains on
     config: str = "default"  # the variant's packaged Stage 2 recipe (each is default.yaml + one change)
     store: str = ""  # the Stage 1 store it trains on: "" = the stand-in's failure model, "clean" = no failures
+    pool: int | None = None  # Stage 1 draws the k views per query from a per-scene pool of this many frames
+
+    @property
+    def stage1(self) -> tuple[int, int | None]:
+        """The (view count, pool) of the failure-model Stage 1 store this row trains and is scored on."""
+        return self.views, self.pool
 
 
+POOL_FRAMES = 6  # row (o)'s per-scene view pool, the pool of bench/bench_stage1_e2e.py (of 16 synthetic frames)
 VARIANTS: tuple[Variant, ...] = (
     Variant("b", "w/o Token-for-Query", 4, "no_token_for_query"),
     Variant("c", "w/o spatial consistency", 4, "no_spatial"),
@@ -40,6 +47,9 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("f", "full (4 views)", 4),
     Variant("+", "w/o view filtering", 4, "no_view_filter"),
     Variant("p", "paper-literal L_spatial", 4, "spatial_paper"),  # not in the default rows (--variants ...,p)
+    # (f) with Stage 1's pooled view sampling (view_pool): still 4 random views per query, drawn from 6 frames
+    # per scene, so the shared engine reuses encodings across queries; on request (--variants ...,o)
+    Variant("o", f"4 views per query from a per-scene pool of {POOL_FRAMES} frames", 4, pool=POOL_FRAMES),
     # bounds: trained on the clean stand-in's store (the same scenes and queries, failures switched off);
     # (g) also on the ground-truth 3D masks of its training scenes (BCE, with_labels.yaml): NOT label-free
     Variant("k", "clean pseudo-labels (bound: stand-in without failures)", 4, store="clean"),
@@ -157,12 +167,14 @@ def clean_backend_config(cfg: BenchmarkConfig) -> dict[str, Any]:
     return {**backend_config(cfg), **PRESETS[CLEAN_PRESET], "preset": CLEAN_PRESET}
 
 
-def run_stage1(cfg: BenchmarkConfig, out: Path, views: int, console: Console, clean: bool = False) -> Path:
+def run_stage1(cfg: BenchmarkConfig, out: Path, views: int, console: Console, clean: bool = False,
+               pool: int | None = None) -> Path:
     """Stage 1 (synthetic backend) for every scene and query with k = ``views``; reuses a finished store.
-    ``clean``: the stand-in with every failure switched off (``clean_backend_config``), for the bound rows."""
+    ``clean``: the stand-in with every failure switched off (``clean_backend_config``), for the bound rows;
+    ``pool``: the k views drawn from a per-scene pool of that many frames (row (o))."""
     backend = clean_backend_config(cfg) if clean else backend_config(cfg)
-    name = f"store-k{views}-clean.zarr" if clean else f"store-k{views}.zarr"
-    return synthetic_stage1(cfg.num_scenes, cfg.seed, out / name, views, backend, console)
+    name = f"store-k{views}" + ("-clean" if clean else "") + (f"-pool{pool}" if pool else "") + ".zarr"
+    return synthetic_stage1(cfg.num_scenes, cfg.seed, out / name, views, backend, console, view_pool=pool)
 
 
 def check_ground_truth_use(cfg: BenchmarkConfig) -> None:
@@ -214,45 +226,49 @@ def run_seed(cfg: BenchmarkConfig, out: Path, console: Console | None = None, co
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmark-config.json").write_text(json.dumps(asdict(cfg), indent=2))
     seconds: dict[str, float] = {}
-    stores: dict[int, Path] = {}
-    for k in cfg.views:
+    stores: dict[tuple[int, int | None], Path] = {}  # (views, pool) -> failure-model store
+    pooled = sorted({v.stage1 for v in VARIANTS if v.key in cfg.variants and v.pool})
+    for k, pool in [(k, None) for k in cfg.views] + pooled:
+        name = f"stage1 k={k}" + (f" pool={pool}" if pool else "")
         t0 = time.perf_counter()
-        with console.status(f"Stage 1: {cfg.num_scenes} synthetic scenes, {k} views per query"):
-            stores[k] = run_stage1(cfg, out, k, console)
-        seconds[f"stage1 k={k}"] = time.perf_counter() - t0
-        console.print(f"Stage 1, k={k}: {stores[k]} ({seconds[f'stage1 k={k}']:.0f} s)")
+        with console.status(f"Stage 1: {cfg.num_scenes} synthetic scenes, {k} views per query"
+                            + (f" from a per-scene pool of {pool}" if pool else "")):
+            stores[k, pool] = run_stage1(cfg, out, k, console, pool=pool)
+        seconds[name] = time.perf_counter() - t0
+        console.print(f"Stage 1, {name[7:]}: {stores[k, pool]} ({seconds[name]:.0f} s)")
+    full_store = stores[cfg.full_views, None]
     clean_store: Path | None = None
     if any(v.store == "clean" for v in VARIANTS if v.key in cfg.variants):
         t0 = time.perf_counter()
         with console.status(f"Stage 1 (clean stand-in): {cfg.num_scenes} scenes, {cfg.full_views} views per query"):
             clean_store = run_stage1(cfg, out, cfg.full_views, console, clean=True)
         seconds[f"stage1 clean k={cfg.full_views}"] = time.perf_counter() - t0
-        if open_store(clean_store, "r").complete_pairs() != open_store(stores[cfg.full_views], "r").complete_pairs():
-            raise BadInputError(f"benchmark: {clean_store} and {stores[cfg.full_views]} hold different queries; "
-                                "delete both and rerun")
-    pairs = eval_pairs(cfg, stores[cfg.full_views])
+    for other in ([clean_store] if clean_store else []) + [p for (_, pool), p in stores.items() if pool]:
+        if open_store(other, "r").complete_pairs() != open_store(full_store, "r").complete_pairs():
+            raise BadInputError(f"benchmark: {other} and {full_store} hold different queries; delete both and rerun")
+    pairs = eval_pairs(cfg, full_store)
     if not pairs:
-        raise BadInputError(f"benchmark: no queries to evaluate in {stores[cfg.full_views]}")
+        raise BadInputError(f"benchmark: no queries to evaluate in {full_store}")
 
     rows: dict[str, dict[str, float]] = {}
     labels = {BASELINE_KEY: BASELINE_LABEL}
     checkpoints: dict[str, str] = {}
     evals: dict[str, EvalResult] = {}
-    base = evaluate(open_store(stores[cfg.full_views], "r"), pairs,
+    base = evaluate(open_store(full_store, "r"), pairs,
                     [ProjectionBaseline(FusionConfig(), name=BASELINE_LABEL)])
     evals[BASELINE_KEY] = base
     rows[BASELINE_KEY] = row_summary(base)
-    union = evaluate(open_store(stores[cfg.full_views], "r"), pairs,
+    union = evaluate(open_store(full_store, "r"), pairs,
                      [ProjectionBaseline(FusionConfig(vote_threshold=1e-6), name=UNION_LABEL)])
     evals[UNION_KEY], rows[UNION_KEY], labels[UNION_KEY] = union, row_summary(union), UNION_LABEL
     for variant in [v for v in VARIANTS if v.key in cfg.variants]:
         t0 = time.perf_counter()
         with console.status(f"Stage 2: training ({variant.key}) {variant.label}, {cfg.epochs} epochs"):
-            train_store = clean_store if variant.store == "clean" and clean_store else stores[variant.views]
+            train_store = clean_store if variant.store == "clean" and clean_store else stores[variant.stage1]
             ckpt = run_variant(cfg, variant, train_store, out)
         seconds[f"train {variant.key}"] = time.perf_counter() - t0
         method = NetworkMethod.from_checkpoint(variant.label, ckpt)
-        res = evaluate(open_store(stores[variant.views], "r"), pairs, [method])
+        res = evaluate(open_store(stores[variant.stage1], "r"), pairs, [method])
         evals[variant.key] = res
         rows[variant.key] = row_summary(res)
         labels[variant.key] = variant.label
@@ -260,7 +276,7 @@ def run_seed(cfg: BenchmarkConfig, out: Path, console: Console | None = None, co
         if variant.key == FULL_KEY:
             from mllm3d.pipeline.evidence import EvidenceFusionMethod
 
-            ev = evaluate(open_store(stores[variant.views], "r"), pairs,
+            ev = evaluate(open_store(stores[variant.stage1], "r"), pairs,
                           [EvidenceFusionMethod(EVIDENCE_LABEL, method.predictor, checkpoint=ckpt)])
             evals[EVIDENCE_KEY], rows[EVIDENCE_KEY], labels[EVIDENCE_KEY] = ev, row_summary(ev), EVIDENCE_LABEL
         s = rows[variant.key]

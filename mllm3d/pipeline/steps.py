@@ -31,9 +31,11 @@ def synthetic_stage1(
     views: int,
     backend_config: dict[str, Any],
     console: Console | None = None,
+    view_pool: int | None = None,
 ) -> Path:
     """Stage 1 with the synthetic backend on ``synthetic:num_scenes:seed``; a finished store is reused
-    (the runner skips complete queries), one written with another backend config is refused."""
+    (the runner skips complete queries), one written with another backend config is refused.
+    ``view_pool``: k views per query drawn from a per-scene pool of this many frames (None: from all)."""
     from mllm3d.stage1_pseudolabel.runner import RunConfig, run_pseudolabels
 
     run = RunConfig(
@@ -43,6 +45,7 @@ def synthetic_stage1(
         backend_config=dict(backend_config),
         views=views,
         seed=seed,
+        view_pool=view_pool,
         shard="0/1",
         progress=False,
     )

@@ -107,3 +107,33 @@ def test_markdown_marks_g_as_not_label_free_and_has_seen_unseen_columns(bench) -
 
     seed = out / "work" / "seed1"
     assert open_store(seed / "store-k4-clean.zarr").complete_pairs() == open_store(seed / "store-k4.zarr").complete_pairs()
+
+
+def test_pooled_view_row_trains_and_scores_on_its_own_pooled_store(bench) -> None:
+    """Row (o): Stage 1 draws each query's 4 views from 6 frames per scene; (f) is reused, (o) is compared."""
+    import numpy as np
+
+    from mllm3d.shared.store import open_store
+
+    out, _ = bench
+    cfg = BenchmarkConfig.smoke()
+    cfg.variants = ("f", "o")
+    result = run_benchmark(cfg, out / "work")
+    seed = out / "work" / "seed1"
+    pooled, per_query = open_store(seed / "store-k4-pool6.zarr"), open_store(seed / "store-k4.zarr")
+    assert pooled.complete_pairs() == per_query.complete_pairs()
+
+    def distinct_views(store) -> dict[str, int]:
+        seen: dict[str, set[int]] = {}
+        for sid, qid in store.complete_pairs():
+            views = np.asarray(store.read_query(sid, qid).view_index)
+            assert len(views) == 4  # k views per query either way
+            seen.setdefault(sid, set()).update(views.tolist())
+        return {s: len(v) for s, v in seen.items()}
+
+    assert max(distinct_views(pooled).values()) <= 6
+    assert max(distinct_views(per_query).values()) > 6  # per-query sampling spreads over the 16 frames
+    run = next((seed / "runs").glob("o-*"))
+    assert Path(json.loads((run / "run-stamp.json").read_text())["store"]).name == "store-k4-pool6.zarr"
+    assert "o" in result.rows and any(text.startswith("(f) − (o)") for text, _ in result.cis())
+    assert "per-scene pool of 6 frames" in markdown(result)
