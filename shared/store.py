@@ -105,6 +105,14 @@ def _root_attrs(meta: Path) -> dict[str, Any]:
     return attrs
 
 
+def _check_scenes_group(meta: Path) -> None:
+    """The ``scenes`` group's zarr.json, when present, must parse and describe a group (one small read).
+
+    A missing one is left to ``inspect --check``, which reports it; readers do not need it."""
+    if meta.exists():
+        _group_meta(meta, "scenes group")
+
+
 def _check_root(path: Path, attrs: dict[str, Any]) -> None:
     if attrs.get("format") != STORE_FORMAT:
         raise StoreError(
@@ -143,6 +151,7 @@ def open_store(
         _create_root(p, segmenter)
     attrs = _root_attrs(meta)
     _check_root(p, attrs)
+    _check_scenes_group(p / "scenes" / "zarr.json")
     if mode == "a" and segmenter is not None:
         stored = attrs.get("segmenter") or {}
         want = config_hash(segmenter.get("config", {}))
