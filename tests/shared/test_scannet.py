@@ -225,7 +225,7 @@ def test_frame_stride_and_max_frames_are_validated(tmp_path):
 
 def test_lazy_views_answer_usable_frames_without_decoding(tmp_path, monkeypatch):
     """Depth is decoded once per frame at discovery; sampling needs no decode; store_scene one each."""
-    import mllm3d.shared.scannet as scannet
+    import mllm3d.shared.scannet_frames as scannet
     from mllm3d.shared.scene_store import store_scene
     from mllm3d.shared.store import open_store
     from mllm3d.stage1_pseudolabel.view_sampling import usable_frames
