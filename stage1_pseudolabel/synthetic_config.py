@@ -3,6 +3,8 @@ presets (``easy``, ``lisa_like``, ``clean``; docs/stand_in.md gives every rate w
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -29,6 +31,33 @@ PRESETS: dict[str, dict[str, Any]] = {
     "clean": {"miss_rate": 0.0, "hallucination_rate": 0.0, "absent_hallucination_rate": 0.0, "misread_rate": 0.0,
               "boundary_rate": 0.0, "partial_rate": 0.0},
 }
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _typed(name: str, value: Any, default: Any) -> Any:
+    """``value`` of the key ``name`` checked against the kind of its default (bool, integer, number, string, or
+    a fixed-length list of numbers, returned as a tuple of floats); a one-line BadInputError naming both."""
+    if isinstance(default, bool):
+        ok, expected = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, expected = isinstance(value, numbers.Integral) and not isinstance(value, bool), "an integer"
+    elif isinstance(default, float):
+        ok, expected = _is_number(value), "a finite number"
+    elif isinstance(default, str):
+        ok, expected = isinstance(value, str), "a string"
+    else:
+        n = len(default)
+        ok = isinstance(value, (list, tuple)) and len(value) == n and all(_is_number(x) for x in value)
+        expected = f"a list of {n} finite numbers"
+        if ok:
+            return tuple(float(x) for x in value)
+    if not ok:
+        raise BadInputError(f"synthetic backend: {name} must be {expected}, got {value!r} "
+                            f"(type {type(value).__name__})")
+    return value
 
 
 @dataclass
@@ -73,20 +102,16 @@ class SyntheticBackendConfig:
         unknown = sorted(set(config) - known)
         if unknown:
             raise BadInputError(f"synthetic backend: unknown config keys {unknown}; known: {sorted(known)}")
-        preset = config.get("preset", "easy")
+        defaults = {f.name: f.default for f in fields(cls)}
+        checked = {name: _typed(name, value, defaults[name]) for name, value in config.items()}
+        preset = checked.get("preset", "easy")
         if preset not in PRESETS:
             raise BadInputError(f"synthetic backend: preset must be one of {sorted(PRESETS)}, got {preset!r}")
-        cfg = cls(**{**PRESETS[preset], **config})
-        for name in ("partial_fraction", "conf_correct", "conf_wrong"):
-            pair = getattr(cfg, name)
-            if len(pair) != 2:
-                raise BadInputError(f"synthetic backend: {name} must be a pair of numbers, got {pair!r}")
-            setattr(cfg, name, (float(pair[0]), float(pair[1])))
+        cfg = cls(**{**PRESETS[preset], **checked})
         fw = cfg.feature_weights
-        if len(fw) != 4 or any(float(x) < 0 for x in fw) or sum(float(x) for x in fw) <= 0:
+        if any(x < 0 for x in fw) or sum(fw) <= 0:
             raise BadInputError(f"synthetic backend: feature_weights must be 4 numbers >= 0 (category, colour, "
                                 f"part, instance) with a positive sum, got {fw!r}")
-        cfg.feature_weights = tuple(float(x) for x in fw)  # type: ignore[assignment]
         cfg.validate()
         return cfg
 

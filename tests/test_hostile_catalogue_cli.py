@@ -65,9 +65,12 @@ STAGE1_CONFIGS = [
     pytest.param({"run.yaml": "base: gone.yaml\n"}, "gone", id="stage1-base-missing"),
     pytest.param({"run.yaml": "base: [a, b]\n"}, "base", id="stage1-base-a-list"),
     pytest.param({"run.yaml": "backend_config:\n  miss_rat: 0.2\n"}, "miss_rat", id="stage1-backend-unknown-key"),
-    pytest.param({"run.yaml": "backend_config:\n  miss_rate: lots\n"}, "miss_rate", id="stage1-backend-wrong-type",
-                 marks=pytest.mark.xfail(strict=True, reason="the synthetic backend's config values are not "
-                                         "type-checked: a TypeError traceback")),
+    pytest.param({"run.yaml": "backend_config:\n  miss_rate: lots\n"}, "miss_rate must be a finite number, got 'lots'",
+                 id="stage1-backend-wrong-type"),
+    pytest.param({"run.yaml": "backend_config:\n  preset: [a]\n"}, "preset must be a string",
+                 id="stage1-backend-preset-a-list"),
+    pytest.param({"run.yaml": "backend_config:\n  conf_wrong: [0.5]\n"}, "conf_wrong must be a list of 2",
+                 id="stage1-backend-pair-too-short"),
     pytest.param({"run.yaml": b"views: 4\n\xff\xfe\n"}, "run.yaml", id="stage1-not-utf8"),
 ]
 
