@@ -186,9 +186,19 @@ def _create_root(path: Path, segmenter: dict[str, Any] | None) -> None:
     """Create an empty store atomically (temp dir + rename) so concurrent creators cannot collide."""
     from mllm3d.shared.version import creator
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    blocker = next((a for a in path.parents if a.exists() and not a.is_dir()), None)
+    if blocker is not None:
+        raise StoreError(f"{path}: cannot create the store: {blocker} is a file, not a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot create the store's parent folder: {exc.strerror or exc}") from exc
     tmp = path.parent / f"{TMP_PREFIX}{path.name}.{uuid.uuid4().hex[:8]}"
-    g = zarr.open_group(str(tmp), mode="w")
+    try:
+        g = zarr.open_group(str(tmp), mode="w")
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise StoreError(f"{path}: cannot create the store in {path.parent}: {exc.strerror or exc}") from exc
     g.create_group("scenes")
     attrs: dict[str, Any] = {
         "format": STORE_FORMAT,
@@ -203,7 +213,7 @@ def _create_root(path: Path, segmenter: dict[str, Any] | None) -> None:
         if path.exists():  # an empty directory made by the user
             path.rmdir()
         os.rename(tmp, path)
-    except OSError:
+    except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if not (path / "zarr.json").is_file():
-            raise
+            raise StoreError(f"{path}: cannot create the store: {exc.strerror or exc}") from exc

@@ -221,6 +221,23 @@ def test_a_store_under_or_at_a_file_is_named(tmp_path: Path, where: str) -> None
     assert (tmp_path / "afile").read_text() == "x"
 
 
+@pytest.mark.parametrize("where", ["afile/store.zarr", "afile/deeper/store.zarr"])
+def test_run_pseudolabels_under_a_file_raises_a_store_error_naming_it(tmp_path: Path, where: str) -> None:
+    """The Python API (no CLI in between): a StoreError naming the store and the file in its way, one line
+    (was: a raw FileExistsError / NotADirectoryError from mkdir); the file and its folder are untouched."""
+    from mllm3d.shared.errors import StoreError
+    from mllm3d.stage1_pseudolabel.runner import run_pseudolabels
+    from tests.stage1_helpers import run_config, tiny_source
+
+    (tmp_path / "afile").write_text("x")
+    before = tree_digest(tmp_path)
+    with pytest.raises(StoreError) as err:
+        run_pseudolabels(run_config(tmp_path / where), source=tiny_source())
+    msg = str(err.value)
+    assert msg == f"{tmp_path / where}: cannot create the store: {tmp_path / 'afile'} is a file, not a directory", msg
+    assert tree_digest(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
 @pytest.mark.parametrize("fx", [0.0, float("nan"), -5.0])
 def test_a_bad_focal_length_is_one_line_naming_the_matrix(fx: float) -> None:
     from mllm3d.shared.errors import BadInputError
