@@ -52,7 +52,8 @@ def train(
 ) -> None:
     """Train the 3D network on a pseudo-label store (Stage 2)."""
     from mllm3d.stage2_train3d.config import load_config
-    from mllm3d.stage2_train3d.train import TrainingInterrupted, refuse_previous_run, train_run
+    from mllm3d.stage2_train3d.resume import refuse_previous_run
+    from mllm3d.stage2_train3d.train import TrainingInterrupted, train_run
 
     overrides = list(sets)
     for key, value in (

@@ -38,6 +38,7 @@ from mllm3d.stage2_train3d.config import (
 from mllm3d.stage2_train3d.datamodule import StoreDataModule
 from mllm3d.stage2_train3d.model import build_network
 from mllm3d.stage2_train3d.module import Stage2Module
+from mllm3d.stage2_train3d.resume import read_resume_point, resolve_resume
 
 METRICS = ("val/miou", "val/acc25", "val/acc50")
 
@@ -139,77 +140,6 @@ class TrainingInterrupted(Mllm3dError):
     """The run got SIGTERM (a scheduler's preemption or time limit) and stopped before it finished."""
 
 
-def previous_run_files(out_dir: str | Path) -> list[str]:
-    """What in ``out_dir`` belongs to an earlier run (config.yaml, result.json, checkpoints/*.ckpt)."""
-    out = Path(out_dir)
-    found = [name for name in ("config.yaml", "result.json") if (out / name).is_file()]
-    ckpts = out / "checkpoints"
-    if ckpts.is_dir():
-        found += sorted(f"checkpoints/{p.name}" for p in ckpts.glob("*.ckpt"))
-    return found
-
-
-def refuse_previous_run(out_dir: str | Path, resume: str | Path | None, overwrite: bool) -> None:
-    """BadInputError when ``out_dir`` holds an earlier run and neither resume nor overwrite was asked for."""
-    if resume or overwrite:
-        return
-    found = previous_run_files(out_dir)
-    if found:
-        raise BadInputError(
-            f"{out_dir}: holds an earlier training run ({', '.join(found[:4])}{', ...' if len(found) > 4 else ''}); "
-            "pass --resume last to continue it, --overwrite to replace it, or another --out"
-        )
-
-
-def resolve_resume(resume: str | Path | None, out_dir: Path) -> str | None:
-    """None, "last" (= <out>/checkpoints/last.ckpt) or a checkpoint path; raises if it does not exist."""
-    if resume is None or str(resume) == "":
-        return None
-    path = out_dir / "checkpoints" / "last.ckpt" if str(resume) == "last" else Path(resume)
-    if not path.is_file():
-        raise BadInputError(f"{path}: checkpoint to resume from not found")
-    return str(path)
-
-
-def resume_start_epoch(ckpt_path: str | Path) -> int:
-    """The epoch a resume from ``ckpt_path`` starts at (the fit loop's processed epochs)."""
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
-    try:
-        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
-    except (KeyError, TypeError, ValueError):
-        return int(ckpt.get("epoch", -1)) + 1
-
-
-def resume_config_differences(ckpt_path: str | Path, cfg: TrainConfig) -> list[str]:
-    """Warnings for every config value that differs between a checkpoint being resumed and this run."""
-    try:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)  # only the config is read
-    except Exception as exc:  # truncated, garbage, not a torch file: torch raises many types
-        first = (str(exc).strip().splitlines() or [""])[0][:160]
-        raise BadInputError(
-            f"{ckpt_path}: not a readable checkpoint (truncated or not a Lightning .ckpt: {type(exc).__name__}: "
-            f"{first}); resume from another checkpoint"
-        ) from exc
-    if not isinstance(ckpt, Mapping) or "state_dict" not in ckpt:
-        raise BadInputError(f"{ckpt_path}: not a Lightning checkpoint (no state_dict); resume from another checkpoint")
-    saved = ckpt.get("hyper_parameters", {}).get("config")
-    if not isinstance(saved, Mapping):
-        return [f"warning: {ckpt_path} holds no config; cannot compare it with this run's"]
-
-    def flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, Mapping) else {f"{prefix}{k}": v})
-        return out
-
-    old, new = flat(saved), flat(cfg.to_dict())
-    return [
-        f"warning: resuming {ckpt_path} with {k}={new.get(k)!r} (the checkpoint was trained with {old.get(k)!r})"
-        for k in sorted(set(old) | set(new))
-        if old.get(k) != new.get(k)
-    ]
-
-
 def _loggers(out: Path) -> list[Any]:
     loggers: list[Any] = [CSVLogger(save_dir=str(out), name="logs")]
     if importlib.util.find_spec("tensorboard") is not None:
@@ -307,9 +237,10 @@ def train_run(
         say(note)
     ckpt_path = resolve_resume(resume, out)
     if ckpt_path is not None:
-        for note in resume_config_differences(ckpt_path, cfg):
+        point = read_resume_point(ckpt_path)  # one read: a bad checkpoint is refused before any work
+        for note in point.config_differences(cfg):
             say(note)
-        dm.start_epoch = resume_start_epoch(ckpt_path)
+        dm.start_epoch = point.start_epoch
     config_path = save_config(cfg, out / "config.yaml")
 
     if cfg.trainer.cpu_threads > 0:

@@ -86,7 +86,8 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(stores, tmp_p
 
 
 def test_resume_with_another_config_warns(stores, tmp_path):
-    from mllm3d.stage2_train3d.train import as_config, resume_config_differences, train_run
+    from mllm3d.stage2_train3d.resume import resume_config_differences
+    from mllm3d.stage2_train3d.train import as_config, train_run
 
     res = train_run(None, stores["plain"], tmp_path / "r", overrides=[*TINY, "optim.epochs=1"], progress=False,
                     evaluate_untrained=False, log=None)
