@@ -77,7 +77,7 @@ def train(
                             select_by=select_by)
     except TrainingInterrupted as exc:
         click.echo(f"Error: {exc}", err=True)
-        raise SystemExit(143) from exc
+        raise SystemExit(exc.exit_code) from exc
     except Mllm3dError as exc:
         _remove_if_empty(created)
         raise click.ClickException(str(exc)) from exc

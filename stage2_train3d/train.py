@@ -137,7 +137,18 @@ def require_surviving_views(dm: StoreDataModule, cfg: TrainConfig) -> None:
 
 
 class TrainingInterrupted(Mllm3dError):
-    """The run got SIGTERM (a scheduler's preemption or time limit) and stopped before it finished."""
+    """The run got SIGTERM (a scheduler's preemption or time limit) or SIGINT (Ctrl-C) and stopped before it
+    finished; ``exit_code`` is the shell's 128 + signal number."""
+
+    def __init__(self, message: str, exit_code: int = 143) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _ctrl_c(exc: SystemExit) -> bool:
+    """Lightning answers Ctrl-C inside ``fit``/``validate`` with ``sys.exit(1)`` raised while handling the
+    KeyboardInterrupt (after its graceful shutdown); tell that apart from any other SystemExit."""
+    return exc.code == 1 and isinstance(exc.__context__, KeyboardInterrupt)
 
 
 def _loggers(out: Path) -> list[Any]:
@@ -285,6 +296,10 @@ def train_run(
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     except SIGTERMException as exc:  # Lightning stops on SIGTERM with a SystemExit whose code is 0
         raise _interrupted(out, trainer) from exc
+    except SystemExit as exc:
+        if _ctrl_c(exc):
+            raise _interrupted(out, trainer, "SIGINT") from exc
+        raise
 
     best = (best_ckpt.best_model_path or "") if best_ckpt else ""
     last = str(out / "checkpoints" / "last.ckpt") if (out / "checkpoints" / "last.ckpt").is_file() else ""
@@ -295,6 +310,10 @@ def train_run(
             metrics = _metrics(trainer.validate(module, datamodule=dm, ckpt_path=best or None, verbose=False))
         except SIGTERMException as exc:
             raise _interrupted(out, trainer) from exc
+        except SystemExit as exc:
+            if _ctrl_c(exc):
+                raise _interrupted(out, trainer, "SIGINT") from exc
+            raise
         say(f"trained ({selection}): " + _fmt(metrics))
     result = {
         "checkpoint": best or last,
@@ -319,7 +338,7 @@ SELECTIONS = {
 }
 
 
-def _interrupted(out: Path, trainer: pl.Trainer) -> TrainingInterrupted:
+def _interrupted(out: Path, trainer: pl.Trainer, signal_name: str = "SIGTERM") -> TrainingInterrupted:
     last = out / "checkpoints" / "last.ckpt"
     how = (
         f"rerun the same command with --resume last to continue from {last} (end of the last finished epoch)"
@@ -327,7 +346,8 @@ def _interrupted(out: Path, trainer: pl.Trainer) -> TrainingInterrupted:
         else "no epoch finished, so there is no checkpoint: rerun the same command with --overwrite to start again"
     )
     return TrainingInterrupted(
-        f"{out}: training interrupted by SIGTERM in epoch {trainer.current_epoch}, no result was written; {how}"
+        f"{out}: training interrupted by {signal_name} in epoch {trainer.current_epoch}, no result was written; {how}",
+        exit_code=130 if signal_name == "SIGINT" else 143,
     )
 
 

@@ -373,8 +373,6 @@ def test_sigint_during_train_leaves_a_run_that_resumes(sigint_train) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="Lightning turns KeyboardInterrupt into a silent sys.exit(1) inside "
-                   "trainer.fit; train does not report it as it reports SIGTERM (exit 1, no Error line)")
 def test_sigint_during_train_exits_130_with_one_error_line(sigint_train) -> None:
     res, _, _ = sigint_train
     lines = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
