@@ -94,9 +94,27 @@ class RunConfig:
         origins = override_origins(sets)
         origins.update({k: f"--{k.replace('_', '-')} {v}" for k, v in given.items()})  # options win over --set
         try:
-            return cls.from_dict(data, where=where)
+            cfg = cls.from_dict(data, where=where)
         except BadInputError as exc:  # name the option or --set that gave the bad key, not only the file
             raise blame(exc, where, origins) from None
+        cfg.check_backend_config(where, origins, given_here=set(extra_backend))
+        return cfg
+
+    def check_backend_config(self, where: str, origins: dict[str, str], given_here: Iterable[str] = ()) -> None:
+        """Validate ``backend_config`` now (the synthetic backend's; others check theirs when loaded), naming
+        the file, the ``--set`` or the command-line backend option that gave the bad key."""
+        if self.backend != "synthetic":
+            return
+        from mllm3d.stage1_pseudolabel.synthetic_config import SyntheticBackendConfig
+
+        try:
+            SyntheticBackendConfig.from_dict(dict(self.backend_config))
+        except BadInputError as exc:
+            detail = str(exc).removeprefix("synthetic backend: ")
+            inner = {k: "the command line's backend options" for k in given_here}
+            inner.update({k.removeprefix("backend_config."): v for k, v in origins.items()
+                          if k.startswith("backend_config.")})
+            raise blame(BadInputError(f"{where}: backend_config: {detail}"), where, inner) from None
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides: Any) -> RunConfig:

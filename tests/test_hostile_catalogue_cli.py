@@ -88,6 +88,17 @@ def test_a_bad_stage1_config_is_refused_before_any_work(tmp_path: Path, files: d
     assert tree_digest(tmp_path) == before
 
 
+def test_a_bad_backend_config_value_names_where_it_came_from(tmp_path: Path) -> None:
+    """The synthetic backend's config is checked when the run config loads: the error names the YAML file,
+    or the ``--set`` that gave the value, not only the key."""
+    (tmp_path / "run.yaml").write_text("backend_config:\n  miss_rate: lots\n")
+    out = refused(_pseudolabel(tmp_path / "a.zarr", "--config", tmp_path / "run.yaml"), "miss_rate")
+    assert f"{tmp_path / 'run.yaml'}: backend_config: miss_rate must be a finite number" in out, out
+    out = refused(_pseudolabel(tmp_path / "b.zarr", "--set", "backend_config.miss_rate=2"), "miss_rate")
+    assert "--set backend_config.miss_rate=2: backend_config: miss_rate must be in [0, 1], got 2" in out, out
+    assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b.zarr").exists()
+
+
 def test_a_config_that_is_a_directory_is_named(tmp_path: Path) -> None:
     (tmp_path / "cfg.yaml").mkdir()
     refused(_pseudolabel(tmp_path / "s.zarr", "--config", tmp_path / "cfg.yaml"), "cfg.yaml")
