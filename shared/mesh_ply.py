@@ -18,8 +18,9 @@ from typing import BinaryIO
 import numpy as np
 from plyfile import PlyData, PlyElement, PlyListProperty
 
+from mllm3d.shared.atomic_file import atomic_write
 from mllm3d.shared.errors import BadInputError
-from mllm3d.shared.ply import COMMENT, _atomic_write, native, read_ply_data
+from mllm3d.shared.ply import COMMENT, native, read_ply_data
 
 FACE_LISTS = ("vertex_indices", "vertex_index")  # the name of the face element's index list, either spelling
 
@@ -120,5 +121,5 @@ def write_mesh_ply(
         f.write(packed.tobytes())
 
     p.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(p, write)
+    atomic_write(p, write)
     return p

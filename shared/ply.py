@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from plyfile import PlyData, PlyElement, PlyElementParseError, PlyHeaderParseError, PlyListProperty
 
+from mllm3d.shared.atomic_file import atomic_write
 from mllm3d.shared.errors import BadInputError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -100,33 +100,8 @@ def write_ply(
         data[name] = values
     ply = PlyData([PlyElement.describe(data, "vertex")], byte_order="<", comments=[COMMENT])
     p.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(p, ply.write)
+    atomic_write(p, ply.write)
     return p
-
-
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call ``write`` on a temporary sibling of ``path``, fsync it, then rename it onto ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode as open() would give
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable (best effort: not every platform can open a directory)
-        dfd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 def _min_bytes(element: PlyElement, text: bool) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
+from mllm3d.shared.atomic_file import atomic_write
 from mllm3d.shared.errors import StoreError
 from mllm3d.shared.store_keys import TMP_PREFIX
 from mllm3d.shared.zarr_direct import read_array
@@ -90,17 +90,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def replace_json(path: Path, doc: dict[str, Any]) -> None:
-    """Write ``doc`` onto ``path`` atomically: a store temporary beside it, fsynced, then renamed over it."""
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write ``doc`` onto ``path`` atomically through a store temporary beside it (``TMP_PREFIX``, so an
+    interrupted write is cleaned like any other store temporary)."""
+    atomic_write(path, lambda f: f.write(json.dumps(doc, indent=2).encode("utf-8")), tmp_prefix=TMP_PREFIX)
 
 
 def group_attrs(group_dir: Path) -> dict[str, Any] | None:
