@@ -69,6 +69,7 @@ def full_variant() -> Variant:
     return next(v for v in VARIANTS if v.key == FULL_KEY)
 
 
+REUSED = " (reused)"  # suffix of a timing whose training run was reused from an earlier benchmark run
 CLEAN_PRESET = "clean"  # the stand-in of the bound rows: every failure off
 FEATURES = ("structured", "random_instance", "none")  # the stand-in's image features (docs/stand_in.md)
 
@@ -197,12 +198,11 @@ def train_overrides(cfg: BenchmarkConfig, variant: Variant) -> list[str]:
     return sets
 
 
-def run_variant(cfg: BenchmarkConfig, variant: Variant, store: Path, out: Path) -> str:
-    """Train one variant (or reuse its finished run with the same settings) and return its checkpoint."""
+def run_variant(cfg: BenchmarkConfig, variant: Variant, store: Path, out: Path) -> tuple[str, bool]:
+    """Train one variant (or reuse its finished run with the same settings): (its checkpoint, reused)."""
     slug = "".join(c if c.isalnum() else "_" for c in variant.label).strip("_")
     run_dir = out / "runs" / f"{'plus' if variant.key == '+' else variant.key}-{slug}"
-    ckpt, _ = train_or_reuse(cfg.variant_config(variant), store, run_dir, train_overrides(cfg, variant))
-    return ckpt
+    return train_or_reuse(cfg.variant_config(variant), store, run_dir, train_overrides(cfg, variant))
 
 
 def eval_pairs(cfg: BenchmarkConfig, store: Path) -> list[tuple[str, str]]:
@@ -265,8 +265,8 @@ def run_seed(cfg: BenchmarkConfig, out: Path, console: Console | None = None, co
         t0 = time.perf_counter()
         with console.status(f"Stage 2: training ({variant.key}) {variant.label}, {cfg.epochs} epochs"):
             train_store = clean_store if variant.store == "clean" and clean_store else stores[variant.stage1]
-            ckpt = run_variant(cfg, variant, train_store, out)
-        seconds[f"train {variant.key}"] = time.perf_counter() - t0
+            ckpt, reused = run_variant(cfg, variant, train_store, out)
+        seconds[f"train {variant.key}" + (REUSED if reused else "")] = time.perf_counter() - t0
         method = NetworkMethod.from_checkpoint(variant.label, ckpt)
         res = evaluate(open_store(stores[variant.stage1], "r"), pairs, [method])
         evals[variant.key] = res
@@ -282,7 +282,7 @@ def run_seed(cfg: BenchmarkConfig, out: Path, console: Console | None = None, co
         s = rows[variant.key]
         console.print(
             f"({variant.key}) {variant.label}: Acc@0.25 {100 * s['acc25']:.2f}  Acc@0.5 {100 * s['acc50']:.2f}  "
-            f"mIoU {100 * s['miou']:.2f}  ({seconds[f'train {variant.key}']:.0f} s, seed {cfg.seed})"
+            f"mIoU {100 * s['miou']:.2f}  ({time.perf_counter() - t0:.0f} s{REUSED if reused else ''}, seed {cfg.seed})"
         )
     result = BenchmarkResult(
         config=cfg,
