@@ -57,6 +57,24 @@ class ResumePoint:
     path: str
     config: Mapping[str, Any] | None  # None: a checkpoint without our hyper-parameters
     start_epoch: int  # the fit loop's processed epochs = the epoch the resumed run starts
+    shapes: Mapping[str, tuple[int, ...]]  # state_dict key -> tensor shape
+
+    def check_fits(self, module: torch.nn.Module) -> None:
+        """BadInputError naming the checkpoint when its weights are not those of ``module`` (another
+        architecture, stem width or embedding size): Lightning would fail with a traceback mid-restore."""
+        want = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+        missing = sorted(set(want) - set(self.shapes))
+        unexpected = sorted(set(self.shapes) - set(want))
+        wrong = sorted(k for k in set(want) & set(self.shapes) if want[k] != self.shapes[k])
+        if not (missing or unexpected or wrong):
+            return
+        first = (f"{wrong[0]} is {list(self.shapes[wrong[0]])} there, {list(want[wrong[0]])} here" if wrong
+                 else f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}")
+        raise BadInputError(
+            f"{self.path}: its weights do not fit this run's network ({len(missing)} missing, {len(unexpected)} "
+            f"unexpected, {len(wrong)} of another shape; {first}): resume with the config it was trained with, "
+            "or start again with --overwrite"
+        )
 
     def config_differences(self, cfg: TrainConfig) -> list[str]:
         """A warning for every config value that differs between the checkpoint and this run."""
@@ -87,7 +105,9 @@ def read_resume_point(ckpt_path: str | Path) -> ResumePoint:
         epoch = int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
     except (KeyError, TypeError, ValueError):
         epoch = int(ckpt.get("epoch", -1)) + 1
-    return ResumePoint(str(ckpt_path), saved if isinstance(saved, Mapping) else None, epoch)
+    state = ckpt["state_dict"] if isinstance(ckpt["state_dict"], Mapping) else {}
+    shapes = {str(k): tuple(getattr(v, "shape", ())) for k, v in state.items()}
+    return ResumePoint(str(ckpt_path), saved if isinstance(saved, Mapping) else None, epoch, shapes)
 
 
 def resume_config_differences(ckpt_path: str | Path, cfg: TrainConfig) -> list[str]:

@@ -247,18 +247,21 @@ def train_run(
     for note in notes:
         say(note)
     ckpt_path = resolve_resume(resume, out)
+    point = None
     if ckpt_path is not None:
         point = read_resume_point(ckpt_path)  # one read: a bad checkpoint is refused before any work
         for note in point.config_differences(cfg):
             say(note)
         dm.start_epoch = point.start_epoch
-    config_path = save_config(cfg, out / "config.yaml")
 
     if cfg.trainer.cpu_threads > 0:
         torch.set_num_threads(cfg.trainer.cpu_threads)
     pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     net = build_network(cfg.model)
     module = Stage2Module(net, cfg)
+    if point is not None:
+        point.check_fits(module)
+    config_path = save_config(cfg, out / "config.yaml")  # after every check: a refused resume changes nothing
     module.train_scenes = sorted({s for s, _ in dm.train_pairs})
     by_gt = select_by == "val-gt-miou"
     best_ckpt = ModelCheckpoint(  # ground-truth model selection: only when asked for by name

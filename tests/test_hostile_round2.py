@@ -125,6 +125,23 @@ def test_resume_from_a_broken_checkpoint_names_it(tmp_path: Path, toy_store: Pat
     assert f"{ckpt}: not a readable checkpoint" in msg or f"{ckpt}: not a Lightning checkpoint" in msg, msg
 
 
+def test_resume_from_a_checkpoint_of_another_network_names_it(tmp_path: Path, toy_store: Path) -> None:
+    """A Lightning checkpoint whose weights belong to another network (here: model.stem 4 where this run has 8)
+    is refused before training, naming it and the first mismatching weight; the earlier run is untouched."""
+    other = tmp_path / "other"
+    assert invoke(*_train_args(toy_store, other), "--set", "model.stem=4").exit_code == 0  # after TINY_TRAIN's 8
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    ckpt = out / "checkpoints" / "last.ckpt"
+    ckpt.write_bytes((other / "checkpoints" / "last.ckpt").read_bytes())
+    before = tree_digest(out)
+    res = invoke(*_train_args(toy_store, out, "--resume", "last"))
+    msg = one_line_error(res)
+    assert f"{ckpt}: its weights do not fit this run's network" in msg and "of another shape" in msg, msg
+    assert "--overwrite" in msg and "resume with the config it was trained with" in msg, msg
+    assert tree_digest(out) == before
+
+
 @pytest.mark.slow
 def test_sigterm_during_train_exits_nonzero_and_says_how_to_resume(tmp_path: Path, toy_store: Path) -> None:
     root = Path(__file__).resolve().parent.parent
