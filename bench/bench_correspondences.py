@@ -255,6 +255,19 @@ def run(quick: bool = False, repeat: int = 5) -> dict:
             "bounds, depth gather/test and the packed sort back to point order. Both sides of each ratio run "
             "interleaved in one process, so a loaded CPU slows both."
         )
+        ok = {th: r for th, r in vs_mm.items() if r is not None}
+        if len(ok) > 1:
+            lo, hi = min(ok), max(ok)
+            mm_gain = ok[lo]["matmul"]["median"] / ok[hi]["matmul"]["median"]
+            lib_gain = ok[lo]["library"]["median"] / ok[hi]["library"]["median"]
+            miss.append(
+                f"Threads: from {lo} to {hi} BLAS threads the matmul mapper gets {mm_gain:.2f}× faster (its 4×N "
+                f"product is multithreaded BLAS) and compute_correspondences {lib_gain:.2f}× (it calls no BLAS: "
+                "its transform is per coordinate, and its other work is single-threaded numpy), so the ratio "
+                f"shrinks with every thread the mapper gets. Running the views on a thread pool was tried once on "
+                "this machine (not rerun here) and was slower than one thread: the per-view work is many small "
+                "numpy calls that hold the GIL between them."
+            )
 
     weights = sorted(set(weight.values()))
     rows = [
