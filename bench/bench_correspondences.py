@@ -261,12 +261,14 @@ def run(quick: bool = False, repeat: int = 5) -> dict:
             mm_gain = ok[lo]["matmul"]["median"] / ok[hi]["matmul"]["median"]
             lib_gain = ok[lo]["library"]["median"] / ok[hi]["library"]["median"]
             miss.append(
-                f"Threads: from {lo} to {hi} BLAS threads the matmul mapper gets {mm_gain:.2f}× faster (its 4×N "
-                f"product is multithreaded BLAS) and compute_correspondences {lib_gain:.2f}× (it calls no BLAS: "
-                "its transform is per coordinate, and its other work is single-threaded numpy), so the ratio "
-                f"shrinks with every thread the mapper gets. Running the views on a thread pool was tried once on "
-                "this machine (not rerun here) and was slower than one thread: the per-view work is many small "
-                "numpy calls that hold the GIL between them."
+                f"Threads: between the {lo}- and {hi}-thread subprocesses the matmul mapper ran "
+                f"{mm_gain:.2f}× as fast (its 4×N product is multithreaded BLAS) and compute_correspondences "
+                f"{lib_gain:.2f}× as fast. compute_correspondences calls no BLAS (its transform is per coordinate, the "
+                "rest single-threaded numpy), so its thread count cannot help it"
+                + (f"; its own change between the two subprocesses ({lib_gain:.2f}×) is this shared machine's "
+                   "noise, of the order of the miss" if abs(lib_gain - 1) > 0.05 else "")
+                + ". Running the views on a thread pool was tried once on this machine (not rerun here) and was "
+                "slower than one thread: the per-view work is many small numpy calls that hold the GIL between them."
             )
 
     weights = sorted(set(weight.values()))

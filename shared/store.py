@@ -194,12 +194,6 @@ def _create_root(path: Path, segmenter: dict[str, Any] | None) -> None:
     except OSError as exc:
         raise StoreError(f"{path}: cannot create the store's parent folder: {exc.strerror or exc}") from exc
     tmp = path.parent / f"{TMP_PREFIX}{path.name}.{uuid.uuid4().hex[:8]}"
-    try:
-        g = zarr.open_group(str(tmp), mode="w")
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise StoreError(f"{path}: cannot create the store in {path.parent}: {exc.strerror or exc}") from exc
-    g.create_group("scenes")
     attrs: dict[str, Any] = {
         "format": STORE_FORMAT,
         "schema_version": SCHEMA_VERSION,
@@ -208,7 +202,13 @@ def _create_root(path: Path, segmenter: dict[str, Any] | None) -> None:
     }
     if segmenter is not None:
         attrs["segmenter"] = segmenter_attr(segmenter)
-    g.attrs.update(attrs)
+    try:  # disk full or a read-only folder at any of these writes: nothing is left behind
+        g = zarr.open_group(str(tmp), mode="w")
+        g.create_group("scenes")
+        g.attrs.update(attrs)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise StoreError(f"{path}: cannot create the store in {path.parent}: {exc.strerror or exc}") from exc
     try:
         if path.exists():  # an empty directory made by the user
             path.rmdir()
