@@ -36,6 +36,7 @@ class RunSummary:
     temporaries_removed: int = 0
     leases_taken_over: int = 0
     elapsed_s: float = 0.0
+    segment_s: float = 0.0  # time in the segment loop (images, the segmenter, masks), store writes excluded
 
     @property
     def ok(self) -> bool:

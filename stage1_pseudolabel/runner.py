@@ -112,12 +112,19 @@ def process_scene(
         progress.views_done(1)
         summary.views_segmented += 1
 
+    writing = 0.0
+
     def write(query: Query, rec: QueryRecord) -> None:
+        nonlocal writing
+        t = time.monotonic()
         _write_one(store, rec, summary, sampling, record)
         progress.query_done()
+        writing += time.monotonic() - t
 
+    t0 = time.monotonic()
     tally = segment_queries(scene, todo, choices, segmenter, image_size, on_record=write, on_view=view_done,
                             before_view=check_lease)
+    summary.segment_s += time.monotonic() - t0 - writing
     if tally.all_empty:
         msg = (f"scene {scene.scene_id}: all {tally.masks} masks are empty once mapped to the depth frame: check "
                "the scene's colour/depth intrinsics (a principal point far outside the image?)")
