@@ -28,14 +28,13 @@ importable from here.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
 import uuid
 from pathlib import Path
 from typing import Any
-
-import zarr
 
 from mllm3d.shared.errors import StoreError
 from mllm3d.shared.store_base import StoreBase
@@ -182,6 +181,14 @@ def _upgrade_root(path: Path, meta: Path) -> dict[str, Any]:
     return dict(doc["attributes"])
 
 
+def _write_group_json(path: Path, attrs: dict[str, Any]) -> None:
+    """A Zarr v3 group's zarr.json, as zarr writes it (``attributes``, ``zarr_format``, ``node_type``)."""
+    with open(path, "xb") as f:
+        f.write(json.dumps({"attributes": attrs, "zarr_format": 3, "node_type": "group"}, indent=2).encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def _create_root(path: Path, segmenter: dict[str, Any] | None) -> None:
     """Create an empty store atomically (temp dir + rename) so concurrent creators cannot collide."""
     from mllm3d.shared.version import creator
@@ -202,10 +209,13 @@ def _create_root(path: Path, segmenter: dict[str, Any] | None) -> None:
     }
     if segmenter is not None:
         attrs["segmenter"] = segmenter_attr(segmenter)
-    try:  # disk full or a read-only folder at any of these writes: nothing is left behind
-        g = zarr.open_group(str(tmp), mode="w")
-        g.create_group("scenes")
-        g.attrs.update(attrs)
+    # The two group documents are written by hand, one synchronous write each (the layout zarr itself writes):
+    # zarr's own writes run concurrently on its I/O loop, so after one failed (disk full) another could still
+    # land in the temporary after it was removed
+    try:
+        (tmp / "scenes").mkdir(parents=True)
+        _write_group_json(tmp / "scenes" / "zarr.json", {})
+        _write_group_json(tmp / "zarr.json", attrs)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise StoreError(f"{path}: cannot create the store in {path.parent}: {exc.strerror or exc}") from exc

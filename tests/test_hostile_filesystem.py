@@ -48,20 +48,23 @@ def _copy(store: Path, tmp_path: Path) -> Path:
     return Path(shutil.copytree(store, tmp_path / "store.zarr"))
 
 
-@pytest.mark.parametrize("at", ["zarr.json", "scenes/zarr.json"])
+@pytest.mark.parametrize("at", ["scenes/zarr.json", "zarr.json"])
 def test_disk_full_while_creating_the_store_is_one_line_and_leaves_nothing(tmp_path: Path, monkeypatch,
                                                                            at: str) -> None:
-    """The disk fills at the store's first write, or at a later one (the scenes group)."""
-    import zarr.storage
+    """The disk fills at the store's first write (the scenes group), or at its last (the root group)."""
+    import builtins
 
-    real_set = zarr.storage.LocalStore.set
+    real_open = builtins.open
 
-    async def full(self, key, value):
-        if key == at:
-            raise ENOSPC
-        return await real_set(self, key, value)
+    def full(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and ("w" in mode or "x" in mode):
+            parts = Path(file).parts
+            inside = [i for i, part in enumerate(parts) if part.startswith(".tmp-new.zarr.")]
+            if inside and "/".join(parts[inside[0] + 1:]) == at:  # a file of the store being created
+                raise ENOSPC
+        return real_open(file, mode, *args, **kwargs)
 
-    monkeypatch.setattr(zarr.storage.LocalStore, "set", full)
+    monkeypatch.setattr(builtins, "open", full)
     store = tmp_path / "new.zarr"
     line = _one_error_line(CliRunner().invoke(mllm3d, _pseudolabel(store)))
     assert str(store) in line and "cannot create the store" in line and "No space left" in line, line
