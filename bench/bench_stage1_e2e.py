@@ -136,7 +136,6 @@ def run(quick: bool = False, repeat: int = 3) -> dict[str, Any]:
     per_query = fl["shared"]  # encoders-cached with per-query sampling is the baseline a user has today
     base = tim[NO_LISA].median
     load = tim[LOAD].median
-    lisa_part = {m: tim[m].median - base for m in MODES}
     # the segment loop's own time, reported by each run (images, the segmenter, masks; no store writes, no
     # process start, imports or checkpoint load): the part sharing can change, without subtracting noisy runs
     model_part = {m: float(np.median(seg[m])) for m in MODES}
@@ -200,7 +199,7 @@ def run(quick: bool = False, repeat: int = 3) -> dict[str, Any]:
                              "naive TFLOP", "encoders-cached TFLOP", "shared TFLOP", "segment loop (in-run)",
                              "segment loop vs naive"], "rows": rows}],
         targets=targets, miss_analysis=miss,
-        data={"lisa_part_s": lisa_part, "segment_loop_s": seg, "load_s": load,
+        data={"segment_loop_s": seg,
               "timing": {m: t.as_dict() for m, t in tim.items()}, "flops": fl, "queries": queries,
               "scenes": scenes, "pool": POOL, "views": VIEWS},
         method=f"each mode run {repeat}× as a fresh CLI process, alternating; FLOPs counted, not timed",

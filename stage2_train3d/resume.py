@@ -110,11 +110,6 @@ def read_resume_point(ckpt_path: str | Path) -> ResumePoint:
     return ResumePoint(str(ckpt_path), saved if isinstance(saved, Mapping) else None, epoch, shapes)
 
 
-def resume_config_differences(ckpt_path: str | Path, cfg: TrainConfig) -> list[str]:
-    """Warnings for every config value that differs between a checkpoint being resumed and this run."""
-    return read_resume_point(ckpt_path).config_differences(cfg)
-
-
 def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():

@@ -145,10 +145,19 @@ class TrainingInterrupted(Mllm3dError):
         self.exit_code = exit_code
 
 
-def _ctrl_c(exc: SystemExit) -> bool:
-    """Lightning answers Ctrl-C inside ``fit``/``validate`` with ``sys.exit(1)`` raised while handling the
-    KeyboardInterrupt (after its graceful shutdown); tell that apart from any other SystemExit."""
-    return exc.code == 1 and isinstance(exc.__context__, KeyboardInterrupt)
+@contextlib.contextmanager
+def _reported_interrupts(out: Path, trainer: pl.Trainer) -> Iterator[None]:
+    """Turn Lightning's ways of stopping on a signal inside ``fit``/``validate`` into TrainingInterrupted:
+    SIGTERM raises SIGTERMException (a SystemExit with code 0); Ctrl-C ends in ``sys.exit(1)`` raised while
+    handling the KeyboardInterrupt (after its graceful shutdown). Any other SystemExit passes through."""
+    try:
+        yield
+    except SIGTERMException as exc:
+        raise _interrupted(out, trainer) from exc
+    except SystemExit as exc:
+        if exc.code == 1 and isinstance(exc.__context__, KeyboardInterrupt):
+            raise _interrupted(out, trainer, "SIGINT") from exc
+        raise
 
 
 def _loggers(out: Path) -> list[Any]:
@@ -292,31 +301,19 @@ def train_run(
     )
     has_val = bool(dm.val_pairs)
     untrained: dict[str, float] = {}
-    try:
+    with _reported_interrupts(out, trainer):
         if evaluate_untrained and has_val and ckpt_path is None and not fast_dev_run:
             untrained = _metrics(trainer.validate(module, datamodule=dm, verbose=False))
             say("untrained: " + _fmt(untrained))
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-    except SIGTERMException as exc:  # Lightning stops on SIGTERM with a SystemExit whose code is 0
-        raise _interrupted(out, trainer) from exc
-    except SystemExit as exc:
-        if _ctrl_c(exc):
-            raise _interrupted(out, trainer, "SIGINT") from exc
-        raise
 
     best = (best_ckpt.best_model_path or "") if best_ckpt else ""
     last = str(out / "checkpoints" / "last.ckpt") if (out / "checkpoints" / "last.ckpt").is_file() else ""
     selection = SELECTIONS[select_by] if not by_gt or best else SELECTIONS["last"]
     metrics: dict[str, float] = {}
     if has_val and not fast_dev_run:
-        try:
+        with _reported_interrupts(out, trainer):
             metrics = _metrics(trainer.validate(module, datamodule=dm, ckpt_path=best or None, verbose=False))
-        except SIGTERMException as exc:
-            raise _interrupted(out, trainer) from exc
-        except SystemExit as exc:
-            if _ctrl_c(exc):
-                raise _interrupted(out, trainer, "SIGINT") from exc
-            raise
         say(f"trained ({selection}): " + _fmt(metrics))
     result = {
         "checkpoint": best or last,

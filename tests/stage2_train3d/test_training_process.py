@@ -86,14 +86,15 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(stores, tmp_p
 
 
 def test_resume_with_another_config_warns(stores, tmp_path):
-    from mllm3d.stage2_train3d.resume import resume_config_differences
+    from mllm3d.stage2_train3d.resume import read_resume_point
     from mllm3d.stage2_train3d.train import as_config, train_run
 
     res = train_run(None, stores["plain"], tmp_path / "r", overrides=[*TINY, "optim.epochs=1"], progress=False,
                     evaluate_untrained=False, log=None)
     saved = as_config(res["config_path"])
-    assert resume_config_differences(res["last_checkpoint"], saved) == []
-    notes = resume_config_differences(res["last_checkpoint"], as_config(saved, ["optim.lr=0.01"]))
+    point = read_resume_point(res["last_checkpoint"])
+    assert point.config_differences(saved) == []
+    notes = point.config_differences(as_config(saved, ["optim.lr=0.01"]))
     assert notes == [f"warning: resuming {res['last_checkpoint']} with optim.lr=0.01 (the checkpoint was trained with 0.005)"]
 
 
