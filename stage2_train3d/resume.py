@@ -76,6 +76,15 @@ class ResumePoint:
             "or start again with --overwrite"
         )
 
+    def check_epochs(self, epochs: int) -> None:
+        """BadInputError when the checkpoint has already trained more epochs than this run asks for
+        (Lightning refuses such a restore with a traceback after the run has started)."""
+        if self.start_epoch > epochs:
+            raise BadInputError(
+                f"{self.path}: already trained {self.start_epoch} epochs, more than this run's "
+                f"optim.epochs={epochs}; resume with optim.epochs >= {self.start_epoch}"
+            )
+
     def config_differences(self, cfg: TrainConfig) -> list[str]:
         """A warning for every config value that differs between the checkpoint and this run."""
         if self.config is None:

@@ -259,6 +259,7 @@ def train_run(
     point = None
     if ckpt_path is not None:
         point = read_resume_point(ckpt_path)  # one read: a bad checkpoint is refused before any work
+        point.check_epochs(cfg.optim.epochs)
         for note in point.config_differences(cfg):
             say(note)
         dm.start_epoch = point.start_epoch

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from mllm3d.cli import main as mllm3d
@@ -325,12 +324,10 @@ def test_inspect_on_a_read_only_store_reads_it_and_changes_nothing(small_store: 
 def test_sigint_during_pseudolabel_exits_130_and_the_store_resumes_clean(tmp_path: Path) -> None:
     """Ctrl-C: no traceback, an exit status of 130, no temporaries or leases; a rerun completes the store."""
     store = tmp_path / "store.zarr"
-    proc = start_cli(["--source", "synthetic:6", "--store", str(store)])
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not list((store / "scenes").glob("*/queries/*/zarr.json")):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    # a Ctrl-C right after the second query group is published (the process signals itself: no race)
+    proc = start_cli(["--source", "synthetic:6", "--store", str(store)],
+                     env={"MLLM3D_TEST_KILL_AT": "query:2:after_publish:INT"})
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err, err
     lines = [line for line in err.splitlines() if line.startswith("Error:")]
@@ -346,7 +343,8 @@ def test_sigint_during_pseudolabel_exits_130_and_the_store_resumes_clean(tmp_pat
 
 @pytest.fixture(scope="module")
 def sigint_train(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path, Path]:
-    """``mllm3d train`` (tiny network, 50 epochs) sent SIGINT once the first epoch's last.ckpt exists."""
+    """``mllm3d train`` (tiny network, 50 epochs) sent SIGINT before epoch 1's second batch (after epoch 0's
+    last.ckpt; the process signals itself at that batch, so no machine is too fast or too slow for it)."""
     from tests.stage2_toy import build_toy_store
     from tests.test_hostile_round2 import TINY_TRAIN
 
@@ -356,14 +354,10 @@ def sigint_train(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.C
     args = [sys.executable, "-m", "mllm3d.cli", "train", "--store", str(store), "--out", str(out), "--no-progress"]
     for s in (*TINY_TRAIN, "optim.epochs=50"):
         args += ["--set", s]
-    proc = subprocess.Popen(args, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
+    env = {**os.environ, "MLLM3D_TEST_TRAIN_KILL_AT": "1:1:INT"}
+    proc = subprocess.Popen(args, cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None and not (out / "checkpoints" / "last.ckpt").exists():
-        time.sleep(0.05)
-    time.sleep(0.5)  # into the next epoch
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
+    stdout, stderr = proc.communicate(timeout=300)
     return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr), store, out
 
 
@@ -375,6 +369,7 @@ def test_sigint_during_train_leaves_a_run_that_resumes(sigint_train) -> None:
     res, store, out = sigint_train
     assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr[-3000:]
     assert not (out / "result.json").exists() and (out / "checkpoints" / "last.ckpt").is_file()
+    assert torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == 0
     args = ["train", "--store", str(store), "--out", str(out), "--no-progress", "--resume", "last"]
     for s in (*TINY_TRAIN, "optim.epochs=2"):
         args += ["--set", s]

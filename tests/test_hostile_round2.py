@@ -142,6 +142,20 @@ def test_resume_from_a_checkpoint_of_another_network_names_it(tmp_path: Path, to
     assert tree_digest(out) == before
 
 
+def test_resume_with_fewer_epochs_than_the_checkpoint_names_it(tmp_path: Path, toy_store: Path) -> None:
+    """A checkpoint at the end of epoch 2 resumed with optim.epochs=1 (Lightning: a traceback once training
+    has started) is refused before training, naming the checkpoint and both epoch counts; nothing changes."""
+    out = tmp_path / "run"
+    assert invoke(*_train_args(toy_store, out), "--set", "optim.epochs=2").exit_code == 0
+    (out / "result.json").unlink()  # as if it had been interrupted after its last epoch
+    before = tree_digest(out)
+    res = invoke(*_train_args(toy_store, out, "--resume", "last"))
+    msg = one_line_error(res)
+    ckpt = out / "checkpoints" / "last.ckpt"
+    assert f"{ckpt}: already trained 2 epochs, more than this run's optim.epochs=1" in msg, msg
+    assert tree_digest(out) == before
+
+
 @pytest.mark.slow
 def test_sigterm_during_train_exits_nonzero_and_says_how_to_resume(tmp_path: Path, toy_store: Path) -> None:
     root = Path(__file__).resolve().parent.parent

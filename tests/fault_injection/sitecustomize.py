@@ -9,7 +9,7 @@ training stages, so the package itself carries no test code:
 - ``mllm3d.stage1.write`` (stage, key): "scene.after_publish", "query.before_write", "query.after_publish";
 - ``mllm3d.train.batch_start`` (epoch, batch_idx).
 
-``MLLM3D_TEST_KILL_AT=<kind>:<n>:<point>[:TERM]`` SIGKILLs (SIGTERMs) the process at the n-th (1-based)
+``MLLM3D_TEST_KILL_AT=<kind>:<n>:<point>[:TERM|:INT]`` SIGKILLs (SIGTERMs, SIGINTs: a Ctrl-C) the process at the n-th (1-based)
 write of ``kind`` (query | scene) at ``point``:
 
 - ``before_write``   (runner) the record is assembled, nothing is on disk yet;
@@ -21,7 +21,7 @@ write of ``kind`` (query | scene) at ``point``:
 its first ``*.before_publish`` each process creates ``<dir>/<host>-<pid>`` and sleeps until ``n`` such
 files exist (or ``timeout_s``, default 60, pass; it then also writes ``<dir>/timeout-<host>-<pid>``).
 
-``MLLM3D_TEST_TRAIN_KILL_AT=<epoch>:<batch>[:TERM]`` SIGKILLs (SIGTERMs) training before that batch.
+``MLLM3D_TEST_TRAIN_KILL_AT=<epoch>:<batch>[:TERM|:INT]`` SIGKILLs (SIGTERMs, SIGINTs) training before that batch.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def _bad(var: str, spec: str, expected: str) -> SystemExit:
 
 
 def _signal(parts: list[str]) -> tuple[list[str], int]:
-    if parts and parts[-1] == "TERM":
-        return parts[:-1], signal.SIGTERM
+    if parts and parts[-1] in ("TERM", "INT"):
+        return parts[:-1], signal.SIGTERM if parts[-1] == "TERM" else signal.SIGINT
     return parts, signal.SIGKILL
 
 
@@ -59,7 +59,7 @@ class KillSwitch:
     def __init__(self, spec: str) -> None:
         parts, self.sig = _signal(spec.split(":"))
         if len(parts) != 3 or parts[0] not in KINDS or parts[2] not in POINTS or not parts[1].isdigit():
-            raise _bad(KILL_VAR, spec, f"<kind>:<n>:<point>[:TERM] with kind in {KINDS}, n >= 1, point in {POINTS}")
+            raise _bad(KILL_VAR, spec, f"<kind>:<n>:<point>[:TERM|:INT] with kind in {KINDS}, n >= 1, point in {POINTS}")
         self.kind, self.n, self.point = parts[0], int(parts[1]), parts[2]
         self.counts: Counter[tuple[str, str]] = Counter()
 
@@ -106,7 +106,7 @@ class TrainKill:
     def __init__(self, spec: str) -> None:
         parts, self.sig = _signal(spec.split(":"))
         if len(parts) != 2 or not all(p.isdigit() for p in parts):
-            raise _bad(TRAIN_KILL_VAR, spec, "<epoch>:<batch>[:TERM]")
+            raise _bad(TRAIN_KILL_VAR, spec, "<epoch>:<batch>[:TERM|:INT]")
         self.epoch, self.batch = int(parts[0]), int(parts[1])
 
     def __call__(self, epoch: int, batch_idx: int) -> None:
