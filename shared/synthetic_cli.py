@@ -15,6 +15,7 @@ from rich.table import Table
 
 from mllm3d.shared.annotations import save_queries
 from mllm3d.shared.errors import Mllm3dError
+from mllm3d.shared.interrupts import Terminated, sigterm_raises
 from mllm3d.shared.ply import write_ply
 from mllm3d.shared.scene import Query, Scene
 from mllm3d.shared.scene_store import store_scene
@@ -112,6 +113,16 @@ def generate_synthetic(
     return out
 
 
+def _interrupted_line(store_path: str, signame: str) -> str:
+    """One line after a signal: the scene groups the store holds (the one being written was removed)."""
+    try:
+        held = f"the store {store_path} holds {len(open_store(store_path, 'r').scene_ids())} complete scene group(s)"
+    except Exception:  # noqa: BLE001 - the report must not fail on the way out (e.g. no store created yet)
+        held = f"store {store_path}"
+    return (f"Error: synth interrupted by {signame}; {held}; nothing half-written is visible; rerun the same command "
+            "to finish (scenes already in the store are skipped)")
+
+
 @click.command("synth")
 @click.option("--num-scenes", default=6, show_default=True, type=click.IntRange(min=1), help="Number of scenes.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Source seed (scene i uses a seed derived from it).")
@@ -131,11 +142,18 @@ def synth(num_scenes: int, seed: int, store_path: str, queries_out: str, ply_dir
     """Generate synthetic scenes (the default data of the demo and the tests) into the store."""
     console = Console()
     try:
-        s = generate_synthetic(num_scenes, seed, store_path, queries_out, ply_dir, overwrite,
-                               console=Console(stderr=True), discard_pseudolabels=discard_pseudolabels)
+        with sigterm_raises():
+            s = generate_synthetic(num_scenes, seed, store_path, queries_out, ply_dir, overwrite,
+                                   console=Console(stderr=True), discard_pseudolabels=discard_pseudolabels)
     except Mllm3dError as exc:
         console.print(f"[red]error:[/] {exc}")
         sys.exit(1)
+    except Terminated:
+        click.echo(_interrupted_line(store_path, "SIGTERM"), err=True)
+        sys.exit(143)
+    except KeyboardInterrupt:
+        click.echo(_interrupted_line(store_path, "SIGINT (Ctrl-C)"), err=True)
+        sys.exit(130)
     table = Table(title=f"synthetic:{num_scenes}:{seed} -> {store_path}")
     for col in ("scene", "points", "views", "queries", "store"):
         table.add_column(col, justify="right" if col in ("points", "views", "queries") else "left")

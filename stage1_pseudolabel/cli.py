@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 import warnings
 from pathlib import Path
@@ -14,6 +13,7 @@ import click
 from rich.console import Console
 
 from mllm3d.shared.errors import Mllm3dError
+from mllm3d.shared.interrupts import Terminated, sigterm_raises
 from mllm3d.stage1_pseudolabel.run_config import RunConfig, load_backend_config
 from mllm3d.stage1_pseudolabel.run_inputs import check_store_path
 
@@ -48,15 +48,6 @@ def _log_warning(message: Warning | str, category: type[Warning], filename: str,
     """Python warnings raised during a run become log records (one line each, no source excerpt)."""
     name = "" if issubclass(category, UserWarning) else f"{category.__name__}: "
     logging.getLogger("mllm3d.stage1_pseudolabel.runner").warning("%s%s", name, message)
-
-
-class _Terminated(BaseException):
-    """SIGTERM arrived: unwinds the run like Ctrl-C (temporary groups removed, leases released)."""
-
-
-def _raise_terminated(signum: int, frame: Any) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
-    raise _Terminated()
 
 
 def _terminated_line(store_path: str | None, signame: str = "SIGTERM") -> str:
@@ -149,28 +140,22 @@ def pseudolabel(
     console = Console(stderr=True)
     cfg = None
     try:
-        previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    except ValueError:  # not the main thread: leave SIGTERM alone
-        previous = None
-    try:
-        cfg = build_config(config_path, backend_config_path, options)
-        check_store_path(cfg.store)
-        from mllm3d.stage1_pseudolabel.runner import run_pseudolabels
+        with sigterm_raises():
+            cfg = build_config(config_path, backend_config_path, options)
+            check_store_path(cfg.store)
+            from mllm3d.stage1_pseudolabel.runner import run_pseudolabels
 
-        with warnings.catch_warnings():
-            warnings.showwarning = _log_warning
-            summary = run_pseudolabels(cfg, console=console)
+            with warnings.catch_warnings():
+                warnings.showwarning = _log_warning
+                summary = run_pseudolabels(cfg, console=console)
     except Mllm3dError as exc:
         raise click.ClickException(str(exc)) from exc
-    except _Terminated:
+    except Terminated:
         click.echo(_terminated_line(cfg.store if cfg is not None else None), err=True)
         sys.exit(143)
     except KeyboardInterrupt:  # Ctrl-C: the same unwinding and report as SIGTERM, the shell's status 130
         click.echo(_terminated_line(cfg.store if cfg is not None else None, "SIGINT (Ctrl-C)"), err=True)
         sys.exit(130)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     for line in summary.lines():
         style = "red" if line.startswith("FAILED") else None
         console.print(line, style=style, markup=False, highlight=False)

@@ -113,7 +113,13 @@ def read_resume_point(ckpt_path: str | Path) -> ResumePoint:
     try:
         epoch = int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
     except (KeyError, TypeError, ValueError):
-        epoch = int(ckpt.get("epoch", -1)) + 1
+        try:
+            epoch = int(ckpt.get("epoch", -1)) + 1
+        except (TypeError, ValueError):
+            raise BadInputError(
+                f"{ckpt_path}: not a Lightning checkpoint (its epoch is {ckpt.get('epoch')!r}, not a number); "
+                "resume from another checkpoint"
+            ) from None
     state = ckpt["state_dict"] if isinstance(ckpt["state_dict"], Mapping) else {}
     shapes = {str(k): tuple(getattr(v, "shape", ())) for k, v in state.items()}
     return ResumePoint(str(ckpt_path), saved if isinstance(saved, Mapping) else None, epoch, shapes)
