@@ -8,6 +8,7 @@ is sigmoid(f3D_p · t) of its voxel; ``threshold`` (default 0.5) binarises it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,9 @@ class Predictor:
         self.device = torch.device(device)
         self.threshold: float = float(config.threshold)
         self.train_scenes: list[str] = []  # the scenes the checkpoint was trained on, when it records them
+        # the last cloud's per-voxel semantic features: f3D does not depend on the query, so the queries of
+        # one scene (evaluation, several methods sharing this predictor) run the backbone once
+        self._cloud: tuple[bytes, torch.Tensor, np.ndarray] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Predictor:
@@ -127,6 +131,21 @@ class Predictor:
             raise BadInputError(f"predict_points: q has {q.shape[0]} dims, the model expects {self.config.model.query_dim}")
         if pts.shape[0] == 0:
             return np.zeros(0, np.float32)
+        semantic, inverse = self._semantic_features(pts, np.asarray(colors))
+        t = self.net.project_query(torch.from_numpy(q).to(self.device))
+        prob = torch.sigmoid(self.net.score(semantic, t[None])[:, 0]).float().cpu().numpy()
+        return prob[inverse].astype(np.float32)
+
+    def _semantic_features(self, pts: np.ndarray, colors: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """Per-voxel f3D of a cloud and its point -> voxel map; the last cloud's are reused (keyed by a hash of
+        its points and colours, so a changed cloud is never served stale features)."""
+        digest = hashlib.blake2b(digest_size=16)
+        for a in (pts, np.ascontiguousarray(colors)):
+            digest.update(f"{a.dtype}{a.shape}".encode())
+            digest.update(np.ascontiguousarray(a).data)
+        key = digest.digest()
+        if self._cloud is not None and self._cloud[0] == key:
+            return self._cloud[1], self._cloud[2]
         vox = voxelize(pts, self.config.data.voxel_size)
         m = self.config.model
         feats = input_features(pts, colors, vox, m.use_normals, m.use_height, self.config.data.up_axis)
@@ -134,9 +153,8 @@ class Predictor:
         out = self.net(
             torch.from_numpy(coords).to(self.device), torch.from_numpy(feats).to(self.device), batch_size=1
         )
-        t = self.net.project_query(torch.from_numpy(q).to(self.device))
-        prob = torch.sigmoid(self.net.score(out["semantic"], t[None])[:, 0]).float().cpu().numpy()
-        return prob[vox.inverse].astype(np.float32)
+        self._cloud = (key, out["semantic"], vox.inverse)
+        return out["semantic"], vox.inverse
 
     def describe(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "voxel_size": self.config.data.voxel_size, "name": self.config.name}
