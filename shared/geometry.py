@@ -345,9 +345,22 @@ def compute_correspondences(
         raise BadInputError(
             f"got {len(intrinsics)} intrinsics, {len(poses)} poses and {len(depths)} depth maps; they must match"
         )
-    blocks = _blocks(_columns(points))
-    parts = [_project_blocks(blocks, k, p, d, test) for k, p, d in zip(intrinsics, poses, depths, strict=True)]
-    return Correspondences.from_views(parts)
+    scene = ScenePoints(points)
+    return Correspondences.from_views([scene.project(k, p, d, test) for k, p, d in zip(intrinsics, poses, depths,
+                                                                                      strict=True)])
+
+
+class ScenePoints:
+    """A scene's points sorted into culling blocks once, then projected into views one at a time (views
+    decoded lazily, one after the other); each view's pairs are those of :func:`compute_correspondences`."""
+
+    def __init__(self, points: np.ndarray) -> None:
+        self._blocks = _blocks(_columns(points))
+
+    def project(self, intrinsic: np.ndarray, pose: np.ndarray, depth: np.ndarray,
+                test: DepthTest = DepthTest()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(point_idx, rows, cols) of the points visible in this view, as :func:`project_view`."""
+        return _project_blocks(self._blocks, intrinsic, pose, depth, test)
 
 
 def backproject_depth(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from mllm3d.shared.geometry import Correspondences, DepthTest, compute_correspondences
+from mllm3d.shared.geometry import Correspondences, DepthTest, ScenePoints
 from mllm3d.shared.scene import Scene
 from mllm3d.shared.store import PseudoLabelStore
 
@@ -40,7 +40,7 @@ def store_scene(
     n = len(scene.views)
     if n == 0:
         raise ValueError(f"scene {scene.scene_id}: no usable views")
-    points = np.asarray(scene.points, dtype=np.float64)  # converted once, not per view
+    points = ScenePoints(scene.points)  # sorted into culling blocks once, not per view
     size: tuple[int, int] | None = None
     frame_ids, intrinsics, poses, thumbs, parts = [], [], [], [], []
     for i in range(n):
@@ -52,7 +52,7 @@ def store_scene(
                 f"scene {scene.scene_id}: views have different depth sizes {sorted({size, v.depth_size})} "
                 f"(frame {v.frame_id})"
             )
-        parts.append(compute_correspondences(points, [v.intrinsic], [v.pose], [v.depth], depth_test))
+        parts.append(points.project(v.intrinsic, v.pose, v.depth, depth_test))
         frame_ids.append(v.frame_id)
         intrinsics.append(np.asarray(v.intrinsic, dtype=np.float64)[:3, :3])
         poses.append(np.asarray(v.pose, dtype=np.float64))
@@ -67,7 +67,7 @@ def store_scene(
         intrinsics=np.stack(intrinsics),
         poses=np.stack(poses),
         image_size=size,
-        correspondences=Correspondences.from_views([c.view(0) for c in parts]),
+        correspondences=Correspondences.from_views(parts),
         instance_ids=scene.instance_ids,
         instance_labels=scene.instance_labels,
         thumbnails=np.stack(thumbs),

@@ -10,6 +10,7 @@ from mllm3d.shared.geometry import (
     SMALL_CLOUD,
     Correspondences,
     DepthTest,
+    ScenePoints,
     compute_correspondences,
     project_view,
 )
@@ -66,3 +67,12 @@ def test_small_cloud_single_block_path() -> None:
     got = compute_correspondences(pts, ks, ps, ds)
     assert got.offsets[-1] > 0
     assert compare(got, _per_view(pts, ks, ps, ds, DepthTest()))["identical"]
+
+
+def test_scene_points_projected_one_view_at_a_time_match_project_view() -> None:
+    """ScenePoints (blocks built once, views one by one, as store_scene decodes them) gives project_view's pairs."""
+    pts, ks, ps, ds = _scene_inputs(SMALL_CLOUD + 4 * BLOCK_SIZE, seed=5)
+    scene = ScenePoints(pts)
+    got = Correspondences.from_views([scene.project(k, p, d) for k, p, d in zip(ks, ps, ds, strict=True)])
+    want = _per_view(pts, ks, ps, ds, DepthTest())
+    assert got.offsets[-1] > 0 and compare(got, want)["identical"]
