@@ -97,7 +97,8 @@ class Predictor:
         self.threshold: float = float(config.threshold)
         self.train_scenes: list[str] = []  # the scenes the checkpoint was trained on, when it records them
         # the last cloud's per-voxel semantic features: f3D does not depend on the query, so the queries of
-        # one scene (evaluation, several methods sharing this predictor) run the backbone once
+        # one scene (evaluation, several methods sharing this predictor) run the backbone once. The network is
+        # frozen here: to use other weights, build another Predictor (changing self.net would serve stale f3D)
         self._cloud: tuple[bytes, torch.Tensor, np.ndarray] | None = None
 
     @classmethod
