@@ -136,7 +136,7 @@ def run(quick: bool = False, repeat: int = 3) -> dict[str, Any]:
     speed = tim["naive"].median / tim[pool].median
     per_query = fl["shared"]  # encoders-cached with per-query sampling is the baseline a user has today
     base = tim[NO_LISA].median
-    load = f"{fmt_s(tim[LOAD].median)}" if LOAD in tim else "(not measured in quick mode)"
+    load = fmt_s(tim[LOAD].median) if LOAD in tim else "(not measured in quick mode)"
     # the segment loop's own time, reported by each run (images, the segmenter, masks; no store writes, no
     # process start, imports or checkpoint load): the part sharing can change, without subtracting noisy runs
     model_part = {m: float(np.median(seg[m])) for m in MODES}

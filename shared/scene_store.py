@@ -40,7 +40,7 @@ def store_scene(
     n = len(scene.views)
     if n == 0:
         raise ValueError(f"scene {scene.scene_id}: no usable views")
-    points = ScenePoints(scene.points)  # sorted into culling blocks once, not per view
+    scene_points = ScenePoints(scene.points)  # sorted into culling blocks once, not per view
     size: tuple[int, int] | None = None
     frame_ids, intrinsics, poses, thumbs, parts = [], [], [], [], []
     for i in range(n):
@@ -52,7 +52,7 @@ def store_scene(
                 f"scene {scene.scene_id}: views have different depth sizes {sorted({size, v.depth_size})} "
                 f"(frame {v.frame_id})"
             )
-        parts.append(points.project(v.intrinsic, v.pose, v.depth, depth_test))
+        parts.append(scene_points.project(v.intrinsic, v.pose, v.depth, depth_test))
         frame_ids.append(v.frame_id)
         intrinsics.append(np.asarray(v.intrinsic, dtype=np.float64)[:3, :3])
         poses.append(np.asarray(v.pose, dtype=np.float64))

@@ -132,7 +132,7 @@ class Predictor:
             raise BadInputError(f"predict_points: q has {q.shape[0]} dims, the model expects {self.config.model.query_dim}")
         if pts.shape[0] == 0:
             return np.zeros(0, np.float32)
-        semantic, inverse = self._semantic_features(pts, np.asarray(colors))
+        semantic, inverse = self._semantic_features(pts, colors)
         t = self.net.project_query(torch.from_numpy(q).to(self.device))
         prob = torch.sigmoid(self.net.score(semantic, t[None])[:, 0]).float().cpu().numpy()
         return prob[inverse].astype(np.float32)
@@ -141,9 +141,9 @@ class Predictor:
         """Per-voxel f3D of a cloud and its point -> voxel map; the last cloud's are reused (keyed by a hash of
         its points and colours, so a changed cloud is never served stale features)."""
         digest = hashlib.blake2b(digest_size=16)
-        for a in (pts, np.ascontiguousarray(colors)):
+        for a in (np.ascontiguousarray(pts), np.ascontiguousarray(colors)):
             digest.update(f"{a.dtype}{a.shape}".encode())
-            digest.update(np.ascontiguousarray(a).data)
+            digest.update(a.data)
         key = digest.digest()
         if self._cloud is not None and self._cloud[0] == key:
             return self._cloud[1], self._cloud[2]
